@@ -1,0 +1,1 @@
+"""imaging: part of the Qt-free core."""

@@ -1,0 +1,1 @@
+"""media: part of the Qt-free core."""

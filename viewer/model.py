@@ -1,0 +1,74 @@
+"""Patient / Study / Series / Instance records shared by every part of Lightbox.
+
+These are plain data: what the media reader, the store, the network and the view say about
+DICOM objects (PS3.3 Annex A composite information model: patient > study > series > instance).
+No behaviour here depends on Qt or on where an object came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong with one file, record or peer, said in words a person can act on."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+@dataclass(slots=True)
+class Instance:
+    """One composite SOP instance (a DICOM file) as far as its header tells.
+
+    Geometry (PS3.3 C.7.6.2) is kept so that a series can be sorted along its slice normal.
+    """
+
+    path: Path
+    sop_instance_uid: str
+    sop_class_uid: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    transfer_syntax_uid: str = ""
+    instance_number: int | None = None
+    number_of_frames: int = 1
+    rows: int = 0
+    columns: int = 0
+    image_position: tuple[float, float, float] | None = None
+    image_orientation: tuple[float, float, float, float, float, float] | None = None
+    acquisition_time: str = ""
+
+
+@dataclass(slots=True)
+class Series:
+    series_instance_uid: str
+    modality: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    instances: list[Instance] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Study:
+    study_instance_uid: str
+    study_date: str = ""
+    study_time: str = ""
+    study_description: str = ""
+    accession_number: str = ""
+    series: list[Series] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Patient:
+    """A patient as the files name them; ``patient_id`` is None when the files give none."""
+
+    patient_id: str | None
+    patient_name: str = ""
+    birth_date: str = ""
+    sex: str = ""
+    studies: list[Study] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""net: part of the Qt-free core."""
