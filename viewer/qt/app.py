@@ -1,0 +1,66 @@
+"""Starting the GUI: ``lightbox``, ``lightbox PATH`` and ``lightbox open PATH`` end here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from viewer import __version__
+from viewer.qt.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+ICON = Path(__file__).resolve().parents[2] / "resources" / "icons" / "lightbox.svg"
+
+
+def application() -> QApplication:
+    """The QApplication (created once), named so that settings and the desktop file match."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("Lightbox")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("lightbox")
+    if ICON.is_file():
+        app.setWindowIcon(QIcon(str(ICON)))
+    return app
+
+
+def start_paths(paths: list[str]) -> list[str]:
+    """What to open: the given paths, else the demo study (until the store's browser exists)."""
+    if paths:
+        return paths
+    from viewer.media.demo import demo_paths
+
+    return [str(p) for p in demo_paths()]
+
+
+def create_main_window(paths: list[str]) -> MainWindow:
+    """A shown main window that is opening ``paths`` (or the demo study)."""
+    window = MainWindow()
+    window.resize(1280, 900)
+    window.show()
+    try:
+        targets = start_paths(paths)
+    except Exception as exc:  # the demo study missing is a message, the window still opens
+        from viewer import model
+
+        window.report_problems([model.Problem("demo study", f"cannot be found: {exc}")])
+        targets = []
+    if targets:
+        window.open_paths(targets)
+    return window
+
+
+def run_gui(paths: list[str]) -> int:
+    """Open the main window and run until it is closed; the exit code of the event loop."""
+    app = application()
+    window = create_main_window(paths)
+    code = app.exec()
+    window.shutdown()
+    return int(code)

@@ -1,0 +1,346 @@
+"""The main window: the image view, the series list, the problems panel and the menus.
+
+Opening runs :class:`viewer.qt.workers.OpenWorker` in its own thread; a chosen stack is decoded
+by a :class:`viewer.qt.source.LoaderSource` (worker processes). The GUI thread only paints.
+Problems (a file that cannot be read, a frame that cannot be decoded) are listed in the panel
+and on stderr, naming the file, while the rest loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QWidget,
+)
+
+from viewer import model
+from viewer.imaging.display import CT_PRESETS
+from viewer.imaging.stack import Stack
+from viewer.qt.image_view import ImageView
+from viewer.qt.source import FrameSource, LoaderSource, stack_label
+from viewer.qt.workers import OpenResult, OpenWorker
+
+log = logging.getLogger(__name__)
+
+CONTROLS_DOC = Path(__file__).resolve().parents[2] / "docs" / "controls.md"
+
+
+class MainWindow(QMainWindow):
+    """One study on screen: series on the left, the image in the middle, problems below."""
+
+    opened = Signal(int)  # number of stacks found by the last open
+    problems_reported = Signal(list)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Lightbox")
+        self.setAcceptDrops(True)
+        self._stacks: list[Stack] = []
+        self._source: FrameSource | None = None
+        self._worker: OpenWorker | None = None
+        self._problems: list[model.Problem] = []
+
+        self.view = ImageView(self)
+        self.setCentralWidget(self.view)
+
+        self.series_list = QListWidget()
+        self.series_list.setObjectName("series_list")
+        self.series_list.currentRowChanged.connect(self._on_series_list_current_row_changed)
+        series_dock = QDockWidget("Series", self)
+        series_dock.setObjectName("series_dock")
+        series_dock.setWidget(self.series_list)
+        series_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, series_dock)
+
+        self.problems_list = QListWidget()
+        self.problems_list.setObjectName("problems_list")
+        self.problems_dock = QDockWidget("Problems", self)
+        self.problems_dock.setObjectName("problems_dock")
+        self.problems_dock.setWidget(self.problems_list)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.problems_dock)
+        self.problems_dock.hide()
+
+        self.pixel_label = QLabel()
+        self.pixel_label.setObjectName("pixel_label")
+        self.statusBar().addPermanentWidget(self.pixel_label)
+        self.view.pixel_probed.connect(self.pixel_label.setText)
+        self.view.window_changed.connect(self._on_view_window_changed)
+        self.view.view_changed.connect(self._on_view_view_changed)
+
+        self.actions_by_name: dict[str, QAction] = {}
+        self._build_menus()
+        self._on_view_window_changed()
+
+    # ----------------------------------------------------------------- menus
+    def _action(self, name: str, text: str, slot: object, *, checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.actions_by_name[name] = action
+        return action
+
+    def _build_menus(self) -> None:
+        view = self.view
+        bar = self.menuBar()
+
+        file_menu = bar.addMenu("&File")
+        open_file = self._action("open_file", "Open &File…", self._on_open_file_triggered)
+        open_file.setShortcut(QKeySequence.StandardKey.Open)
+        open_folder = self._action("open_folder", "Open F&older…", self._on_open_folder_triggered)
+        open_folder.setShortcut(QKeySequence("Ctrl+Shift+O"))
+        quit_action = self._action("quit", "&Quit", self.close)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        file_menu.addActions([open_file, open_folder])
+        file_menu.addSeparator()
+        file_menu.addAction(quit_action)
+
+        # Keys are handled by the view itself; "text\tkey" shows them in the menu.
+        window_menu = bar.addMenu("&Window")
+        window_menu.addAction(
+            self._action("window_default", "File default\t0", lambda: view.set_window(None))
+        )
+        window_menu.addAction(self._action("window_auto", "Auto (min–max)\tA", view.auto_window))
+        self.file_windows_menu = QMenu("File windows", self)
+        self.file_windows_menu.setObjectName("file_windows_menu")
+        self.file_windows_menu.aboutToShow.connect(self._on_file_windows_menu_about_to_show)
+        window_menu.addMenu(self.file_windows_menu)
+        window_menu.addSeparator()
+        for number, (name, window) in enumerate(CT_PRESETS.items(), start=1):
+            text = f"{name.capitalize()} {window.center:g}/{window.width:g} HU\t{number}"
+            window_menu.addAction(
+                self._action(f"preset_{name}", text, lambda _=False, n=number: view.apply_preset(n))
+            )
+        window_menu.addSeparator()
+        invert = self._action("invert", "Invert\tI", view.set_inverted, checkable=True)
+        window_menu.addAction(invert)
+
+        view_menu = bar.addMenu("&View")
+        for name, text, slot in (
+            ("fit", "Fit to window\tF", view.fit),
+            ("actual_pixels", "1:1 pixels\tN", view.actual_pixels),
+            ("rotate_right", "Rotate right\tR", lambda: view.rotate(clockwise=True)),
+            ("rotate_left", "Rotate left\tShift+R", lambda: view.rotate(clockwise=False)),
+            ("flip_horizontal", "Flip horizontally\tH", lambda: view.flip(horizontal=True)),
+            ("flip_vertical", "Flip vertically\tV", lambda: view.flip(horizontal=False)),
+            ("reset_view", "Reset view", view.reset_view),
+        ):
+            view_menu.addAction(self._action(name, text, slot))
+        view_menu.addSeparator()
+        overlays = self._action(
+            "overlays", "Overlays\tO", view.set_overlays_visible, checkable=True
+        )
+        view_menu.addAction(overlays)
+        view_menu.addSeparator()
+        view_menu.addAction(self._action("cine", "Play / pause cine\tSpace", view.toggle_cine))
+        view_menu.addAction(
+            self._action("cine_faster", "Faster cine\t+", lambda: view.set_fps(view.fps * 1.25))
+        )
+        view_menu.addAction(
+            self._action("cine_slower", "Slower cine\t-", lambda: view.set_fps(view.fps / 1.25))
+        )
+
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self._action("controls", "Keyboard and mouse…", self._show_controls))
+
+    def _on_file_windows_menu_about_to_show(self) -> None:
+        menu = self.file_windows_menu
+        menu.clear()
+        windows = self.view.file_windows()
+        if not windows:
+            none = menu.addAction("(none in this file)")
+            none.setEnabled(False)
+            return
+        for window in windows:
+            action = menu.addAction(window.label)
+            action.triggered.connect(lambda _=False, w=window: self.view.set_window(w))
+
+    def _on_view_window_changed(self) -> None:
+        self.actions_by_name["invert"].setChecked(self.view.inverted)
+
+    def _on_view_view_changed(self) -> None:
+        self.actions_by_name["overlays"].setChecked(self.view.overlays_visible)
+
+    def _show_controls(self) -> None:
+        try:
+            text = CONTROLS_DOC.read_text(encoding="utf-8")
+        except OSError:
+            text = "See docs/controls.md."
+        box = QMessageBox(self)
+        box.setWindowTitle("Keyboard and mouse")
+        box.setTextFormat(Qt.TextFormat.MarkdownText)
+        box.setText(text)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    # ----------------------------------------------------------------- opening
+    def ask_files(self) -> list[str]:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files")
+        return files
+
+    def ask_folder(self) -> str:
+        return QFileDialog.getExistingDirectory(self, "Open a folder or a DICOM medium")
+
+    def _on_open_file_triggered(self) -> None:
+        files = self.ask_files()
+        if files:
+            self.open_paths(files)
+
+    def _on_open_folder_triggered(self) -> None:
+        folder = self.ask_folder()
+        if folder:
+            self.open_paths([folder])
+
+    def open_paths(self, paths: list[str] | list[Path]) -> None:
+        """Scan and group ``paths`` in a worker thread; the view follows when that is done."""
+        self._stop_worker()
+        self.statusBar().showMessage("Opening…")
+        worker = OpenWorker([Path(p) for p in paths])
+        worker.finished.connect(self._on_worker_finished, Qt.ConnectionType.QueuedConnection)
+        worker.progress_changed.connect(
+            self._on_worker_progress_changed, Qt.ConnectionType.QueuedConnection
+        )
+        self._worker = worker
+        worker.start()
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.finished.disconnect(self._on_worker_finished)
+            self._worker.wait()
+            self._worker = None
+
+    def _on_worker_progress_changed(self, done: int, total: int) -> None:
+        self.statusBar().showMessage(f"Opening… {done}/{total} files")
+
+    def _on_worker_finished(self, result: OpenResult) -> None:
+        if self.sender() is not self._worker or self._worker is None:
+            return
+        self._worker.wait()
+        self._worker = None
+        self.statusBar().clearMessage()
+        self.report_problems(result.problems)
+        self._set_stacks(result.stacks)
+        self.opened.emit(len(result.stacks))
+
+    def _set_stacks(self, stacks: list[Stack]) -> None:
+        self._stacks = stacks
+        self.series_list.blockSignals(True)
+        self.series_list.clear()
+        for stack in stacks:
+            item = QListWidgetItem(stack_label(stack))
+            item.setToolTip(str(stack.frames[0].path) if stack.frames else "")
+            self.series_list.addItem(item)
+        self.series_list.blockSignals(False)
+        if stacks:
+            self.series_list.setCurrentRow(0)  # shows the first stack
+        else:
+            self._show_source(None)
+            self.statusBar().showMessage("No images found", 5000)
+
+    @property
+    def stacks(self) -> list[Stack]:
+        return list(self._stacks)
+
+    def _on_series_list_current_row_changed(self, row: int) -> None:
+        if 0 <= row < len(self._stacks):
+            self.show_stack(row)
+
+    def show_stack(self, row: int) -> None:
+        """Show stack ``row``: its first image as soon as it is decoded, the rest as they come."""
+        stack = self._stacks[row]
+        try:
+            source: FrameSource | None = LoaderSource(stack)
+        except Exception as exc:
+            self.report_problems([model.Problem(stack_label(stack), f"cannot be loaded: {exc}")])
+            source = None
+        self._show_source(source)
+        if self.series_list.currentRow() != row:
+            self.series_list.blockSignals(True)
+            self.series_list.setCurrentRow(row)
+            self.series_list.blockSignals(False)
+        self.view.setFocus()
+
+    def _show_source(self, source: FrameSource | None) -> None:
+        old = self._source
+        self._source = source
+        if source is not None:
+            source.problem_found.connect(
+                self._on_source_problem_found, Qt.ConnectionType.QueuedConnection
+            )
+            self.setWindowTitle(f"Lightbox — {source.label()}")
+        else:
+            self.setWindowTitle("Lightbox")
+        self.view.set_source(source)  # the view lets go of the old frames first
+        if old is not None:
+            old.problem_found.disconnect(self._on_source_problem_found)
+            old.close()
+
+    def _on_source_problem_found(self, position: int, message: str) -> None:
+        if self.sender() is not self._source or self._source is None:
+            return
+        self.report_problems([model.Problem(self._source.path(position), message)])
+
+    # ----------------------------------------------------------------- problems
+    def report_problems(self, problems: list[model.Problem]) -> None:
+        """List problems in the panel and on stderr; each names its file and what is wrong."""
+        if not problems:
+            return
+        for problem in problems:
+            self._problems.append(problem)
+            # The loader's messages already start with the file's path.
+            text = problem.problem if problem.problem.startswith(problem.path) else str(problem)
+            self.problems_list.addItem(text)
+            print(f"lightbox: {text}", file=sys.stderr)
+        self.problems_dock.show()
+        self.problems_reported.emit(list(problems))
+
+    @property
+    def problems(self) -> list[model.Problem]:
+        return list(self._problems)
+
+    # ----------------------------------------------------------------- drag and drop
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if _local_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = _local_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+        else:
+            event.ignore()
+
+    # ----------------------------------------------------------------- closing
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop the open worker and the series loader; nothing runs after the window."""
+        self.view.stop_cine()
+        self._stop_worker()
+        self._show_source(None)
+
+
+def _local_paths(mime: object) -> list[str]:
+    from PySide6.QtCore import QMimeData
+
+    if not isinstance(mime, QMimeData) or not mime.hasUrls():
+        return []
+    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]

@@ -1,0 +1,108 @@
+"""Long jobs off the GUI thread: opening files, folders and DICOMDIRs.
+
+The core functions block and take a cancel token and a progress callback (STYLE.md, threads
+rule 1); here they run in a :class:`QThread` and reach the widgets only through signals, which
+Qt queues to the GUI thread (rule 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+
+from viewer import model
+from viewer.imaging.stack import Stack, build_stacks
+from viewer.media.scan import scan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OpenResult:
+    """What opening some paths gave: the stacks to show and the problems met."""
+
+    stacks: list[Stack] = field(default_factory=list)
+    problems: list[model.Problem] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def open_paths(
+    paths: list[Path], cancel: threading.Event, progress: object = None
+) -> OpenResult:
+    """Scan every path (file, folder or DICOMDIR) and group what they hold into stacks."""
+    instances: list[model.Instance] = []
+    series: list[model.Series] = []
+    problems: list[model.Problem] = []
+    for path in paths:
+        if cancel.is_set():
+            break
+        if not path.exists():
+            problems.append(model.Problem(str(path), "no such file or folder"))
+            continue
+        try:
+            result = scan(path, cancel=cancel, progress=progress)  # type: ignore[arg-type]
+        except Exception as exc:  # a scan that fails is this path's problem, not a crash
+            log.debug("scan failed", exc_info=True)
+            problems.append(model.Problem(str(path), f"cannot be read: {exc}"))
+            continue
+        instances.extend(result.instances)
+        series.extend(result.series())
+        problems.extend(result.problems)
+    if cancel.is_set():
+        return OpenResult([], problems, cancelled=True)
+    if not instances and not problems:
+        problems.extend(model.Problem(str(p), "holds no DICOM images") for p in paths)
+    stacks = [s for s in build_stacks(instances, series=series) if s.frames]
+    return OpenResult(stacks, problems)
+
+
+class OpenWorker(QObject):
+    """Runs :func:`open_paths` in its own thread; ``finished`` carries an :class:`OpenResult`."""
+
+    finished = Signal(object)
+    progress_changed = Signal(int, int)
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__()
+        self._paths = paths
+        self._cancel = threading.Event()
+        self._thread = QThread()
+        self._thread.setObjectName("OpenWorker")
+        self.moveToThread(self._thread)
+        self._thread.started.connect(self._run)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self) -> None:
+        """Cancel and join the thread (closing the window, or a new open replacing this one)."""
+        self._cancel.set()
+        self._thread.quit()
+        self._thread.wait()
+
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress_changed.emit(done, total)
+
+    @Slot()
+    def _run(self) -> None:
+        try:
+            result = open_paths(self._paths, self._cancel, self._on_progress)
+        except Exception as exc:  # the last guard: say what failed, never a silent thread death
+            log.debug("open failed", exc_info=True)
+            names = ", ".join(str(p) for p in self._paths)
+            result = OpenResult([], [model.Problem(names, f"cannot be opened: {exc}")])
+        app = QCoreApplication.instance()
+        if app is not None:  # hand the object back, so that the GUI thread may delete it
+            self.moveToThread(app.thread())
+        self.finished.emit(result)
+        self._thread.quit()
