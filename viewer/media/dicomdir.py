@@ -777,7 +777,9 @@ class _Resolver:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root_real = os.path.realpath(root)
+        self.root_text = str(root)
         self.listings: dict[tuple[str, ...], _Listing | None] = {}
+        self.folders: dict[tuple[str, ...], tuple[Status, tuple[str, ...], bool, str]] = {}
         self.fuzzy: list[tuple[str, str]] = []
         self.unreadable_dirs: list[Problem] = []
 
@@ -805,46 +807,76 @@ class _Resolver:
         self.listings[parts] = listing
         return listing
 
+    def _step(
+        self, parts: tuple[str, ...], component: str, last: bool
+    ) -> tuple[Status, str, bool, str]:
+        """One component looked up in the folder ``parts``: (status, name or path, fuzzy, why)."""
+        listing = self._listing(parts)
+        name = None
+        fuzzy = False
+        if listing is not None:
+            if component in listing.entries:
+                name = component
+            else:
+                key = _norm(component)
+                name = (
+                    listing.folded.get(key)
+                    or listing.stems.get(key)
+                    or (listing.folded.get(_stem(key)) if last else None)
+                    or (listing.stems.get(_stem(key)) if last else None)
+                )
+                fuzzy = name is not None
+        if name is None or listing is None:
+            return "missing", os.path.join(self.root, *parts, component), False, ""
+        entry = listing.entries[name]
+        try:
+            if entry.is_symlink():
+                real = os.path.realpath(os.path.join(self.root, *parts, name))
+                if os.path.commonpath([real, self.root_real]) != self.root_real:
+                    return "refused", "", False, "is a symbolic link that leads outside the media"
+            ok = entry.is_file() if last else entry.is_dir()
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            return "missing", os.path.join(self.root, *parts, name), False, ""
+        return "present", name, fuzzy, ""
+
+    def _folder(self, components: tuple[str, ...]) -> tuple[Status, tuple[str, ...], bool, str]:
+        """The folder named by leading File ID components, resolved once per distinct prefix."""
+        cached = self.folders.get(components)
+        if cached is not None:
+            return cached
+        if not components:
+            result: tuple[Status, tuple[str, ...], bool, str] = ("present", (), False, "")
+        else:
+            status, parts, fuzzy, why = self._folder(components[:-1])
+            if status == "present":
+                status, found, step_fuzzy, why = self._step(parts, components[-1], False)
+                if status == "present":
+                    parts, fuzzy = (*parts, found), fuzzy or step_fuzzy
+                else:
+                    parts = (found,)
+            elif status == "missing":
+                parts = (os.path.join(parts[0], components[-1]),)
+            result = (status, parts, fuzzy, why)
+        self.folders[components] = result
+        return result
+
     def resolve(self, components: list[str]) -> tuple[Status, Path | None, str]:
         """(status, path, reason) for validated components of a File ID."""
-        parts: list[str] = []
-        fuzzy = False
-        for index, component in enumerate(components):
-            last = index == len(components) - 1
-            listing = self._listing(tuple(parts))
-            name = None
-            if listing is not None:
-                if component in listing.entries:
-                    name = component
-                else:
-                    key = _norm(component)
-                    name = (
-                        listing.folded.get(key)
-                        or listing.stems.get(key)
-                        or (listing.folded.get(_stem(key)) if last else None)
-                        or (listing.stems.get(_stem(key)) if last else None)
-                    )
-                    fuzzy = fuzzy or name is not None
-            if name is None or listing is None:
-                missing = Path(self.root, *parts, *components[index:])
-                return "missing", missing, ""
-            entry = listing.entries[name]
-            parts.append(name)
-            path = os.path.join(self.root, *parts)
-            try:
-                if entry.is_symlink():
-                    real = os.path.realpath(path)
-                    if os.path.commonpath([real, self.root_real]) != self.root_real:
-                        return "refused", None, "is a symbolic link that leads outside the media"
-                ok = entry.is_file() if last else entry.is_dir()
-            except (OSError, ValueError):
-                ok = False
-            if not ok:
-                return "missing", Path(path), "" if last else "not a folder"
-        found = Path(self.root, *parts)
-        if fuzzy:
-            self.fuzzy.append(("\\".join(components), "/".join(parts)))
-        return "present", found, ""
+        status, parts, fuzzy, why = self._folder(tuple(components[:-1]))
+        if status == "refused":
+            return status, None, why
+        if status == "missing":
+            return status, Path(parts[0], *components[len(components) - 1 :]), why
+        status, found, step_fuzzy, why = self._step(parts, components[-1], True)
+        if status == "refused":
+            return status, None, why
+        if status == "missing":
+            return status, Path(found), why
+        if fuzzy or step_fuzzy:
+            self.fuzzy.append(("\\".join(components), "/".join((*parts, found))))
+        return "present", Path(os.path.join(self.root_text, *parts, found)), ""
 
 
 def split_file_id(raw: str) -> tuple[list[str], str]:
