@@ -1,0 +1,258 @@
+"""``lightbox store check [--repair]``: find and fix what went wrong between index and files.
+
+What is found (issue 3 section 2): rows whose file is missing, files whose size or SHA-256
+differs from the row (the file changed after import), managed files without a row (an import
+killed between rename and commit, a file copied in by hand), temporary files of interrupted
+imports, deletions whose files were not all removed, and damage to the SQLite file itself.
+
+What ``repair`` does: drop rows whose file is missing; index an orphan file through the importer
+(it is a whole, durable file: it was renamed only after its fsync), remove it when the store
+already holds that instance, and move it to ``quarantine/`` with a note when it is unreadable or
+in conflict; remove temporary files whose process has ended; finish interrupted deletions. A
+hash or size mismatch is reported, not repaired: the original bytes are gone, so only the person
+knows whether to import the study again from its media or delete it.
+
+Everything that removes or moves a managed file does it under the index's write lock, after
+checking that no row names the file (see viewer.store.importer for why that is enough).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from viewer.model import Problem
+from viewer.store.importer import import_paths
+from viewer.store.index import delete_instance_rows, remove_pending_files
+from viewer.store.schema import write_transaction
+from viewer.store.store import Store, StoreError, is_managed_relpath
+
+MISSING = "in the index, but the file is missing"
+ORPHAN = "a file in the store that the index does not list"
+TMP_LEFT = "a temporary file left by an interrupted import"
+PENDING = "a deleted instance whose file was not yet removed"
+
+#: Where directories cannot tell whether the importing process still runs (not POSIX),
+#: a temporary file this old is taken as left behind.
+_TMP_AGE_S = 24 * 3600
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """``problems``: what was found; ``repaired``: what the repair did about it (path, action);
+    ``remaining``: what is still wrong afterwards (all of ``problems`` without repair)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    repaired: list[Problem] = field(default_factory=list)
+    remaining: list[Problem] = field(default_factory=list)
+    instances: int = 0
+    files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.remaining
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _tmp_abandoned(path: Path) -> bool:
+    pid_text = path.name.split("-", 1)[0]
+    if os.name == "posix" and pid_text.isdigit():
+        return not _process_alive(int(pid_text))
+    try:
+        return time.time() - path.stat().st_mtime > _TMP_AGE_S
+    except OSError:
+        return False
+
+
+def check(
+    store: Store,
+    *,
+    repair: bool = False,
+    verify_hashes: bool = True,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CheckReport:
+    """Check the store (and repair it when asked); see the module docstring.
+
+    ``verify_hashes=False`` skips reading every file (sizes are still compared): what
+    ``lightbox store ls`` can afford. ``cancel`` stops the hash pass early.
+    """
+    report = CheckReport()
+    conn = store.connection()
+    found = report.problems.append
+
+    damage = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+    if damage != ["ok"]:
+        found(Problem(str(store.db_path), "the index is damaged: " + "; ".join(damage[:5])))
+
+    pending = [r[0] for r in conn.execute("SELECT path FROM pending_deletes")]
+    for rel in pending:
+        found(Problem(str(store.root / rel), PENDING))
+    if repair and pending:
+        remove_pending_files(store)
+        report.repaired.extend(Problem(str(store.root / rel), "removed") for rel in pending)
+
+    rows = conn.execute("SELECT id, path, size, sha256 FROM instances").fetchall()
+    report.instances = len(rows)
+    indexed = {str(r[1]) for r in rows}
+    missing: list[tuple[int, str]] = []
+    for done, (row_id, rel, size, sha) in enumerate(rows, 1):
+        try:
+            path = store.managed_path(rel)
+        except StoreError:
+            found(Problem(str(store.root / rel), "the index names an invalid file path"))
+            missing.append((row_id, rel))
+            continue
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            found(Problem(str(path), MISSING))
+            missing.append((row_id, rel))
+            continue
+        except OSError as exc:
+            found(Problem(str(path), f"cannot read it ({exc.strerror})"))
+            continue
+        if actual != size:
+            found(
+                Problem(
+                    str(path),
+                    f"{actual} bytes, the index says {size}: the file changed after import",
+                )
+            )
+        elif verify_hashes and not (cancel is not None and cancel.is_set()):
+            try:
+                if _sha256(path) != sha:
+                    found(
+                        Problem(
+                            str(path),
+                            "SHA-256 differs from the index: the file changed after import",
+                        )
+                    )
+            except OSError as exc:
+                found(Problem(str(path), f"cannot read it ({exc.strerror})"))
+        if progress is not None:
+            progress(done, len(rows))
+    if repair and missing:
+        with write_transaction(conn):
+            gone = [
+                row_id
+                for row_id, rel in missing
+                if not is_managed_relpath(rel) or not (store.root / rel).exists()
+            ]
+            delete_instance_rows(conn, gone)
+        remove_pending_files(store)
+        for _row_id, rel in missing:
+            report.repaired.append(Problem(str(store.root / rel), "row removed"))
+
+    _orphans(store, indexed, report, repair)
+    _temporaries(store, report, repair)
+
+    fixed = {(p.path) for p in report.repaired}
+    report.remaining = [p for p in report.problems if p.path not in fixed]
+    return report
+
+
+def _orphans(store: Store, indexed: set[str], report: CheckReport, repair: bool) -> None:
+    candidates: list[str] = []
+    for folder, _dirs, names in os.walk(store.files_dir):
+        for name in names:
+            rel = (Path(folder) / name).relative_to(store.root).as_posix()
+            report.files += 1
+            if rel not in indexed:
+                candidates.append(rel)
+    if not candidates:
+        return
+    conn = store.connection()
+    # Confirm under the write lock: an import renames and commits inside it, so a file
+    # unlisted now is not one an import is about to list.
+    with write_transaction(conn):
+        orphans = [
+            rel
+            for rel in candidates
+            if conn.execute("SELECT 1 FROM instances WHERE path = ?", (rel,)).fetchone() is None
+            and (store.root / rel).exists()
+        ]
+    for rel in orphans:
+        report.problems.append(Problem(str(store.root / rel), ORPHAN))
+    if not repair:
+        return
+    for rel in orphans:
+        path = store.root / rel
+        result = import_paths(store, [path])
+        if result.imported and is_managed_relpath(rel) and _indexed(store, rel):
+            report.repaired.append(Problem(str(path), "indexed"))
+            continue
+        if result.imported or result.already_present:
+            if _remove_unindexed(store, rel, None):
+                report.repaired.append(Problem(str(path), "removed (already in the store)"))
+            continue
+        reasons = [p.problem for p in (*result.conflicts, *result.rejected)]
+        reason = "; ".join(reasons) or "not importable"
+        if _remove_unindexed(store, rel, reason):
+            report.repaired.append(Problem(str(path), f"moved to quarantine: {reason}"))
+
+
+def _indexed(store: Store, rel: str) -> bool:
+    row = store.connection().execute("SELECT 1 FROM instances WHERE path = ?", (rel,))
+    return row.fetchone() is not None
+
+
+def _remove_unindexed(store: Store, rel: str, quarantine_reason: str | None) -> bool:
+    """Remove (or quarantine, with a note) a file no row names; False when a row names it."""
+    conn = store.connection()
+    path = store.root / rel
+    with write_transaction(conn):
+        if _indexed(store, rel):
+            return False
+        try:
+            if quarantine_reason is None:
+                path.unlink()
+            else:
+                store.quarantine_dir.mkdir(exist_ok=True)
+                target = store.quarantine_dir / f"{secrets.token_hex(4)}-{path.name}"
+                target.with_name(target.name + ".txt").write_text(
+                    f"{rel}: {quarantine_reason}\n", encoding="utf-8"
+                )
+                os.replace(path, target)
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def _temporaries(store: Store, report: CheckReport, repair: bool) -> None:
+    try:
+        entries = list(store.tmp_dir.iterdir())
+    except FileNotFoundError:
+        return
+    for path in entries:
+        if not path.is_file() or not _tmp_abandoned(path):
+            continue
+        report.problems.append(Problem(str(path), TMP_LEFT))
+        if repair:
+            path.unlink(missing_ok=True)
+            report.repaired.append(Problem(str(path), "removed"))

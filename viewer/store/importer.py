@@ -1,0 +1,529 @@
+"""Import into the store: one path for media, folders, dropped files and received instances.
+
+Every instance goes the same way (issue 3 section 2):
+
+1. *stage*: copy the bytes into ``tmp/`` of the store while hashing them (SHA-256 of the file and
+   SHA-256 of the data set after the File Meta, PS3.10 section 7.1), then read the header back
+   from the copy (headers only). A file already in the store (same SOP Instance UID, same data
+   set) or in conflict with it stops here and its copy is dropped.
+2. *sync*: ``fsync`` the staged copies, a batch at a time.
+3. *commit*: under the index's write lock, decide again (another process may have imported the
+   same instance meanwhile), rename each copy to its managed name, ``fsync`` the directories,
+   insert the rows, commit.
+
+So a row is committed only after its file is durable under its final name, and a file reaches its
+final name only when its row is about to be committed. A kill at any point leaves at worst a
+``tmp/`` copy or a managed file without a row; :func:`viewer.store.check.check` lists both and its
+repair removes or indexes them, and importing again completes the import (the managed name is the
+hash of the bytes, so the same file lands on the same name). Managed files are removed only under
+the write lock by paths not in the index (deletion, repair), and renames happen only under that
+lock, so no import and no deletion can undo each other.
+
+What is kept: the bytes as received, with two exceptions. A preamble that is an executable header
+(PE, ELF, Mach-O: CVE-2019-11687) is replaced by zeros and reported as a warning, and a file
+without preamble or File Meta (older media) gets a preamble of zeros and a generated File Meta in
+front of its unchanged data set bytes (with the transfer syntax the reader inferred), so that
+every managed file is a PS3.10 file. The data set bytes, which decide duplicates, are never
+changed. A records clerk can compare the data set of a managed file with the original byte for
+byte.
+
+Duplicates: same SOP Instance UID and same data set bytes = already present (skipped, whatever the
+File Meta says, since media writers and network transfers rewrite it); same UID and different
+data set = a conflict: reported, and the instance already in the store stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import signal
+import stat
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import IO, Any
+
+import pydicom
+from pydicom.multival import MultiValue
+
+from viewer.model import Problem
+from viewer.store import part10
+from viewer.store.index import InstanceRecord, insert_record
+from viewer.store.schema import write_transaction
+from viewer.store.store import Store, fsync_dir, managed_relpath
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+#: Media Storage Directory Storage SOP Class (PS3.4 Annex B.5): a DICOMDIR is not an instance.
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+#: Staged files per commit, and bytes per commit: a commit is one fsync of the index, so fewer
+#: commits are faster, while a smaller batch shows progress sooner and loses less on a kill.
+BATCH_FILES = 64
+BATCH_BYTES = 128 * 1024 * 1024
+
+_CHUNK = 1024 * 1024
+
+#: Test hook (issue 3 section 2, the kill tests): ``POINT:N`` makes the importer SIGKILL its own
+#: process the N-th time it reaches POINT (staged, synced, renamed, indexed, committed).
+CRASH_ENV = "LIGHTBOX_STORE_CRASH_AT"
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did, file by file (paths or the source label given)."""
+
+    imported: list[str] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+    conflicts: list[Problem] = field(default_factory=list)
+    rejected: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    cancelled: bool = False
+    not_processed: int = 0  # files left when cancelled
+
+    @property
+    def ok(self) -> bool:
+        return not (self.conflicts or self.rejected or self.cancelled)
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Staged:
+    source: str
+    tmp: Path
+    record: InstanceRecord
+
+
+class _Crasher:
+    def __init__(self) -> None:
+        spec = os.environ.get(CRASH_ENV, "")
+        point, _, count = spec.partition(":")
+        self.point = point
+        self.left = int(count) if count.isdigit() else 1
+
+    def reached(self, point: str) -> None:
+        if point != self.point:
+            return
+        self.left -= 1
+        if self.left <= 0:
+            log.warning("test hook %s: killing the process at %s", CRASH_ENV, point)
+            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+# --- reading the header ------------------------------------------------------------------
+
+
+def _read_headers(path: Path) -> pydicom.Dataset:
+    """Headers only, through viewer.imaging.decode when it is there (the one reader of the
+    project), else plain pydicom. Raises _Rejected with the reason."""
+    try:
+        from viewer.imaging import decode
+    except ImportError:
+        return _read_headers_pydicom(path)
+    try:
+        return decode.read_file(path, headers_only=True).dataset
+    except decode.DecodeError as exc:
+        raise _Rejected(str(exc.reason)) from exc
+
+
+def _read_headers_pydicom(path: Path) -> pydicom.Dataset:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            ds.get("SOPInstanceUID")  # parse the elements now, inside the guard
+    except RecursionError as exc:
+        raise _Rejected("sequences nested too deep to read") from exc
+    except Exception as exc:
+        raise _Rejected(f"unreadable DICOM header ({exc})") from exc
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            pydicom.uid.ImplicitVRLittleEndian
+            if implicit
+            else pydicom.uid.ExplicitVRLittleEndian
+            if little
+            else pydicom.uid.ExplicitVRBigEndian
+        )
+    return ds
+
+
+def _value(ds: pydicom.Dataset, keyword: str) -> Any:
+    try:
+        return ds.get(keyword)
+    except Exception:  # a malformed value: treat as absent
+        return None
+
+
+def _text(ds: pydicom.Dataset, keyword: str) -> str:
+    value = _value(ds, keyword)
+    if value is None:
+        return ""
+    try:
+        text = "\\".join(str(v) for v in value) if isinstance(value, MultiValue) else str(value)
+    except Exception:
+        return ""
+    return text.replace("\x00", "").strip()
+
+
+def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
+    value = _value(ds, keyword)
+    if isinstance(value, MultiValue):
+        value = value[0] if len(value) else None
+    if value is None or value == "":
+        return None
+    try:
+        number = int(float(str(value).strip()))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if -(2**63) <= number < 2**63 else None
+
+
+def _floats(ds: pydicom.Dataset, keyword: str, count: int) -> tuple[float, ...] | None:
+    value = _value(ds, keyword)
+    if not isinstance(value, MultiValue | list | tuple) or len(value) != count:
+        return None
+    try:
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _uid(ds: pydicom.Dataset, keyword: str, name: str) -> str:
+    uid = _text(ds, keyword)
+    if not uid:
+        raise _Rejected(f"no {name} (not a composite instance the store can keep)")
+    if len(uid) > 64:
+        raise _Rejected(f"{name} longer than 64 characters (PS3.5 section 9.1)")
+    return uid
+
+
+def _record(ds: pydicom.Dataset, rel: str, size: int, sha: str, ds_sha: str) -> InstanceRecord:
+    sop_class = _text(ds, "SOPClassUID")
+    media_class = str(ds.file_meta.get("MediaStorageSOPClassUID", ""))
+    if MEDIA_STORAGE_DIRECTORY in (sop_class, media_class):
+        raise _Rejected(
+            "a DICOMDIR (media directory), not an instance; the files it lists are imported "
+            "on their own"
+        )
+    frames = _int(ds, "NumberOfFrames")
+    patient_id = _text(ds, "PatientID")
+    return InstanceRecord(
+        sop_instance_uid=_uid(ds, "SOPInstanceUID", "SOP Instance UID"),
+        study_instance_uid=_uid(ds, "StudyInstanceUID", "Study Instance UID"),
+        series_instance_uid=_uid(ds, "SeriesInstanceUID", "Series Instance UID"),
+        path=rel,
+        size=size,
+        sha256=sha,
+        dataset_sha256=ds_sha,
+        sop_class_uid=sop_class,
+        transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")),
+        patient_id=patient_id or None,
+        patient_name=_text(ds, "PatientName"),
+        birth_date=_text(ds, "PatientBirthDate"),
+        sex=_text(ds, "PatientSex"),
+        study_date=_text(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        accession_number=_text(ds, "AccessionNumber"),
+        study_id=_text(ds, "StudyID"),
+        study_description=_text(ds, "StudyDescription"),
+        modality=_text(ds, "Modality"),
+        series_number=_int(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription"),
+        series_date=_text(ds, "SeriesDate"),
+        series_time=_text(ds, "SeriesTime"),
+        body_part_examined=_text(ds, "BodyPartExamined"),
+        instance_number=_int(ds, "InstanceNumber"),
+        number_of_frames=frames if frames and frames > 0 else 1,
+        rows=_int(ds, "Rows") or 0,
+        columns=_int(ds, "Columns") or 0,
+        image_position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
+        image_orientation=_floats(ds, "ImageOrientationPatient", 6),  # type: ignore[arg-type]
+        acquisition_time=_text(ds, "AcquisitionTime"),
+    )
+
+
+# --- the one import path -------------------------------------------------------------------
+
+
+class _Importer:
+    def __init__(self, store: Store, report: ImportReport) -> None:
+        self.store = store
+        self.report = report
+        self.batch: list[_Staged] = []
+        self.batch_bytes = 0
+        self.crash = _Crasher()
+
+    def _tmp_path(self) -> Path:
+        return self.store.tmp_dir / f"{os.getpid()}-{secrets.token_hex(8)}.part"
+
+    def _copy(self, src: IO[bytes], tmp: Path, source: str) -> tuple[part10.Header, str, str, int]:
+        head = src.read(part10.HEAD_SIZE)
+        try:
+            header = part10.split_header(head)
+        except part10.HeaderError as exc:
+            raise _Rejected(str(exc)) from exc
+        prefix = head[: header.dataset_start]
+        if header.executable_preamble:
+            prefix = bytes(part10.PREAMBLE_SIZE) + prefix[part10.PREAMBLE_SIZE :]
+            self.report.warnings.append(
+                Problem(
+                    source,
+                    f"the preamble is a {header.executable_preamble} header (CVE-2019-11687); "
+                    "the store keeps the file with a preamble of zeros",
+                )
+            )
+        elif header.meta_start == 0:
+            prefix = bytes(part10.PREAMBLE_SIZE) + b"DICM" + prefix
+        file_hash = hashlib.sha256(prefix)
+        ds_hash = hashlib.sha256()
+        size = len(prefix)
+        with open(tmp, "xb") as out:
+            out.write(prefix)
+            chunk = head[header.dataset_start :]
+            while chunk:
+                file_hash.update(chunk)
+                ds_hash.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                chunk = src.read(_CHUNK)
+        return header, file_hash.hexdigest(), ds_hash.hexdigest(), size
+
+    def _add_meta(self, tmp: Path, ds: pydicom.Dataset) -> tuple[Path, str, int]:
+        """A bare data set gets preamble and File Meta (see the module docstring)."""
+        prefix = part10.file_meta_bytes(ds, str(ds.file_meta.TransferSyntaxUID))
+        new_tmp = self._tmp_path()
+        file_hash = hashlib.sha256(prefix)
+        size = len(prefix)
+        with open(tmp, "rb") as src, open(new_tmp, "xb") as out:
+            out.write(prefix)
+            while chunk := src.read(_CHUNK):
+                file_hash.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        tmp.unlink()
+        return new_tmp, file_hash.hexdigest(), size
+
+    def stage(self, source: str, opener: Callable[[], IO[bytes]]) -> None:
+        """Copy, hash and read one file; queue it for the next commit unless it is decided."""
+        tmp = self._tmp_path()
+        try:
+            try:
+                with opener() as src:
+                    header, sha, ds_sha, size = self._copy(src, tmp, source)
+            except OSError as exc:
+                raise _Rejected(f"cannot read it ({exc.strerror or exc})") from exc
+            ds = _read_headers(tmp)
+            if header.meta_start is None:
+                tmp, sha, size = self._add_meta(tmp, ds)
+            record = _record(ds, managed_relpath(sha), size, sha, ds_sha)
+        except _Rejected as exc:
+            self.report.rejected.append(Problem(source, exc.reason))
+            tmp.unlink(missing_ok=True)
+            return
+        except Exception:
+            tmp.unlink(missing_ok=True)
+            raise
+        known = (
+            self.store.connection()
+            .execute(
+                "SELECT dataset_sha256 FROM instances WHERE sop_instance_uid = ?",
+                (record.sop_instance_uid,),
+            )
+            .fetchone()
+        )
+        if known is not None:
+            tmp.unlink()
+            self._duplicate(source, record, known[0])
+            return
+        self.batch.append(_Staged(source, tmp, record))
+        self.batch_bytes += size
+        self.crash.reached("staged")
+        if len(self.batch) >= BATCH_FILES or self.batch_bytes >= BATCH_BYTES:
+            self.commit()
+
+    def _duplicate(self, source: str, record: InstanceRecord, known_sha: str) -> None:
+        if known_sha == record.dataset_sha256:
+            self.report.already_present.append(source)
+        else:
+            self.report.conflicts.append(
+                Problem(
+                    source,
+                    f"SOP Instance UID {record.sop_instance_uid} is already in the store with "
+                    "different content; the stored instance is kept",
+                )
+            )
+
+    def commit(self) -> None:
+        """Sync, rename and index the staged batch (see the module docstring)."""
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        if not batch:
+            return
+        try:
+            for staged in batch:
+                fd = os.open(staged.tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self.crash.reached("synced")
+            imported: list[str] = []
+            conn = self.store.connection()
+            with write_transaction(conn):
+                dirs: set[Path] = set()
+                for staged in batch:
+                    rec = staged.record
+                    known = conn.execute(
+                        "SELECT dataset_sha256 FROM instances WHERE sop_instance_uid = ?",
+                        (rec.sop_instance_uid,),
+                    ).fetchone()
+                    if known is not None:
+                        staged.tmp.unlink()
+                        self._duplicate(staged.source, rec, known[0])
+                        continue
+                    final = self.store.root / rec.path
+                    if not final.parent.is_dir():
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                        dirs.add(final.parent.parent)
+                    try:
+                        os.replace(staged.tmp, final)
+                    except OSError as exc:
+                        self.report.rejected.append(
+                            Problem(staged.source, f"cannot store it ({exc.strerror or exc})")
+                        )
+                        continue
+                    dirs.add(final.parent)
+                    self.crash.reached("renamed")
+                    insert_record(conn, rec)
+                    imported.append(staged.source)
+                for folder in dirs:
+                    fsync_dir(folder)
+                self.crash.reached("indexed")
+            self.report.imported.extend(imported)
+            self.crash.reached("committed")
+        finally:
+            for staged in batch:
+                staged.tmp.unlink(missing_ok=True)
+
+
+def _walk(path: Path, rejected: list[Problem]) -> Iterator[Path]:
+    """Files under ``path`` in directory order (fewer seeks on optical media); symlinked
+    folders are not followed, so a link cannot make the walk loop."""
+    if not path.is_dir():
+        yield path
+        return
+
+    def on_error(exc: OSError) -> None:
+        rejected.append(Problem(str(exc.filename or path), f"cannot list ({exc.strerror})"))
+
+    for folder, _dirs, files in os.walk(path, onerror=on_error):
+        for name in files:
+            yield Path(folder) / name
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """Open a regular file; a FIFO or device would block or never end, so it is refused."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Rejected("not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _run(
+    store: Store,
+    sources: Iterable[tuple[str, Callable[[], IO[bytes]]]],
+    total: int,
+    report: ImportReport,
+    cancel: threading.Event | None,
+    progress: ProgressCallback | None,
+) -> ImportReport:
+    importer = _Importer(store, report)
+    done = 0
+    try:
+        for source, opener in sources:
+            if cancel is not None and cancel.is_set():
+                report.cancelled = True
+                report.not_processed = total - done
+                break
+            try:
+                importer.stage(source, opener)
+            except _Rejected as exc:
+                report.rejected.append(Problem(source, exc.reason))
+            except OSError as exc:
+                report.rejected.append(Problem(source, f"cannot store it ({exc})"))
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        importer.commit()
+    finally:
+        for staged in importer.batch:  # an error on the way out: drop what was not committed
+            staged.tmp.unlink(missing_ok=True)
+    return report
+
+
+def import_paths(
+    store: Store,
+    paths: Iterable[Path | str],
+    *,
+    cancel: threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+) -> ImportReport:
+    """Import files and folders (recursively): media, a folder, dropped files.
+
+    Blocks; call it from a worker. ``cancel`` stops between files, after committing what was
+    staged (the store stays consistent); ``progress(done, total)`` follows every file.
+    Raises :class:`sqlite3.Error` only when the index itself fails (disc full, locked too long).
+    """
+    report = ImportReport()
+    files: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if not path.exists():
+            report.rejected.append(Problem(str(path), "no such file or folder"))
+            continue
+        files.extend(_walk(path, report.rejected))
+
+    def opener(path: Path) -> Callable[[], IO[bytes]]:
+        return lambda: _open_regular(path)
+
+    return _run(store, ((str(f), opener(f)) for f in files), len(files), report, cancel, progress)
+
+
+def import_bytes(store: Store, data: bytes, *, source: str = "network") -> ImportReport:
+    """Import one instance given as the bytes of a DICOM file (for the storage SCP: pynetdicom's
+    ``event.encoded_dataset()``, whose File Meta is rewritten and whose data set is as received).
+    """
+    return _run(store, [(source, lambda: BytesIO(data))], 1, ImportReport(), None, None)
+
+
+def import_dataset(store: Store, ds: pydicom.Dataset, *, source: str = "network") -> ImportReport:
+    """Import one decoded data set (written as a PS3.10 file with a preamble of zeros)."""
+    buf = BytesIO()
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        ds.file_meta = meta or pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.preamble = bytes(part10.PREAMBLE_SIZE)
+    try:
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    except Exception as exc:
+        report = ImportReport()
+        report.rejected.append(Problem(source, f"cannot encode the data set ({exc})"))
+        return report
+    return import_bytes(store, buf.getvalue(), source=source)

@@ -1,0 +1,155 @@
+"""The byte layout of a DICOM file as the store needs it: where the data set starts.
+
+The store recognises a duplicate by the bytes that follow the File Meta Information (group 0002,
+PS3.10 section 7.1), because media writers and network transfers rewrite the meta (Implementation
+Class UID, Source Application Entity Title, group length) while the data set is the same. It also
+replaces a preamble that is an executable header (PE, ELF, Mach-O: CVE-2019-11687, PS3.10
+section 7.5 note) by zeros, and gives files without a File Meta a generated one.
+
+This module walks the meta group by hand rather than with pydicom, because it must give the exact
+byte offset of the data set and must never allocate what a length field claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+#: Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 section 7.1.2).
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+
+#: How many bytes :func:`split_header` needs at most: a File Meta longer than this is refused.
+HEAD_SIZE = 64 * 1024
+
+PREAMBLE_SIZE = 128
+
+
+class HeaderError(ValueError):
+    """The first bytes cannot be a DICOM file (a reason, without the path)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Where the parts of a file are.
+
+    ``meta_start`` is None when the file has no File Meta (a bare data set, as older media hold);
+    ``dataset_start`` is where the data set (the bytes compared for duplicates) begins.
+    """
+
+    has_preamble: bool
+    meta_start: int | None
+    dataset_start: int
+    executable_preamble: str | None
+
+
+def executable_kind(preamble: bytes) -> str | None:
+    """The kind of executable a preamble starts with, or None (CVE-2019-11687)."""
+    if preamble.startswith(b"MZ"):
+        return "PE (Windows executable)"
+    if preamble.startswith(b"\x7fELF"):
+        return "ELF (Linux executable)"
+    if preamble[:4] in (
+        b"\xfe\xed\xfa\xce",
+        b"\xfe\xed\xfa\xcf",
+        b"\xce\xfa\xed\xfe",
+        b"\xcf\xfa\xed\xfe",
+        b"\xca\xfe\xba\xbe",
+    ):
+        return "Mach-O (macOS executable)"
+    return None
+
+
+def _looks_like_vr(vr: bytes) -> bool:
+    return len(vr) == 2 and 65 <= vr[0] <= 90 and 65 <= vr[1] <= 90
+
+
+def _walk_meta(head: bytes, start: int) -> int:
+    """Offset of the first element after group 0002, walking from ``start`` (PS3.10 7.1).
+
+    The meta is Explicit VR Little Endian; a meta written in implicit VR (seen on old media) is
+    walked too. The group length element is not trusted: some writers get it wrong.
+    """
+    pos = start
+    while True:
+        if pos + 8 > len(head):
+            if pos == len(head):
+                return pos  # nothing after the meta: the reader will say what is missing
+            raise HeaderError(
+                f"the File Meta Information is truncated or longer than {HEAD_SIZE // 1024} KiB"
+            )
+        group = int.from_bytes(head[pos : pos + 2], "little")
+        if group != 0x0002:
+            return pos
+        vr = head[pos + 4 : pos + 6]
+        if vr in _LONG_VRS:
+            if pos + 12 > len(head):
+                raise HeaderError("the File Meta Information is truncated")
+            length = int.from_bytes(head[pos + 8 : pos + 12], "little")
+            pos += 12
+        elif _looks_like_vr(vr):
+            length = int.from_bytes(head[pos + 6 : pos + 8], "little")
+            pos += 8
+        else:  # implicit VR meta
+            length = int.from_bytes(head[pos + 4 : pos + 8], "little")
+            pos += 8
+        if length == 0xFFFFFFFF:
+            raise HeaderError("the File Meta Information has an element of undefined length")
+        pos += length
+
+
+def split_header(head: bytes) -> Header:
+    """Find preamble, meta and data set in the first bytes of a file (at most HEAD_SIZE)."""
+    if len(head) >= PREAMBLE_SIZE + 4 and head[PREAMBLE_SIZE : PREAMBLE_SIZE + 4] == b"DICM":
+        start = PREAMBLE_SIZE + 4
+        return Header(
+            has_preamble=True,
+            meta_start=start,
+            dataset_start=_walk_meta(head, start),
+            executable_preamble=executable_kind(head[:PREAMBLE_SIZE]),
+        )
+    if len(head) >= 8 and head[0:2] == b"\x02\x00" and _looks_like_vr(head[4:6]):
+        return Header(False, 0, _walk_meta(head, 0), None)
+    if not _plausible_bare_dataset(head):
+        raise HeaderError("not a DICOM file (no DICM marker and no data element at the start)")
+    return Header(False, None, 0, None)
+
+
+def _plausible_bare_dataset(head: bytes) -> bool:
+    """A data set without preamble or meta (PS3.5 section 7.1) starts with a group 0008
+    element (or 0004/0008 in big endian), explicit or implicit VR with a sane length."""
+    if len(head) < 8:
+        return False
+    little = int.from_bytes(head[0:2], "little")
+    big = int.from_bytes(head[0:2], "big")
+    if little not in (0x0004, 0x0008) and big not in (0x0004, 0x0008):
+        return False
+    if _looks_like_vr(head[4:6]):
+        return True
+    if little in (0x0004, 0x0008):
+        return int.from_bytes(head[4:8], "little") < 1 << 16
+    return int.from_bytes(head[4:8], "big") < 1 << 16
+
+
+def file_meta_bytes(ds: pydicom.Dataset, transfer_syntax_uid: str) -> bytes:
+    """Preamble of zeros, ``DICM`` and a File Meta for a data set that came without one.
+
+    PS3.10 section 7.1: (0002,0002)/(0002,0003) copy the SOP Class/Instance UIDs, (0002,0010)
+    names the transfer syntax the data set is encoded in, which the reader inferred.
+    """
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = pydicom.uid.UID(transfer_syntax_uid)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "LIGHTBOX"
+    buf = DicomBytesIO()
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    return b"\x00" * PREAMBLE_SIZE + b"DICM" + buf.getvalue()
