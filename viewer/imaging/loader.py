@@ -1,0 +1,622 @@
+"""SeriesLoader: a stack's first image at once, the rest decoded by worker processes.
+
+Why processes: the decoders (python-gdcm, pylibjpeg) hold the GIL, so a thread pool gave
+0.8-1.0x on this 2-core machine, while worker processes writing into one shared-memory volume
+gave 1.9-2.0x (issue 2 section 3; /work/shared/anchors FIGURES.md section 3). Returning pickled
+arrays instead lost most of that gain, so frames go straight into a
+``multiprocessing.shared_memory`` volume of shape ``(frames, rows, cols[, 3])`` when they share
+the first frame's shape and dtype; a frame that does not is sent back as its own array.
+
+Workers are started with ``forkserver`` (or ``spawn`` where that is missing), never ``fork``: a
+forked copy of a process running Qt inherits its threads' locks half-held. The pool is shared by
+every loader (:func:`get_pool`, :func:`shutdown_pool`) so that its start-up (about 30 ms and
+more per worker) is paid once. Workers import numpy, pydicom and :mod:`viewer.imaging.decode`,
+never PySide6.
+
+The shared segment starts with a small header whose first byte is a cancel flag that the
+workers check before each frame, so that :meth:`SeriesLoader.cancel` stops within one frame's
+decoding time per worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import contextlib
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import shared_memory
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+
+from viewer.imaging.stack import FrameRef, Stack
+
+log = logging.getLogger(__name__)
+
+#: Bytes before the volume in the shared segment; byte 0 is the cancel flag.
+HEADER_BYTES = 64
+#: Frames per worker task: large enough to amortise a task's IPC, small enough to cancel fast
+#: and to deliver frames near the one on screen first.
+MAX_CHUNK = 4
+
+FrameCallback = Callable[[int], None]
+ProblemCallback = Callable[[int, str], None]
+
+# --------------------------------------------------------------------------------------------
+# Reading and decoding (shared by the loader thread and the workers)
+
+
+class _FrameError(Exception):
+    """A frame that cannot be shown, with the reason in words."""
+
+
+def _read_full(path: Path) -> pydicom.Dataset:
+    """A whole file, pixel data included (TEMPORARY: plain pydicom until decode.py lands)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True)
+    except Exception as exc:
+        raise _FrameError(f"{path}: {exc}") from exc
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    return ds
+
+
+def _read_header(path: Path) -> pydicom.Dataset:
+    """Headers only (TEMPORARY: plain pydicom until decode.py lands)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+    except Exception as exc:
+        raise _FrameError(f"{path}: {exc}") from exc
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    return ds
+
+
+def _decode(ds: pydicom.Dataset, index: int, path: Path) -> np.ndarray:
+    """One frame (TEMPORARY: plain pydicom until decode.py lands)."""
+    import warnings
+
+    from pydicom.pixels.utils import pixel_array
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.ascontiguousarray(pixel_array(ds, index=index))
+    except Exception as exc:
+        raise _FrameError(f"{path}: {exc}") from exc
+
+
+class _FileCache:
+    """The last file read, so that a multi-frame file is read once per process, not per frame.
+
+    Keyed on path, size and modification time, so that a rewritten file is read again.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple[Path, int, int] | None = None
+        self.dataset: pydicom.Dataset | None = None
+
+    def decode(self, path: Path, index: int) -> np.ndarray:
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise _FrameError(f"{path}: cannot open: {exc.strerror or exc}") from exc
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if self.key != key or self.dataset is None:
+            self.key, self.dataset = None, None
+            self.dataset = _read_full(path)
+            self.key = key
+        return _decode(self.dataset, index, path)
+
+    def clear(self) -> None:
+        self.key, self.dataset = None, None
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side
+
+
+_WORKER_CACHE = _FileCache()
+
+
+def _worker_init() -> None:
+    """Per worker: attach to segments without registering them with the resource tracker.
+
+    The loader process creates and unlinks every segment; a worker that registered its
+    attachment could leave the tracker believing a segment leaked (Python 3.11 behaviour).
+    """
+    from multiprocessing import resource_tracker
+
+    original = resource_tracker.register
+
+    def register(name: str, rtype: str) -> None:
+        if rtype != "shared_memory":
+            original(name, rtype)
+
+    resource_tracker.register = register  # type: ignore[assignment]
+
+
+def _worker_probe() -> tuple[int, list[str]]:
+    """The worker's pid and any Qt module it has imported (tests and warm-up)."""
+    qt = ("PySide6", "shiboken6")
+    loaded = sorted(m for m in list(sys.modules) if m.split(".")[0] in qt)
+    return os.getpid(), loaded
+
+
+def _fits(volume: np.ndarray | None, pixels: np.ndarray) -> bool:
+    return volume is not None and pixels.shape == volume.shape[1:] and pixels.dtype == volume.dtype
+
+
+Job = tuple[int, str, int]  # (slot in the stack, path, frame index in the file)
+Outcome = tuple[int, str, Any]  # (slot, "ok" | "array" | "problem" | "cancelled", payload)
+
+
+def _decode_chunk(
+    segment: str, shape: tuple[int, ...] | None, dtype: str | None, jobs: Sequence[Job]
+) -> list[Outcome]:
+    """Decode ``jobs`` into the shared volume (or return arrays that do not fit it)."""
+    try:
+        shm = shared_memory.SharedMemory(name=segment)
+    except (FileNotFoundError, OSError):
+        return [(slot, "cancelled", None) for slot, _, _ in jobs]
+    outcomes: list[Outcome] = []
+    try:
+        flag = np.ndarray((1,), np.uint8, buffer=shm.buf)
+        volume = (
+            np.ndarray(shape, np.dtype(dtype), buffer=shm.buf, offset=HEADER_BYTES)
+            if shape is not None and dtype is not None
+            else None
+        )
+        for slot, path, index in jobs:
+            if flag[0]:
+                outcomes.append((slot, "cancelled", None))
+                continue
+            try:
+                pixels = _WORKER_CACHE.decode(Path(path), index)
+            except _FrameError as exc:
+                outcomes.append((slot, "problem", str(exc)))
+                continue
+            except Exception as exc:  # a decoder bug must not take the chunk down
+                message = f"{path}: cannot decode frame {index + 1}: {exc}"
+                outcomes.append((slot, "problem", message))
+                continue
+            if _fits(volume, pixels):
+                assert volume is not None
+                volume[slot] = pixels
+                outcomes.append((slot, "ok", None))
+            else:
+                outcomes.append((slot, "array", pixels))
+        del flag, volume
+    finally:
+        shm.close()
+    return outcomes
+
+
+# --------------------------------------------------------------------------------------------
+# The shared pool
+
+
+_POOL: cf.ProcessPoolExecutor | None = None
+_POOL_WORKERS = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        # Workers fork from a server that has already imported the decoders (cheap start).
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def default_workers() -> int:
+    """One worker per core, at least one (the issue's target machine has 2)."""
+    return max(1, os.cpu_count() or 1)
+
+
+def get_pool(workers: int = 2, *, warm: bool = False) -> cf.ProcessPoolExecutor:
+    """The process pool every loader shares; created on first use, replaced if broken.
+
+    ``warm`` starts every worker now (so that a benchmark or the application's start-up pays
+    for it, not the first series).
+    """
+    global _POOL, _POOL_WORKERS
+    workers = max(1, workers)
+    with _POOL_LOCK:
+        if _POOL is not None and workers != _POOL_WORKERS:
+            _POOL.shutdown(wait=True, cancel_futures=True)
+            _POOL = None
+        if _POOL is None:
+            _POOL = cf.ProcessPoolExecutor(
+                max_workers=workers, mp_context=_context(), initializer=_worker_init
+            )
+            _POOL_WORKERS = workers
+        pool = _POOL
+    if warm:
+        for future in [pool.submit(_worker_probe) for _ in range(workers)]:
+            future.result(timeout=120)
+    return pool
+
+
+def _discard_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Forget a broken pool so that the next :func:`get_pool` starts a fresh one."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is pool:
+            _POOL = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def shutdown_pool() -> None:
+    """Stop the shared pool's workers (at exit, and in tests that count processes)."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown_pool)
+
+
+# --------------------------------------------------------------------------------------------
+# The loader
+
+
+def _unmap(shm: shared_memory.SharedMemory) -> None:
+    with contextlib.suppress(BufferError, OSError):
+        shm.close()
+
+
+def _set_flag(shm: shared_memory.SharedMemory, value: int) -> None:
+    np.ndarray((1,), np.uint8, buffer=shm.buf)[0] = value
+
+
+def view_order(count: int, first: int) -> list[int]:
+    """``first``, then outward from it, so that the frames next to the one shown come first."""
+    first = min(max(first, 0), max(count - 1, 0))
+    return sorted(range(count), key=lambda i: (abs(i - first), i < first, i))
+
+
+class SeriesLoader:
+    """Decode a stack's frames: the first shown at once, the rest in the background.
+
+    Callbacks (``on_frame(i)``, ``on_problem(i, message)``, ``on_finished()``) run in the
+    loader's own thread; a Qt caller forwards them through queued signals. ``frame(i)`` returns
+    a read-only view of the shared volume, valid until :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        workers: int = 2,
+        on_frame: FrameCallback | None = None,
+        on_problem: ProblemCallback | None = None,
+        on_finished: Callable[[], None] | None = None,
+    ) -> None:
+        self.stack = stack
+        self.frames: list[FrameRef] = list(stack.frames)
+        self.workers = workers
+        self._on_frame = on_frame
+        self._on_problem = on_problem
+        self._on_finished = on_finished
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._shm: shared_memory.SharedMemory | None = None
+        self._volume: np.ndarray | None = None
+        self._done = np.zeros(len(self.frames), dtype=bool)
+        self._arrays: dict[int, np.ndarray] = {}
+        self._headers: dict[Path, pydicom.Dataset] = {}
+        self.problems: dict[int, str] = {}
+        self._closed = False
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def start(self, first: int = 0) -> None:
+        """Begin loading; frame ``first`` (in view order) is decoded before any other."""
+        if self._thread is not None:
+            raise RuntimeError("SeriesLoader.start() called twice")
+        if not self.frames:
+            self._finish()
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(first,), name="SeriesLoader", daemon=True
+        )
+        self._thread.start()
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def decoded_count(self) -> int:
+        with self._lock:
+            return int(self._done.sum())
+
+    def frame(self, i: int) -> np.ndarray | None:
+        """Frame ``i``'s decoded pixels (see ``decode.decode_frame``), None until decoded."""
+        with self._lock:
+            if not 0 <= i < len(self.frames) or not self._done[i]:
+                return None
+            array = self._arrays.get(i)
+            if array is None and self._volume is not None:
+                array = self._volume[i]
+            if array is None:
+                return None
+            view = array.view()
+            view.flags.writeable = False
+            return view
+
+    def volume(self) -> np.ndarray | None:
+        """The whole ``(frames, rows, cols[, 3])`` volume (frames not yet decoded are zeros)."""
+        with self._lock:
+            if self._volume is None:
+                return None
+            view = self._volume.view()
+            view.flags.writeable = False
+            return view
+
+    def dataset(self, i: int) -> pydicom.Dataset | None:
+        """The header (no pixel data) of frame ``i``'s file, read once per file and kept.
+
+        None when the file cannot be read (its problem is reported by the loader).
+        """
+        path = self.frames[i].path
+        with self._lock:
+            cached = self._headers.get(path)
+        if cached is not None:
+            return cached
+        try:
+            ds = _read_header(path)
+        except _FrameError:
+            return None
+        with self._lock:
+            self._headers[path] = ds
+        return ds
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once every frame is decoded or has failed (or the load was cancelled)."""
+        return self._finished.wait(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def cancel(self) -> None:
+        """Stop decoding soon: queued work is dropped, running workers stop at the next frame."""
+        self._cancel.set()
+        with self._lock:
+            if self._shm is not None:
+                _set_flag(self._shm, 1)
+
+    def close(self) -> None:
+        """Cancel, wait for the loader thread and release the shared memory."""
+        self.cancel()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            self._closed = True
+            shm, self._shm = self._shm, None
+            volume_owned = self._volume is not None
+            self._volume = None
+            self._arrays.clear()
+        if shm is not None:
+            # The name goes now (nothing left in /dev/shm). The mapping goes when the volume
+            # array does, i.e. once no caller holds a frame view (numpy does not pin the
+            # buffer: unmapping under a live view would crash). See _allocate.
+            with contextlib.suppress(FileNotFoundError):
+                shm.unlink()
+            if not volume_owned:
+                _unmap(shm)
+
+    def __enter__(self) -> SeriesLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- loader thread -----------------------------------------------------------------------
+
+    def _emit_frame(self, i: int) -> None:
+        if self._on_frame is not None:
+            try:
+                self._on_frame(i)
+            except Exception:
+                log.exception("on_frame callback failed")
+
+    def _emit_problem(self, i: int, message: str) -> None:
+        with self._lock:
+            self.problems[i] = message
+        log.info("frame %d: %s", i + 1, message)
+        if self._on_problem is not None:
+            try:
+                self._on_problem(i, message)
+            except Exception:
+                log.exception("on_problem callback failed")
+
+    def _finish(self) -> None:
+        self._finished.set()
+        if self._on_finished is not None:
+            try:
+                self._on_finished()
+            except Exception:
+                log.exception("on_finished callback failed")
+
+    def _store_array(self, i: int, pixels: np.ndarray) -> None:
+        with self._lock:
+            volume = self._volume
+            if _fits(volume, pixels):
+                assert volume is not None
+                volume[i] = pixels
+            else:
+                self._arrays[i] = pixels
+            self._done[i] = True
+        self._emit_frame(i)
+
+    def _allocate(self, sample: np.ndarray) -> None:
+        """The shared segment: header + volume shaped like ``sample``; header only if too big."""
+        nbytes = len(self.frames) * sample.nbytes
+        try:
+            shm = shared_memory.SharedMemory(create=True, size=HEADER_BYTES + nbytes)
+            with_volume = True
+        except OSError:
+            shm = shared_memory.SharedMemory(create=True, size=HEADER_BYTES)
+            with_volume = False
+        with self._lock:
+            self._shm = shm
+            _set_flag(shm, 1 if self._cancel.is_set() else 0)
+            if with_volume:
+                self._volume = np.ndarray(
+                    (len(self.frames), *sample.shape),
+                    sample.dtype,
+                    buffer=shm.buf,
+                    offset=HEADER_BYTES,
+                )
+                # Every frame view has the volume as its base: unmap when the last one goes.
+                weakref.finalize(self._volume, _unmap, shm)
+
+    def _run(self, first: int) -> None:
+        try:
+            self._load(first)
+        except Exception as exc:  # never let the thread die silently
+            log.exception("series loader failed")
+            for i in range(len(self.frames)):
+                if not self._done[i] and i not in self.problems:
+                    self._emit_problem(i, f"loading stopped: {exc}")
+        finally:
+            self._finish()
+
+    def _load(self, first: int) -> None:
+        order = view_order(len(self.frames), first)
+        cache = _FileCache()
+        remaining = list(order)
+        sample: np.ndarray | None = None
+        while remaining and sample is None and not self._cancel.is_set():
+            i = remaining.pop(0)
+            ref = self.frames[i]
+            try:
+                sample = cache.decode(ref.path, ref.frame_index)
+            except _FrameError as exc:
+                self._emit_problem(i, str(exc))
+                continue
+            except Exception as exc:
+                message = f"{ref.path}: cannot decode frame {ref.frame_index + 1}: {exc}"
+                self._emit_problem(i, message)
+                continue
+            self._allocate(sample)
+            self._store_array(i, sample)
+        cache.clear()
+        if not remaining or self._cancel.is_set() or sample is None:
+            return
+        self._load_in_pool(remaining)
+
+    def _load_locally(self, slots: Sequence[int]) -> None:
+        """The fallback when no worker process can be had: decode here, one frame at a time."""
+        cache = _FileCache()
+        for i in slots:
+            if self._cancel.is_set():
+                return
+            ref = self.frames[i]
+            try:
+                pixels = cache.decode(ref.path, ref.frame_index)
+            except Exception as exc:
+                self._emit_problem(i, str(exc))
+                continue
+            self._store_array(i, pixels)
+
+    def _chunks(self, slots: Sequence[int]) -> list[list[Job]]:
+        size = max(1, min(MAX_CHUNK, len(slots) // (4 * max(self.workers, 1))))
+        jobs = [(i, str(self.frames[i].path), self.frames[i].frame_index) for i in slots]
+        # A multi-frame file's frames go together so that a worker reads the file once per chunk.
+        return [jobs[k : k + size] for k in range(0, len(jobs), size)]
+
+    def _submit(self, pool: cf.ProcessPoolExecutor, chunk: list[Job]) -> cf.Future[list[Outcome]]:
+        assert self._shm is not None
+        volume = self._volume
+        shape = tuple(volume.shape) if volume is not None else None
+        dtype = volume.dtype.str if volume is not None else None
+        return pool.submit(_decode_chunk, self._shm.name, shape, dtype, chunk)
+
+    def _load_in_pool(self, slots: Sequence[int]) -> None:
+        try:
+            pool = get_pool(self.workers)
+            pending = {self._submit(pool, chunk): chunk for chunk in self._chunks(slots)}
+        except Exception as exc:  # no processes to be had: still show the series
+            log.warning("no decoder processes (%s); decoding in one thread", exc)
+            self._load_locally(slots)
+            return
+        attempts: dict[int, int] = {}
+        while pending:
+            if self._cancel.is_set():
+                for future in pending:
+                    future.cancel()
+            finished, _ = cf.wait(list(pending), timeout=0.05, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                chunk = pending.pop(future)
+                if future.cancelled():
+                    continue
+                try:
+                    outcomes = future.result()
+                except BrokenProcessPool:
+                    pool = self._retry_alone(pool, chunk, pending, attempts)
+                    continue
+                except Exception as exc:
+                    for slot, path, _ in chunk:
+                        self._emit_problem(slot, f"{path}: {exc}")
+                    continue
+                self._apply(outcomes)
+
+    def _retry_alone(
+        self,
+        pool: cf.ProcessPoolExecutor,
+        chunk: list[Job],
+        pending: dict[cf.Future[list[Outcome]], list[Job]],
+        attempts: dict[int, int],
+    ) -> cf.ProcessPoolExecutor:
+        """A worker died (a decoder crashed on some file): every unfinished task of that pool
+        fails with it. Retry each frame alone in a fresh pool, once; a frame that kills a
+        worker again is reported as a problem and the rest goes on."""
+        _discard_pool(pool)
+        fresh = get_pool(self.workers)
+        for job in chunk:
+            slot, path, index = job
+            if self._cancel.is_set():
+                return fresh
+            if attempts.get(slot, 0) >= 1 and len(chunk) == 1:
+                self._emit_problem(slot, f"{path}: the decoder crashed on frame {index + 1}")
+                continue
+            attempts[slot] = attempts.get(slot, 0) + 1
+            pending[self._submit(fresh, [job])] = [job]
+        return fresh
+
+    def _apply(self, outcomes: list[Outcome]) -> None:
+        for slot, status, payload in outcomes:
+            if status == "ok":
+                with self._lock:
+                    self._done[slot] = True
+                self._emit_frame(slot)
+            elif status == "array":
+                self._store_array(slot, payload)
+            elif status == "problem":
+                self._emit_problem(slot, str(payload))
