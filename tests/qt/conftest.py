@@ -120,7 +120,9 @@ class ArraySource(FrameSource):
         self.closed = True
 
 
-def ct_series(count: int = 5, rows: int = 64, cols: int = 48) -> tuple[list[Dataset], list[np.ndarray]]:
+def ct_series(
+    count: int = 5, rows: int = 64, cols: int = 48
+) -> tuple[list[Dataset], list[np.ndarray]]:
     datasets = [ct_dataset(rows, cols, z=2.5 * i, number=i + 1) for i in range(count)]
     arrays = [ramp(rows, cols, i + 1) for i in range(count)]
     return datasets, arrays

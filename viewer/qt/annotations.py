@@ -85,7 +85,10 @@ def format_date(value: Any) -> str:
 
 
 def format_name(value: Any) -> str:
-    """A PN as ``FAMILY, Given Middle`` (PS3.5 6.2.1); pydicom has decoded the character set."""
+    """A PN as ``FAMILY, Given Middle`` (PS3.5 6.2.1), then its ideographic form if any.
+
+    pydicom has already decoded the Specific Character Set (PS3.5 6.1), so this is text.
+    """
     if value is None:
         return ""
     family = getattr(value, "family_name", "")
@@ -93,8 +96,13 @@ def format_name(value: Any) -> str:
         p for p in (getattr(value, "given_name", ""), getattr(value, "middle_name", "")) if p
     )
     if family and given:
-        return f"{family}, {given}"
-    return str(value).replace("^", " ").strip()
+        text = f"{family}, {given}"
+    else:
+        text = str(getattr(value, "alphabetic", value)).replace("^", " ").strip()
+    ideographic = str(getattr(value, "ideographic", "") or "").replace("^", " ").strip()
+    if ideographic:
+        text = f"{text} ({ideographic})" if text else ideographic
+    return text
 
 
 def _number(value: Any) -> str:
@@ -269,7 +277,8 @@ def edge_letters(
         return {}
     row, column = axes
     letters = {}
-    for edge, screen in (("right", (1, 0)), ("left", (-1, 0)), ("bottom", (0, 1)), ("top", (0, -1))):
+    edges = (("right", (1, 0)), ("left", (-1, 0)), ("bottom", (0, 1)), ("top", (0, -1)))
+    for edge, screen in edges:
         dc, dr = screen_to_image(orient, screen)
         letters[edge] = direction_letters(dc * row + dr * column)
     return letters
@@ -324,17 +333,19 @@ def cine_rate(ds: Dataset | None) -> float:
     Recommended Display Frame Rate (0008,2144) (PS3.3 C.7.6.5); else ``DEFAULT_FPS``."""
     if ds is None:
         return DEFAULT_FPS
-    for keyword, convert in (
-        ("CineRate", lambda v: v),
-        ("FrameTime", lambda v: 1000.0 / v),
-        ("RecommendedDisplayFrameRate", lambda v: v),
+    for keyword, per_millisecond in (
+        ("CineRate", False),
+        ("FrameTime", True),
+        ("RecommendedDisplayFrameRate", False),
     ):
         raw = ds.get(keyword)
         try:
             value = float(raw) if raw not in (None, "") else 0.0
-            fps = float(convert(value)) if value > 0 else 0.0
-        except (TypeError, ValueError, ZeroDivisionError):
+        except (TypeError, ValueError):
             continue
+        if value <= 0 or not math.isfinite(value):
+            continue
+        fps = 1000.0 / value if per_millisecond else value
         if 0 < fps <= 1000:
             return fps
     return DEFAULT_FPS

@@ -657,9 +657,8 @@ class ImageView(QWidget):
                 for x in (x0, x0 + length / 2, x0 + length):
                     tick = 8 if x != x0 + length / 2 else 5
                     painter.drawLine(QPointF(x, y), QPointF(x, y - tick))
-            self._draw_text(
-                painter, (w - metrics.horizontalAdvance(label)) / 2, y - 10 - metrics.descent(), label
-            )
+            label_x = (w - metrics.horizontalAdvance(label)) / 2
+            self._draw_text(painter, label_x, y - 10 - metrics.descent(), label)
 
     def _draw_lossy(self, painter: QPainter, text: str, line: int) -> None:
         font = QFont(painter.font())

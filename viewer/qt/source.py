@@ -2,9 +2,9 @@
 
 :class:`FrameSource` is what :class:`viewer.qt.image_view.ImageView` reads. It never blocks: a
 frame that is not decoded yet is ``None`` and the view says "loading"; ``frame_ready`` tells
-the view when to look again. :class:`LoaderSource` wraps :class:`viewer.imaging.loader.SeriesLoader`,
-whose callbacks run in the loader's own thread: they only emit signals, which Qt queues to the
-GUI thread (STYLE.md, threads rule 3).
+the view when to look again. :class:`LoaderSource` wraps
+:class:`viewer.imaging.loader.SeriesLoader`, whose callbacks run in the loader's own thread:
+they only emit signals, which Qt queues to the GUI thread (STYLE.md, threads rule 3).
 """
 
 from __future__ import annotations
@@ -69,7 +69,10 @@ class LoaderSource(FrameSource):
         self._lock = threading.Lock()
         self._closed = False
         self._loader = SeriesLoader(
-            stack, workers=workers, on_frame=self._on_loader_frame, on_problem=self._on_loader_problem
+            stack,
+            workers=workers,
+            on_frame=self._on_loader_frame,
+            on_problem=self._on_loader_problem,
         )
         self._loader.start(first=first)
 

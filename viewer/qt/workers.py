@@ -30,9 +30,7 @@ class OpenResult:
     cancelled: bool = False
 
 
-def open_paths(
-    paths: list[Path], cancel: threading.Event, progress: object = None
-) -> OpenResult:
+def open_paths(paths: list[Path], cancel: threading.Event, progress: object = None) -> OpenResult:
     """Scan every path (file, folder or DICOMDIR) and group what they hold into stacks."""
     instances: list[model.Instance] = []
     series: list[model.Series] = []
