@@ -85,10 +85,7 @@ def test_right_drag_changes_width_horizontally_and_centre_vertically(view: Image
 
 def test_preset_keys_auto_default_and_invert(view: ImageView) -> None:
     presets = list(CT_PRESETS.values())
-    for number, key in enumerate(
-        (Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_4)
-        + (Qt.Key.Key_5, Qt.Key.Key_6, Qt.Key.Key_7, Qt.Key.Key_8)
-    ):
+    for number, key in enumerate(getattr(Qt.Key, f"Key_{n}") for n in range(1, 9)):
         QTest.keyClick(view, key)
         assert view.effective_window() == presets[number]
     assert view.effective_window() == Window(400, 1800, explanation="Bone")
