@@ -458,7 +458,7 @@ class _DirectoryFile:
     problems: list[Problem]
 
 
-def _sniff_codec(buf: Buffer, pos: int, end: int, declared: _Codec) -> _Codec:
+def sniff_codec(buf: Buffer, pos: int, end: int, declared: _Codec) -> _Codec:
     """The encoding the data set really uses: the meta's unless its first element disagrees."""
     if pos + 8 > end:
         return declared
@@ -467,13 +467,39 @@ def _sniff_codec(buf: Buffer, pos: int, end: int, declared: _Codec) -> _Codec:
     ]
     for codec in candidates:
         group, _elem = _S_TAG[codec.little].unpack_from(buf, pos)
-        if group not in (0x0004, 0x0008, 0x0002):
+        if not 0x0002 <= group <= 0x0028:
             continue
         vr = bytes(buf[pos + 4 : pos + 6])
         looks_explicit = vr in _SHORT_VRS or vr in _LONG_VRS
         if codec.explicit == looks_explicit:
             return codec
     return declared
+
+
+def parse_meta(buf: Buffer, end: int) -> tuple[int, dict[int, bytes]]:
+    """Where the data set starts and the File Meta elements (PS3.10 7.1), preamble or not.
+
+    The meta is Explicit VR Little Endian and is read element by element for as long as the
+    group is 0002 (its group length is often wrong on real media). Raises _Malformed.
+    """
+    pos = 0
+    if end >= 132 and buf[128:132] == b"DICM":
+        pos = 132
+    elif buf[:4] == b"DICM":
+        pos = 4
+    meta: dict[int, bytes] = {}
+    while pos + 8 <= end and _S_U16[True].unpack_from(buf, pos)[0] == 0x0002:
+        tag, _vr, vpos, length = _element_header(buf, pos, end, _EXPLICIT_LE_CODEC)
+        if length == _UNDEFINED or vpos + length > end:
+            raise _Malformed(pos, f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) is broken")
+        meta[tag] = bytes(buf[vpos : vpos + length])
+        pos = vpos + length
+    return pos, meta
+
+
+def codec_for(transfer_syntax: str) -> _Codec:
+    """The encoding a transfer syntax names (PS3.5 10): explicit LE unless implicit or BE."""
+    return _Codec(transfer_syntax != _IMPLICIT_LE, transfer_syntax != _EXPLICIT_BE)
 
 
 def _open_buffer(path: Path) -> tuple[Buffer, int]:
@@ -496,21 +522,10 @@ def _read_directory_file(path: Path, cancel: threading.Event | None) -> _Directo
     def note(text: str) -> None:
         problems.append(Problem(where, text))
 
-    pos = 0
-    if end >= 132 and buf[128:132] == b"DICM":
-        pos = 132
-    elif buf[:4] == b"DICM":
-        pos = 4
-    meta: dict[int, bytes] = {}
-    while pos + 8 <= end and _S_U16[True].unpack_from(buf, pos)[0] == 0x0002:
-        try:
-            tag, _vr, vpos, length = _element_header(buf, pos, end, _EXPLICIT_LE_CODEC)
-        except _Malformed as exc:
-            raise DicomdirError(path, f"File Meta Information is broken {exc}") from None
-        if length == _UNDEFINED or vpos + length > end:
-            raise DicomdirError(path, f"File Meta Information element at byte {pos} is broken")
-        meta[tag] = bytes(buf[vpos : vpos + length])
-        pos = vpos + length
+    try:
+        pos, meta = parse_meta(buf, end)
+    except _Malformed as exc:
+        raise DicomdirError(path, f"File Meta Information is broken {exc}") from None
     ts = meta.get(0x00020010, b"").decode("ascii", "replace").strip(" \x00")
     meta_class = meta.get(0x00020002, b"").decode("ascii", "replace").strip(" \x00")
     if ts == _DEFLATED:
@@ -522,8 +537,8 @@ def _read_directory_file(path: Path, cancel: threading.Event | None) -> _Directo
             raise DicomdirError(path, f"deflated data set cannot be inflated: {exc}") from None
         end = len(buf)
         note("deflated DICOMDIR: offsets refer to the deflated bytes, records read in order")
-    declared = _Codec(ts != _IMPLICIT_LE, ts != _EXPLICIT_BE)
-    codec = _sniff_codec(buf, pos, end, declared)
+    declared = codec_for(ts)
+    codec = sniff_codec(buf, pos, end, declared)
     if codec != declared:
         note(
             f"transfer syntax {ts or '(none)'} is not what the data set uses: read as {codec.name}"
