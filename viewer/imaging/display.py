@@ -367,22 +367,61 @@ def to_8bit_rgb(rgb: NDArray[Any], bits_stored: int) -> NDArray[np.uint8]:
     return np.ascontiguousarray(np.clip(data, 0, 255).astype(np.uint8))
 
 
+def _palette_channel(ds: Dataset, colour: str) -> tuple[NDArray[np.int64], int, int] | None:
+    """One non-segmented palette (C.7.6.3.1.5): its entries, first mapped value and bits."""
+    desc = _values(ds.get(f"{colour}PaletteColorLookupTableDescriptor"))
+    raw = ds.get(f"{colour}PaletteColorLookupTableData")
+    if len(desc) < 3 or not raw:
+        return None
+    entries = int(desc[0]) or 65536
+    first = int(desc[1])
+    if _pixel_representation(ds) == 1 and first >= 32768:
+        first -= 65536
+    bits = int(desc[2])
+    if isinstance(raw, bytes | bytearray):
+        if bits == 8 and len(raw) == entries:  # 8-bit entries packed one per byte
+            data = np.frombuffer(bytes(raw), dtype=np.uint8).astype(np.int64)
+        else:
+            little = getattr(ds, "is_little_endian", None) is not False
+            words = np.frombuffer(bytes(raw)[: len(raw) // 2 * 2], dtype="<u2" if little else ">u2")
+            data = words.astype(np.int64)
+    else:
+        data = np.asarray(_values(raw), dtype=np.int64)
+    if data.size == 0:
+        return None
+    data = data[:entries]
+    if bits == 8 and int(data.max()) > 255:
+        data = data >> 8
+    return data, first, 16 if bits != 8 else 8
+
+
 def palette_to_rgb(stored: NDArray[Any], ds: Dataset) -> NDArray[np.uint8]:
-    """PALETTE COLOR through its Red/Green/Blue palettes (C.7.6.3.1.5, C.7.9, segmented C.7.9.2).
+    """PALETTE COLOR through its Red/Green/Blue palettes (C.7.6.3.1.5, C.7.9).
 
-    pydicom's ``apply_color_lut`` reads 8/16-bit and segmented palettes; 16-bit entries keep their
-    top 8 bits.
+    Palette data is read in the dataset's byte order (pydicom 3.0's ``apply_color_lut`` reads
+    big endian OW palettes wrongly); segmented palettes (C.7.9.2) go through ``apply_color_lut``.
+    Input values below the first mapped value take the first entry, values past the end the
+    last; 16-bit entries keep their top 8 bits.
     """
-    from pydicom.pixels.processing import apply_color_lut
+    channels = [_palette_channel(ds, c) for c in ("Red", "Green", "Blue")]
+    if any(ch is None for ch in channels):
+        from pydicom.pixels.processing import apply_color_lut
 
-    rgb = apply_color_lut(stored, ds)
-    if rgb.dtype == np.uint8:
-        return np.ascontiguousarray(rgb)
-    desc = _values(ds.get("RedPaletteColorLookupTableDescriptor"))
-    bits = int(desc[2]) if len(desc) == 3 else 16
-    if bits not in (8, 16):
-        bits = 16
-    return to_8bit_rgb(rgb, bits)
+        rgb = apply_color_lut(stored, ds)
+        if rgb.dtype == np.uint8:
+            return np.ascontiguousarray(rgb)
+        desc = _values(ds.get("RedPaletteColorLookupTableDescriptor"))
+        bits = int(desc[2]) if len(desc) == 3 and int(desc[2]) in (8, 16) else 16
+        return to_8bit_rgb(rgb, bits)
+    out = np.empty((*stored.shape, 3), dtype=np.uint8)
+    values = stored.astype(np.int64, copy=False)
+    for i, channel in enumerate(channels):
+        assert channel is not None
+        data, first, bits = channel
+        lut8 = (data >> (bits - 8)).clip(0, 255).astype(np.uint8)
+        idx = np.clip(values - first, 0, len(lut8) - 1)
+        out[..., i] = lut8[idx]
+    return out
 
 
 # --- resampling -------------------------------------------------------------------------------
