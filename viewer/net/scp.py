@@ -1,0 +1,209 @@
+"""The application-wide storage SCP (Storage Service Class as SCP, PS3.4 B.2.2) and C-ECHO SCP.
+
+One per port and per machine: :func:`ensure_scp` first asks whether our AE already answers
+C-ECHO on our port (the GUI's SCP, say) and only starts its own when nobody does, so that
+``lightbox get --method move`` run beside the GUI receives through the GUI's SCP.
+
+Every received instance is written once as a DICOM file (PS3.10: preamble, ``DICM``, File Meta
+Information, then the data set exactly as received) into a spool folder and handed to
+``on_instance(path, calling_ae) -> status``. The network layer knows nothing of the store: the
+application connects that callback to the store's atomic import. The callback owns the file
+(moves it away); whatever is left is deleted. The returned status goes back to the sender as the
+C-STORE response status (PS3.4 B.2.3: 0x0000 success, 0xA7xx out of resources, 0xCxxx cannot
+understand).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+from pynetdicom import AE, evt
+from pynetdicom.transport import ThreadedAssociationServer
+
+from viewer.config import app_home
+from viewer.net import contexts, tls
+from viewer.net.connect import make_ae, set_nodelay
+from viewer.net.echo import echo
+from viewer.net.nodes import LocalSettings, Node
+
+LOG = logging.getLogger(__name__)
+
+#: ``on_instance(path_of_a_part10_file, calling_ae_title) -> C-STORE status``.
+OnInstance = Callable[[Path, str], int]
+
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_CANNOT_UNDERSTAND = 0xC000
+STATUS_PROCESSING_FAILURE = 0x0110
+
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def valid_uid(value: str) -> bool:
+    """PS3.5 9.1: digits and dots, at most 64 characters; such a value is safe in a file name."""
+    return 0 < len(value) <= 64 and _UID.fullmatch(value) is not None
+
+
+def spool_dir() -> Path:
+    path = app_home() / "incoming"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_received(event: Any, folder: Path) -> Path:
+    """Write the request's data set as a PS3.10 file in ``folder`` without decoding it."""
+    req = event.request
+    sop_class = str(req.AffectedSOPClassUID)
+    sop_instance = str(req.AffectedSOPInstanceUID)
+    meta = event.file_meta
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
+    meta.ImplementationClassUID = UID(contexts.IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = contexts.IMPLEMENTATION_VERSION_NAME
+    fd, name = tempfile.mkstemp(prefix=".rx-", suffix=".dcm", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"\0" * 128 + b"DICM")
+            write_file_meta_info(fh, meta, enforce_standard=True)  # type: ignore[arg-type]
+            fh.write(req.DataSet.getbuffer())
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def handle_store(event: Any, on_instance: OnInstance, folder: Path) -> int:
+    """EVT_C_STORE: validate, spool, hand over; never raises into pynetdicom."""
+    sop_instance = str(event.request.AffectedSOPInstanceUID or "")
+    if not valid_uid(sop_instance) or not valid_uid(str(event.request.AffectedSOPClassUID or "")):
+        LOG.warning(
+            "refused an instance with an invalid UID from %s", event.assoc.requestor.ae_title
+        )
+        return STATUS_CANNOT_UNDERSTAND
+    try:
+        path = write_received(event, folder)
+    except OSError:
+        LOG.exception("cannot write a received instance to %s", folder)
+        return STATUS_OUT_OF_RESOURCES
+    try:
+        return int(on_instance(path, str(event.assoc.requestor.ae_title)))
+    except Exception:
+        LOG.exception("the import of a received instance failed")
+        return STATUS_PROCESSING_FAILURE
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _on_conn_open(event: Any) -> None:
+    set_nodelay(event.assoc.dul.socket)
+
+
+@dataclass
+class ScpHandle:
+    """A running storage SCP: ours (``owned``) or another process's answering our AE title."""
+
+    port: int
+    owned: bool
+    server: ThreadedAssociationServer | None = None
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+
+class StorageScp:
+    """Our storage + verification SCP on ``local.bind_address:local.scp_port``.
+
+    Accepts associations addressed to our AE title (PS3.8 7.1.1.4) from any caller, or only
+    from ``local.accepted_callers`` when that list is not empty; TLS when ``local.tls`` has a
+    certificate (PS3.15 B.9).
+    """
+
+    def __init__(self, local: LocalSettings, on_instance: OnInstance, folder: Path | None = None):
+        self.local = local
+        self.on_instance = on_instance
+        self.folder = folder or spool_dir()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.server: ThreadedAssociationServer | None = None
+        self._lock = threading.Lock()
+
+    def _ae(self) -> AE:
+        ae = make_ae(self.local)
+        ae.require_called_aet = True
+        ae.require_calling_aet = list(self.local.accepted_callers)
+        ae.maximum_associations = 32
+        ae.add_supported_context(contexts.VERIFICATION, list(contexts.UNCOMPRESSED))
+        for sop_class in contexts.STORAGE_SOP_CLASSES:
+            ae.add_supported_context(sop_class, list(contexts.SCP_TRANSFER_SYNTAXES))
+        return ae
+
+    @property
+    def port(self) -> int:
+        if self.server is None:
+            return self.local.scp_port
+        return int(self.server.server_address[1])
+
+    def start(self) -> ScpHandle:
+        """Listen (non-blocking, PEERS.md); raises OSError when the port is taken."""
+        with self._lock:
+            if self.server is None:
+                ctx = tls.server_context(self.local.tls) if self.local.tls.cert else None
+                handlers: list[Any] = [
+                    (evt.EVT_CONN_OPEN, _on_conn_open),
+                    (evt.EVT_C_STORE, handle_store, [self.on_instance, self.folder]),
+                ]
+                self.server = self._ae().start_server(
+                    (self.local.bind_address, self.local.scp_port),
+                    block=False,
+                    evt_handlers=handlers,
+                    ssl_context=ctx,
+                )
+            return ScpHandle(self.port, True, self.server)
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.server is not None:
+                self.server.shutdown()
+                self.server = None
+
+    def __enter__(self) -> StorageScp:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def scp_answers(local: LocalSettings, host: str = "") -> bool:
+    """Does our AE title answer C-ECHO on our port (another Lightbox process's SCP)?"""
+    target = host or local.bind_address or "127.0.0.1"
+    if target in ("0.0.0.0", "::"):
+        target = "127.0.0.1"
+    node = Node("self", local.ae_title, target, local.scp_port, tls=local.tls)
+    quick = type(local.timeouts)(connect=2.0, acse=5.0, dimse=5.0, network=10.0)
+    probe = LocalSettings(ae_title=local.ae_title, scp_port=local.scp_port, timeouts=quick)
+    return echo(node, probe).ok
+
+
+def ensure_scp(
+    local: LocalSettings, on_instance: OnInstance, folder: Path | None = None
+) -> tuple[ScpHandle, StorageScp | None]:
+    """Use the SCP already answering for our AE on our port, else start ours.
+
+    Returns the handle and, when we started it, the :class:`StorageScp` to stop on exit.
+    """
+    if scp_answers(local):
+        return ScpHandle(local.scp_port, False), None
+    scp = StorageScp(local, on_instance, folder)
+    return scp.start(), scp
