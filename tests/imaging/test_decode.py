@@ -546,8 +546,8 @@ def test_plugin_order_is_applied() -> None:
     from pydicom.pixels.decoders.base import get_decoder
 
     # configure() reorders pydicom's own decoders too (pydicom tries them in insertion order)
-    assert list(get_decoder(pydicom.uid.RLELossless)._available)[0] == "pylibjpeg"
-    assert list(get_decoder(pydicom.uid.JPEGLosslessSV1)._available)[0] == "gdcm"
+    assert next(iter(get_decoder(pydicom.uid.RLELossless)._available)) == "pylibjpeg"
+    assert next(iter(get_decoder(pydicom.uid.JPEGLosslessSV1)._available)) == "gdcm"
 
 
 def test_decode_frame_decodes_only_that_frame(

@@ -123,3 +123,24 @@ def fix_scan_header(data: bytes | bytearray, header: JpegHeader) -> bytes:
             out[params + 2] = 0
         pos = out.find(b"\xff\xda", pos + 2 + length)
     return bytes(out)
+
+
+def parse_j2k_size(data: bytes | bytearray | memoryview) -> tuple[int, int, int] | None:
+    """(rows, columns, components) from a JPEG 2000 codestream's SIZ segment, or None.
+
+    T.800 A.5.1: SOC (FF4F) is followed at once by SIZ (FF51) with Lsiz = 38 + 3 * Csiz. A JP2
+    file (T.800 I.5) wraps the codestream in boxes: its SOC is searched for in the first bytes.
+    Used to refuse garbage before a decoder sees it (python-gdcm aborts the process on some).
+    """
+    buf = bytes(data[:8192])
+    start = 0 if buf[:2] == b"\xff\x4f" else buf.find(b"\xff\x4f\xff\x51")
+    if start < 0 or len(buf) < start + 42 or buf[start + 2 : start + 4] != b"\xff\x51":
+        return None
+    lsiz, _rsiz, xsiz, ysiz, xo, yo, xt, yt, _xto, _yto, csiz = struct.unpack_from(
+        ">HHIIIIIIIIH", buf, start + 4
+    )
+    if not 1 <= csiz <= 16384 or lsiz != 38 + 3 * csiz:
+        return None
+    if xsiz <= xo or ysiz <= yo or xt == 0 or yt == 0:
+        return None
+    return ysiz - yo, xsiz - xo, csiz

@@ -168,6 +168,8 @@ _INSTALL_HINT = {
 }
 
 _JPEG_FAMILY = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1})
+_JPEG_LS = frozenset({JPEGLSLossless, JPEGLSNearLossless})
+_J2K = frozenset({JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K})
 _NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _PIXEL_TAG = 0x7FE00010
@@ -332,7 +334,10 @@ def _read_buffer(path: Path, buf: bytes | mmap.mmap, headers_only: bool) -> Dico
     ) as exc:
         raise DecodeError(path, f"cannot parse the data set: {exc}") from exc
 
+    if not has_dicm and not any(tag.group not in (0x0000, 0x0002) for tag in ds.keys()):
+        raise DecodeError(path, "not a DICOM file (no data elements)")
     ds.filename = str(path)
+    _drop_deep_sequences(ds, warnings)
     _check_lengths(ds, warnings)
     _ensure_transfer_syntax(path, ds, warnings)
     _fill_acr_nema_defaults(ds, warnings)
@@ -357,7 +362,9 @@ def _looks_like_bare_dataset(head: bytes, size: int) -> bool:
         if head[4:6] in _VRS:
             return True
         (length,) = struct.unpack(order + "I", head[4:8])
-        if length < size:
+        if group == 0 and (_elem != 0 or length != 4):
+            continue  # only a command group length (UL, 4 bytes) starts group 0000
+        if 0 < length < size:
             return True
     return False
 
@@ -438,6 +445,43 @@ def _encoding_of(ts: str | None, data: memoryview, start: int) -> tuple[bool, bo
     group_le = struct.unpack_from("<H", head, 0)[0] if len(head) >= 2 else 0
     little = group_le in _FIRST_GROUPS or group_le < 0x0100
     return not explicit, little
+
+
+def _drop_deep_sequences(ds: Dataset, warnings: list[str]) -> None:
+    """Drop top-level defined-length sequences that nest deeper than MAX_SEQUENCE_DEPTH.
+
+    pydicom keeps a defined-length sequence as raw bytes and parses one level per access, so
+    a 20,000-deep one reads fine and raises RecursionError later, in whoever walks it
+    (printing, copying, JSON). Walk their bytes here without recursion.
+    """
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if not isinstance(raw, RawDataElement) or raw.VR != "SQ" or raw.value is None:
+            continue
+        if raw.length == _UNDEFINED or len(raw.value) < 8 * MAX_SEQUENCE_DEPTH:
+            continue  # too short to nest that deep (each level takes 16+ bytes)
+        order = "<" if raw.is_little_endian else ">"
+        tag_bytes = struct.pack(order + "HH", tag.group, tag.element)
+        length = struct.pack(order + "I", len(raw.value))
+        header = tag_bytes + (length if raw.is_implicit_VR else b"SQ\x00\x00" + length)
+        deep = _decode_scan.find_deep_elements(
+            header + bytes(raw.value),
+            0,
+            implicit=bool(raw.is_implicit_VR),
+            little=bool(raw.is_little_endian),
+            limit=MAX_SEQUENCE_DEPTH,
+        )
+        if deep:
+            del ds[tag]
+            depth = deep[0].depth
+            how = (
+                f"nest {depth} deep (more than {MAX_SEQUENCE_DEPTH})"
+                if depth > 0
+                else ("are malformed")
+            )
+            warnings.append(
+                f"element ({tag.group:04X},{tag.element:04X}) left out: its sequences {how}"
+            )
 
 
 def _check_lengths(ds: Dataset, warnings: list[str]) -> None:
@@ -692,13 +736,24 @@ def _decode_encapsulated_frame(
     rows, cols = ds.Rows, ds.Columns
     if ts == RLELossless and ds.BitsAllocated == 1:
         return _decode_rle_1bit(path, ds, frame, index)
-    if ts in _JPEG_FAMILY:
+    # Refuse streams whose headers do not parse before any plugin sees them: python-gdcm
+    # aborts the whole process on some garbage (seen here with a corrupt JPEG 2000 stream).
+    if ts in _JPEG_FAMILY or ts in _JPEG_LS:
         header = _jpeg.parse_header(frame)
-        if header is not None:
+        if header is None:
+            raise DecodeError(
+                path,
+                f"frame {index + 1}: corrupt {ts.name} data (no valid JPEG frame and scan headers)",
+            )
+        if ts in _JPEG_FAMILY:
             if not header.scan_header_conformant:
                 frame = _jpeg.fix_scan_header(frame, header)
             if header.rows > 0 and header.columns > 0:
                 rows, cols = header.rows, header.columns
+    elif ts in _J2K and _jpeg.parse_j2k_size(frame) is None:
+        raise DecodeError(
+            path, f"frame {index + 1}: corrupt {ts.name} data (no valid SOC/SIZ header)"
+        )
     plugins = _plugins_for(ts)
     if not plugins:
         raise DecodeError(
