@@ -268,8 +268,12 @@ def plan_media(
             continue
         missing_uid = [
             ddw.KEYWORDS[t]
-            for t in (ddw.SOP_CLASS_UID, ddw.SOP_INSTANCE_UID, ddw.STUDY_INSTANCE_UID,
-                      ddw.SERIES_INSTANCE_UID)
+            for t in (
+                ddw.SOP_CLASS_UID,
+                ddw.SOP_INSTANCE_UID,
+                ddw.STUDY_INSTANCE_UID,
+                ddw.SERIES_INSTANCE_UID,
+            )
             if not header.has(t)
         ]
         if missing_uid:
@@ -330,8 +334,13 @@ def plan_media(
         for tag, value in source.fills.items():
             old = source.header.text(tag) if tag != ddw.PATIENT_ID else ""
             changes.append(
-                Change(str(source.path), ddw.KEYWORDS[tag], old, value,
-                       "type 1 DICOMDIR key empty or missing (PS3.3 F.5): see writer policy")
+                Change(
+                    str(source.path),
+                    ddw.KEYWORDS[tag],
+                    old,
+                    value,
+                    "type 1 DICOMDIR key empty or missing (PS3.3 F.5): see writer policy",
+                )
             )
 
     # Keep a patient's studies together, in the order given.
@@ -372,7 +381,9 @@ def _fill_study(study: PlannedStudy, number: int, today: _dt.date) -> None:
         for f in files:
             if not f.header.has(tag):
                 f.fills[tag] = value
-    numbers = _ints([f.header.text(ddw.SERIES_NUMBER) for f in files if f.header.has(ddw.SERIES_NUMBER)])
+    numbers = _ints(
+        [f.header.text(ddw.SERIES_NUMBER) for f in files if f.header.has(ddw.SERIES_NUMBER)]
+    )
     next_series = max(numbers, default=0) + 1
     for series in study.series.values():
         sfiles = series.files
@@ -382,7 +393,9 @@ def _fill_study(study: PlannedStudy, number: int, today: _dt.date) -> None:
                 if not f.header.has(ddw.MODALITY):
                     f.fills[ddw.MODALITY] = (known or ["OT"])[0]
         if not all(f.header.has(ddw.SERIES_NUMBER) for f in sfiles):
-            known = [f.header.text(ddw.SERIES_NUMBER) for f in sfiles if f.header.has(ddw.SERIES_NUMBER)]
+            known = [
+                f.header.text(ddw.SERIES_NUMBER) for f in sfiles if f.header.has(ddw.SERIES_NUMBER)
+            ]
             value = known[0] if known else str(next_series)
             if not known:
                 next_series += 1
@@ -390,7 +403,11 @@ def _fill_study(study: PlannedStudy, number: int, today: _dt.date) -> None:
                 if not f.header.has(ddw.SERIES_NUMBER):
                     f.fills[ddw.SERIES_NUMBER] = value
         instance_numbers = _ints(
-            [f.header.text(ddw.INSTANCE_NUMBER) for f in sfiles if f.header.has(ddw.INSTANCE_NUMBER)]
+            [
+                f.header.text(ddw.INSTANCE_NUMBER)
+                for f in sfiles
+                if f.header.has(ddw.INSTANCE_NUMBER)
+            ]
         )
         next_instance = max(instance_numbers, default=0) + 1
         for f in sfiles:
@@ -411,7 +428,8 @@ def _split(studies: list[PlannedStudy], medium: Medium) -> list[list[PlannedStud
         if size > room:
             holder = smallest_medium_for(size + _DEFAULT_RESERVE)
             where = (
-                f"it needs a {holder.label}" if holder is not None
+                f"it needs a {holder.label}"
+                if holder is not None
                 else "no disc holds it: write it to a USB stick or folder (profile usb-jpeg)"
             )
             raise MediaError(
@@ -479,7 +497,9 @@ def _transcode_quietly(source: SourceFile, profile: Profile) -> tuple[bytes, lis
     target_ts = ts
     if source.action is Action.DECODE:
         lossy = ts not in LOSSLESS_TRANSFER_SYNTAXES
-        before = {k: str(ds.get(k, "")) for k in ("PhotometricInterpretation", "PlanarConfiguration")}
+        before = {
+            k: str(ds.get(k, "")) for k in ("PhotometricInterpretation", "PlanarConfiguration")
+        }
         try:
             ds.decompress(as_rgb=lossy, generate_instance_uid=False)
         except Exception as exc:
@@ -487,8 +507,15 @@ def _transcode_quietly(source: SourceFile, profile: Profile) -> tuple[bytes, lis
                 f"{name}: cannot decode {ts} losslessly for {profile.name} ({exc}); refused"
             ) from None
         target_ts = EXPLICIT_VR_LE
-        changes.append(Change(name, "TransferSyntaxUID", ts, target_ts,
-                              f"decoded: {profile.name} does not allow {ts}"))
+        changes.append(
+            Change(
+                name,
+                "TransferSyntaxUID",
+                ts,
+                target_ts,
+                f"decoded: {profile.name} does not allow {ts}",
+            )
+        )
         for key, old in before.items():
             new = str(ds.get(key, ""))
             if new != old:
@@ -496,16 +523,30 @@ def _transcode_quietly(source: SourceFile, profile: Profile) -> tuple[bytes, lis
         if lossy and str(ds.get("LossyImageCompression", "")) != "01":
             old = str(ds.get("LossyImageCompression", ""))
             ds.LossyImageCompression = "01"
-            changes.append(Change(name, "LossyImageCompression", old, "01",
-                                  "the source was lossy-compressed (PS3.3 C.7.6.1.1.5)"))
+            changes.append(
+                Change(
+                    name,
+                    "LossyImageCompression",
+                    old,
+                    "01",
+                    "the source was lossy-compressed (PS3.3 C.7.6.1.1.5)",
+                )
+            )
     elif source.action is Action.REENCODE:
         for elem in ds.iterall():
             _ = elem.value
         if ts == EXPLICIT_VR_BE:
             _to_little_endian(ds)
         target_ts = EXPLICIT_VR_LE
-        changes.append(Change(name, "TransferSyntaxUID", ts, target_ts,
-                              f"re-encoded for {profile.name} (pixel values unchanged)"))
+        changes.append(
+            Change(
+                name,
+                "TransferSyntaxUID",
+                ts,
+                target_ts,
+                f"re-encoded for {profile.name} (pixel values unchanged)",
+            )
+        )
     for tag, value in source.fills.items():
         setattr(ds, ddw.KEYWORDS[tag], value)
     meta = FileMetaDataset()
@@ -524,7 +565,9 @@ def _transcode_quietly(source: SourceFile, profile: Profile) -> tuple[bytes, lis
     body_header = ddw.parse_header(data, name)
     sop_class = body_header.text(ddw.SOP_CLASS_UID)
     sop_instance = body_header.text(ddw.SOP_INSTANCE_UID)
-    return _meta_bytes(sop_class, sop_instance, target_ts) + data[body_header.body_offset:], changes
+    return _meta_bytes(sop_class, sop_instance, target_ts) + data[
+        body_header.body_offset :
+    ], changes
 
 
 def _layout(disc: list[PlannedStudy]) -> None:
@@ -537,13 +580,22 @@ def _layout(disc: list[PlannedStudy]) -> None:
         s = study_no[study.patient_key]
         for r, series in enumerate(study.series.values(), start=1):
             for i, source in enumerate(series.files, start=1):
-                source.file_id = ("DICOM", f"PAT{p:05d}", f"STU{s:05d}", f"SER{r:05d}", f"IMG{i:05d}")
+                source.file_id = (
+                    "DICOM",
+                    f"PAT{p:05d}",
+                    f"STU{s:05d}",
+                    f"SER{r:05d}",
+                    f"IMG{i:05d}",
+                )
 
 
 def _check_target(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    clashes = [n for n in ("DICOMDIR", "DICOM", "README.TXT", "INDEX.HTM", "IHE_PDI")
-               if (root / n).exists()]
+    clashes = [
+        n
+        for n in ("DICOMDIR", "DICOM", "README.TXT", "INDEX.HTM", "IHE_PDI")
+        if (root / n).exists()
+    ]
     if clashes:
         raise MediaError(f"{root}: already holds {', '.join(clashes)}; choose an empty folder")
 
@@ -636,6 +688,9 @@ def write_media(
         (root / "README.TXT").write_bytes(data)
         extra["README.TXT"] = hashlib.sha256(data).hexdigest()
         result_disc.extra_sha256 = extra
+        from viewer.media.verify import MANIFEST, manifest_text
+
+        (root / MANIFEST).write_text(manifest_text(result_disc.expected()), encoding="ascii")
         results.append(result_disc)
         clock.lap("readme")
     report = WriteReport(plan.profile.name, plan.medium.name, results, changes, skipped, timings)
@@ -661,10 +716,14 @@ def _write_one(
         with open(source.path, "rb") as fh:
             fh.seek(header.body_offset)
             body = fh.read()
-        data = _meta_bytes(
-            header.text(ddw.SOP_CLASS_UID), header.text(ddw.SOP_INSTANCE_UID),
-            header.transfer_syntax_uid,
-        ) + body
+        data = (
+            _meta_bytes(
+                header.text(ddw.SOP_CLASS_UID),
+                header.text(ddw.SOP_INSTANCE_UID),
+                header.transfer_syntax_uid,
+            )
+            + body
+        )
         record_header = header
     else:
         data, new_changes = _transcode(source, profile)
@@ -686,7 +745,10 @@ def _write_one(
     with open(path, "wb") as fh:
         fh.write(data)
     return WrittenFile(
-        str(source.path), source.file_id, hashlib.sha256(data).hexdigest(), len(data),
+        str(source.path),
+        source.file_id,
+        hashlib.sha256(data).hexdigest(),
+        len(data),
         record_header.media_sop_instance_uid,
     )
 
@@ -718,7 +780,8 @@ def _display(header: ddw.Header, tag: int) -> str:
     charset_item = header.elements.get(ddw.SPECIFIC_CHARACTER_SET)
     charsets = (
         [c.strip() for c in charset_item[1].decode("ascii", "replace").split("\\")]
-        if charset_item else ["ISO_IR 6"]
+        if charset_item
+        else ["ISO_IR 6"]
     )
     try:
         from pydicom.charset import convert_encodings, decode_bytes
@@ -782,10 +845,13 @@ def readme_text(
         "  the images are in the DICOM folder, indexed by DICOMDIR.",
     ]
     if web:
-        lines.append("- Without a viewer: open INDEX.HTM in a web browser to see the study list and")
+        lines.append(
+            "- Without a viewer: open INDEX.HTM in a web browser to see the study list and"
+        )
         lines.append("  preview pictures (previews are not for diagnosis).")
     lines += [
         "- Nothing on this media runs by itself: there is no autorun and no program on it.",
+        "- SHA256.TXT holds a checksum of every file: `sha256sum -c SHA256.TXT` checks the copy.",
         "",
         "The DICOM files are as the sending system held them, except where the media profile",
         "required decoding compressed pixel data (lossless; lossy images were never re-compressed).",
