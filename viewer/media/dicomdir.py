@@ -140,6 +140,7 @@ _KNOWN_TYPES: dict[str, int] = {
 }  # fmt: skip
 
 _VERSION_SUFFIX = re.compile(r";\d*$")
+_CONFORMANT_ID = re.compile(r"[A-Z0-9_]{1,8}(\\[A-Z0-9_]{1,8}){0,7}")  # PS3.10 8.2, 8.5
 
 Progress = Callable[[int, int], None]
 Status = Literal["present", "missing", "refused"]
@@ -993,6 +994,7 @@ class _Builder:
         self.unknown_types: dict[str, int] = {}
         self.inactive = 0
         self.no_uid = 0
+        self.odd_ids: list[str] = []
         self.visited_files: set[str] = set()
 
     # containers -------------------------------------------------------------------------
@@ -1123,6 +1125,8 @@ class _Builder:
         ref.study_instance_uid = study.study_instance_uid if study else ""
         ref.series_instance_uid = series.series_instance_uid if series else ""
         self.result.references.append(ref)
+        if _CONFORMANT_ID.fullmatch(file_id) is None:
+            self.odd_ids.append(file_id)
         if not components:
             self.result.problems.append(
                 Problem(where, f"Referenced File ID {file_id!r} {why}: refused")
@@ -1316,6 +1320,14 @@ def _summarise(builder: _Builder, result: DicomdirResult) -> None:
                 where,
                 f"{builder.no_uid} records lack the Referenced SOP Instance "
                 "UID in File (0004,1511)",
+            )
+        )
+    if builder.odd_ids:
+        problems.append(
+            Problem(
+                where,
+                f"{len(builder.odd_ids)} File IDs do not conform to PS3.10 8.2 (up to 8 "
+                f"components of A-Z, 0-9, _; e.g. {builder.odd_ids[0]!r}): read anyway",
             )
         )
     if builder.resolver.fuzzy:
