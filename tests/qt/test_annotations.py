@@ -12,7 +12,7 @@ from viewer.qt import annotations as notes
 def test_corner_text_decodes_names_and_formats_dates() -> None:
     ds = ct_dataset()
     corners = notes.corner_text(ds, 0, 2, 40)
-    assert corners.top_left == ["Müller, Jürgen", "ID: PID-42", "1960-02-29 M"]
+    assert corners.top_left == ["Müller, Jürgen", "ID: PID-42", "DOB: 1960-02-29  Sex: M"]
     assert corners.top_right == ["2024-01-31", "CT THORAX"]
     assert corners.bottom_left == ["Se: 3 Lung 1.0", "Im: 3/40", "Loc: 0.0 mm  Thick: 2.5 mm"]
 
@@ -138,3 +138,11 @@ def test_lossy_marker_from_attribute_and_transfer_syntax() -> None:
     assert not notes.is_lossy(ds)
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
     assert notes.is_lossy(ds)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("20240131", "2024-01-31"), ("1997.06.09", "1997-06-09"), ("", ""), ("2024", "2024")],
+)
+def test_format_date(value: str, shown: str) -> None:
+    assert notes.format_date(value) == shown

@@ -77,10 +77,11 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
 
 
 def format_date(value: Any) -> str:
-    """DA ``YYYYMMDD`` as ``YYYY-MM-DD`` (PS3.5 6.2); anything else as it stands."""
+    """DA ``YYYYMMDD`` as ``YYYY-MM-DD`` (PS3.5 6.2), also the ACR-NEMA ``YYYY.MM.DD``."""
     text = str(value or "").strip()
-    if len(text) == 8 and text.isdigit():
-        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    digits = text.replace(".", "") if len(text) == 10 and text[4::3] == ".." else text
+    if len(digits) == 8 and digits.isdigit():
+        return f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
     return text
 
 
@@ -153,9 +154,14 @@ def corner_text(ds: Dataset | None, frame_index: int, position: int, count: int)
     top_left = [
         format_name(ds.get("PatientName")),
         f"ID: {ds.get('PatientID')}" if ds.get("PatientID") else "",
-        " ".join(
+        "  ".join(
             part
-            for part in (format_date(ds.get("PatientBirthDate")), str(ds.get("PatientSex", "")))
+            for part in (
+                f"DOB: {format_date(ds.get('PatientBirthDate'))}"
+                if ds.get("PatientBirthDate")
+                else "",
+                f"Sex: {ds.get('PatientSex')}" if ds.get("PatientSex") else "",
+            )
             if part
         ),
     ]

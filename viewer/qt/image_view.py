@@ -533,7 +533,9 @@ class ImageView(QWidget):
             painter.end()
         if image is not None and self._last_shown != self._position:
             self._last_shown = self._position
-            self.image_shown.emit(self._position)
+            # After the paint, so that a slot may close or repaint the window.
+            shown = self._position
+            QTimer.singleShot(0, self, lambda: self.image_shown.emit(shown))
 
     def _draw_text(
         self, painter: QPainter, x: float, y: float, text: str, colour: QColor | None = None
@@ -583,6 +585,8 @@ class ImageView(QWidget):
         if renderer is not None and not renderer.is_colour and window is not None:
             if isinstance(window, Window):
                 wl = f"W: {window.width:.6g} L: {window.center:.6g}"
+                if window.explanation:
+                    wl += f" ({window.explanation})"
             else:
                 wl = f"VOI LUT: {window.label}"
             bottom_right.append(wl + ("  INV" if self._invert else ""))
@@ -721,7 +725,7 @@ class ImageView(QWidget):
                 self._geometry_changed()
             event.accept()
             return
-        self._probe(event.position())
+        self.probe(event.position())
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if self._drag is not None and event.button() == self._drag.button:
@@ -730,7 +734,7 @@ class ImageView(QWidget):
             return
         super().mouseReleaseEvent(event)
 
-    def _probe(self, point: QPointF) -> None:
+    def probe(self, point: QPointF) -> None:
         """The modality value under the cursor (HU for CT) for the status bar."""
         renderer = self._renderer()
         where = self.image_point(point)

@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         series_dock.setWidget(self.series_list)
         series_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, series_dock)
+        self.resizeDocks([series_dock], [220], Qt.Orientation.Horizontal)
 
         self.problems_list = QListWidget()
         self.problems_list.setObjectName("problems_list")

@@ -146,7 +146,7 @@ def stack_label(stack: Stack) -> str:
     """How the series list names a stack: number, modality, description, image count."""
     parts = []
     if stack.series_number is not None:
-        parts.append(f"{stack.series_number}")
+        parts.append(f"Se {stack.series_number}:")
     if stack.modality:
         parts.append(stack.modality)
     if stack.series_description:

@@ -1,0 +1,228 @@
+"""The main window end to end: opening by menu, drag-and-drop and command line, real files,
+the real scanner, stack builder and loader; problems named in the panel and on stderr."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from tests.qt.conftest import ct_dataset, write_series
+from viewer.qt import workers
+from viewer.qt.main_window import MainWindow
+
+
+@pytest.fixture
+def window(qtbot) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    main = MainWindow()
+    qtbot.addWidget(main)
+    main.resize(900, 700)
+    main.show()
+    qtbot.waitExposed(main)
+    yield main
+    main.close()
+    assert not any(t.name == "SeriesLoader" and t.is_alive() for t in threading.enumerate())
+
+
+def wait_for_image(qtbot, main: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    qtbot.waitUntil(lambda: main.view.is_displayable(), timeout=30000)
+
+
+def test_open_file_by_menu_scans_off_the_gui_thread(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:
+    paths = write_series(tmp_path / "ct", count=3)
+    threads: list[threading.Thread] = []
+    real_scan = workers.scan
+
+    def spying_scan(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread())
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(workers, "scan", spying_scan)
+    monkeypatch.setattr(window, "ask_files", lambda: [str(p) for p in paths])
+    with qtbot.waitSignal(window.opened, timeout=30000) as opened:
+        window.actions_by_name["open_file"].trigger()
+    assert opened.args == [1]
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    wait_for_image(qtbot, window)
+    assert window.series_list.count() == 1
+    assert window.series_list.item(0).text() == "Se 3: CT Lung 1.0 (3 images)"
+    assert window.view.count() == 3
+    # Sorted along the slice normal (z ascending), not by file name or instance number.
+    assert window.view.corner_lines()["bottom_left"][2].startswith("Loc: -10.0 mm")
+
+
+def test_open_folder_by_menu_gives_one_stack_per_series(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:
+    write_series(tmp_path / "a", count=3)
+    second = tmp_path / "b"
+    second.mkdir()
+    for i in range(2):
+        ds = ct_dataset(16, 16, z=float(i), number=i + 1, series_uid="1.2.3.4.6")
+        ds.SeriesNumber = 4
+        ds.SeriesDescription = "Bone"
+        ds.save_as(second / f"{i}.dcm", enforce_file_format=True)
+    monkeypatch.setattr(window, "ask_folder", lambda: str(tmp_path))
+    with qtbot.waitSignal(window.opened, timeout=30000) as opened:
+        window.actions_by_name["open_folder"].trigger()
+    assert opened.args == [2]
+    labels = [window.series_list.item(i).text() for i in range(window.series_list.count())]
+    assert labels == ["Se 3: CT Lung 1.0 (3 images)", "Se 4: CT Bone (2 images)"]
+    wait_for_image(qtbot, window)
+    window.series_list.setCurrentRow(1)
+    wait_for_image(qtbot, window)
+    assert window.view.count() == 2
+    assert window.view.corner_lines()["bottom_left"][0] == "Se: 4 Bone"
+
+
+def test_drop_files_and_folders_on_the_window(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
+    write_series(tmp_path / "dropped", count=2)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "dropped"))])
+    enter = QDragEnterEvent(
+        QPointF(300, 300),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(
+        QPointF(300, 300),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.opened, timeout=30000) as opened:
+        QApplication.sendEvent(window, drop)
+    assert opened.args == [1]
+    wait_for_image(qtbot, window)
+    # Text is not a file: refused.
+    text = QMimeData()
+    text.setText("not a path")
+    refused = QDragEnterEvent(
+        QPointF(300, 300),
+        Qt.DropAction.CopyAction,
+        text,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(window, refused)
+    assert not refused.isAccepted()
+
+
+def test_problems_are_listed_and_the_rest_loads(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path, capfd
+) -> None:
+    folder = tmp_path / "mixed"
+    paths = write_series(folder, count=3)
+    whole = paths[0].read_bytes()
+    truncated = folder / "truncated.dcm"
+    truncated.write_bytes(whole[: len(whole) // 2])  # header intact, Pixel Data cut short
+    broken = folder / "broken.dcm"
+    broken.write_bytes(whole[:200])  # "DICM" and then nothing readable
+    with qtbot.waitSignal(window.opened, timeout=30000):
+        window.open_paths([folder])
+    wait_for_image(qtbot, window)
+
+    def texts() -> list[str]:
+        return [window.problems_list.item(i).text() for i in range(window.problems_list.count())]
+
+    # broken.dcm fails the scan; truncated.dcm fails when the loader decodes it.
+    qtbot.waitUntil(lambda: any("truncated.dcm" in t for t in texts()), timeout=30000)
+    assert any("broken.dcm" in t for t in texts()), texts()
+    assert window.problems_dock.isVisible()
+    err = capfd.readouterr().err
+    assert "broken.dcm" in err and "Müller" not in err
+    # The good slices display whatever the bad files did.
+    assert window.view.count() == 4
+
+
+def test_missing_path_is_a_problem_not_a_crash(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path, capfd
+) -> None:
+    with qtbot.waitSignal(window.opened, timeout=30000) as opened:
+        window.open_paths([tmp_path / "nowhere"])
+    assert opened.args == [0]
+    assert window.problems_list.item(0).text() == f"{tmp_path / 'nowhere'}: no such file or folder"
+    assert "nowhere: no such file or folder" in capfd.readouterr().err
+
+
+def test_demo_study_when_no_path(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from viewer.media.demo import demo_paths
+    from viewer.qt.app import create_main_window
+
+    if not demo_paths():
+        pytest.skip("pydicom's bundled files are absent")
+    main = create_main_window([])
+    qtbot.addWidget(main)
+    with qtbot.waitSignal(main.opened, timeout=30000) as opened:
+        pass
+    assert opened.args[0] >= 3
+    wait_for_image(qtbot, main)
+    assert main.view.edge_letters()  # the demo CT has its orientation
+    main.close()
+
+
+def test_command_line_opens_the_gui_on_a_path(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``lightbox open FILE`` reaches run_gui, which shows the image; closing returns 0."""
+    from viewer import cli
+
+    path = write_series(tmp_path / "cli", count=1)[0]
+    shown: list[int] = []
+
+    def close_when_shown() -> None:
+        mains = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        if not mains:
+            QTimer.singleShot(20, close_when_shown)
+            return
+        main = mains[-1]
+
+        def on_shown(position: int) -> None:
+            shown.append(position)
+            main.close()
+
+        main.view.image_shown.connect(on_shown)
+
+    QTimer.singleShot(0, close_when_shown)
+    assert cli.main(["open", str(path)]) == 0
+    assert shown == [0]
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, MainWindow):
+            widget.deleteLater()
+
+
+def test_closing_while_opening_leaves_no_thread(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "many"
+    write_series(folder, count=30, rows=8, cols=8)
+    main = MainWindow()
+    qtbot.addWidget(main)
+    main.open_paths([folder])
+    main.close()  # cancels and joins the open worker
+    assert main._worker is None
+    assert not any(t.name == "SeriesLoader" and t.is_alive() for t in threading.enumerate())
+
+
+def test_shared_hard_file_message_or_image(qtbot, window: MainWindow, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    """A file from the shared hard cases: it shows, or the view says exactly why."""
+    hard = sorted((shared_data / "hard").glob("*"))
+    files = [p for p in hard if p.is_file()][:1]
+    if not files:
+        pytest.skip("no hard cases in the shared data")
+    target = window.view
+    with qtbot.waitSignal(window.opened, timeout=30000):
+        window.open_paths([files[0]])
+    qtbot.waitUntil(
+        lambda: target.is_displayable() or window.problems_list.count() > 0, timeout=60000
+    )
