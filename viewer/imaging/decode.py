@@ -754,6 +754,18 @@ def _decode_encapsulated_frame(
         raise DecodeError(
             path, f"frame {index + 1}: corrupt {ts.name} data (no valid SOC/SIZ header)"
         )
+    if ts == JPEGBaseline8Bit and _is_ycbcr_colour(ds):
+        fast = _pillow_rgb(frame)
+        if fast is not None:
+            return (
+                _place_tile(fast, ds.Rows, ds.Columns)
+                if fast.shape[:2]
+                != (
+                    ds.Rows,
+                    ds.Columns,
+                )
+                else fast
+            )
     plugins = _plugins_for(ts)
     if not plugins:
         raise DecodeError(
@@ -776,6 +788,35 @@ def _decode_encapsulated_frame(
     if (rows, cols) != (ds.Rows, ds.Columns):
         arr = _place_tile(arr, ds.Rows, ds.Columns)
     return arr
+
+
+def _is_ycbcr_colour(ds: Dataset) -> bool:
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    return int(ds.get("SamplesPerPixel", 1) or 1) == 3 and photometric in (
+        "YBR_FULL_422",
+        "YBR_FULL",
+    )
+
+
+def _pillow_rgb(frame: bytes) -> np.ndarray | None:
+    """Baseline YCbCr JPEG to RGB inside libjpeg-turbo, as IJG does for DCMTK (T.81 + JFIF).
+
+    pydicom's Pillow plugin asks for YCbCr and converts in float numpy afterwards: 3.4 of
+    4.7 ms per 640x480 frame here. Returns None (use pydicom) for anything unusual: an Adobe
+    APP14 transform flag, RGB component IDs, or a Pillow failure.
+    """
+    try:
+        from PIL import Image
+
+        with Image.open(BytesIO(frame), formats=("JPEG",)) as image:
+            if "adobe_transform" in image.info or image.mode != "RGB":
+                return None
+            header = _jpeg.parse_header(frame)
+            if header is None or header.components != 3:
+                return None
+            return np.asarray(image.convert("RGB"))
+    except Exception:
+        return None
 
 
 def _place_tile(tile: np.ndarray, rows: int, cols: int) -> np.ndarray:
