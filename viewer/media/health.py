@@ -257,9 +257,9 @@ def check_media(
         report.cancelled = dicomdir.cancelled
 
     referenced: dict[Path, dict[str, str]] = {}
-    directory_files: set[Path] = set()
+    directory_files: set[Path] = {directory_path} if directory_path is not None else set()
     if dicomdir is not None:
-        directory_files = set(dicomdir.directory_files)
+        directory_files.update(dicomdir.directory_files)
         for ref in dicomdir.references:
             if ref.path is None:
                 continue
