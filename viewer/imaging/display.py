@@ -592,7 +592,7 @@ class FrameRenderer:
         inverse = self.inverse_shape != invert
         out = np.empty(values.shape, dtype=np.uint8)
         if isinstance(voi, LookupTable) or voi.function == "SIGMOID":
-            modality = values * np.float32(self._slope) + np.float32(self._intercept)
+            modality = values.astype(np.float64) * self._slope + self._intercept
             return voi_to_display(modality, voi, invert=inverse)
         if scratch is None:
             scratch = np.empty_like(values)
