@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import cache_dir, interleaved, report  # noqa: E402
+from benchmarks.common import cache_dir, interleaved, report
 
 FRAMES, ROWS, COLS = 100, 480, 640
 
