@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -91,16 +90,25 @@ class Orthanc:
             self.rest("DELETE", f"/patients/{pid}")
 
     def stop(self) -> None:
-        stop(self.proc)
+        """SIGKILL: a graceful stop takes 3 s and the folder is thrown away anyway."""
+        stop(self.proc, signal.SIGKILL)
 
 
-def start_orthanc(folder: Path, lightbox_port: int, extra: dict[str, Any] | None = None) -> Orthanc:
-    """``Orthanc config.json`` with the template filled: free ports, our SCP port as LIGHTBOX."""
+def start_orthanc(
+    folder: Path,
+    lightbox_port: int,
+    extra: dict[str, Any] | None = None,
+    ports: tuple[int, int] | None = None,
+) -> Orthanc:
+    """``Orthanc config.json`` with the template filled: free ports, our SCP port as LIGHTBOX.
+
+    Restarting with the same ``folder`` and ``ports`` keeps what it stored.
+    """
     exe = require_tool("Orthanc")
     text = _template("orthanc.json")
     storage = folder / "storage"
     storage.mkdir(parents=True, exist_ok=True)
-    dicom_port, http_port = free_port(), free_port()
+    dicom_port, http_port = ports or (free_port(), free_port())
     text = text.replace("@STORAGE@", str(storage))
     text = text.replace("14242", str(dicom_port)).replace("18042", str(http_port))
     text = text.replace('"Port" : 11112', f'"Port" : {lightbox_port}')
@@ -111,7 +119,7 @@ def start_orthanc(folder: Path, lightbox_port: int, extra: dict[str, Any] | None
         text += "\n}\n"
     config = folder / "orthanc.json"
     config.write_text(text)
-    log = (folder / "orthanc.log").open("wb")
+    log = (folder / "orthanc.log").open("ab")
     proc = subprocess.Popen([exe, str(config)], stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     peer = Orthanc(proc, dicom_port, http_port, folder)
     deadline = time.monotonic() + 30
@@ -185,11 +193,13 @@ class Storescp:
         stop(self.proc)
 
 
-def start_storescp(folder: Path, *extra: str, aet: str = "PEER") -> Storescp:
+def start_storescp(
+    folder: Path, *extra: str, aet: str = "PEER", port: int | None = None
+) -> Storescp:
     exe = require_tool("storescp")
     out = folder / "received"
     out.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [exe, "-aet", aet, *extra, "-od", str(out), str(port)],
         stdout=subprocess.DEVNULL,
@@ -254,10 +264,3 @@ def make_study(
             study.files.append(path)
             study.series[series_uid].append(sop_uid)
     return study
-
-
-def which_or_missing(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        require_tool(name)
-    return str(path)
