@@ -79,8 +79,17 @@ def ramp(rows: int, cols: int, number: int = 0) -> np.ndarray:
 class ArraySource(FrameSource):
     """Frames from arrays; a frame counts as decoded once :meth:`deliver` says so."""
 
-    def __init__(self, datasets: list[Dataset], arrays: list[np.ndarray], *, loaded: bool = True):
+    def __init__(
+        self,
+        datasets: list[Dataset],
+        arrays: list[np.ndarray],
+        *,
+        loaded: bool = True,
+        headers_late: bool = False,
+    ):
+        """``headers_late``: no header before the frame, as :class:`LoaderSource` behaves."""
         super().__init__()
+        self._headers_late = headers_late
         self._datasets = datasets
         self._arrays = arrays
         self._ready = set(range(len(arrays))) if loaded else set()
@@ -94,6 +103,8 @@ class ArraySource(FrameSource):
         return self._arrays[position] if position in self._ready else None
 
     def dataset(self, position: int) -> Dataset | None:
+        if self._headers_late and position not in self._ready:
+            return None
         return self._datasets[position]
 
     def problem(self, position: int) -> str | None:

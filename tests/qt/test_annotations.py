@@ -146,3 +146,18 @@ def test_lossy_marker_from_attribute_and_transfer_syntax() -> None:
 )
 def test_format_date(value: str, shown: str) -> None:
     assert notes.format_date(value) == shown
+
+
+def test_ultrasound_region_calibration() -> None:
+    ds = Dataset()
+    doppler = Dataset()
+    doppler.PhysicalUnitsXDirection, doppler.PhysicalUnitsYDirection = 4, 7  # s, cm/s
+    doppler.PhysicalDeltaX, doppler.PhysicalDeltaY = 0.01, 0.5
+    tissue = Dataset()
+    tissue.PhysicalUnitsXDirection, tissue.PhysicalUnitsYDirection = 3, 3  # cm
+    tissue.PhysicalDeltaX, tissue.PhysicalDeltaY = 0.02, 0.025
+    ds.SequenceOfUltrasoundRegions = [doppler, tissue]
+    spacing = notes.pixel_spacing(ds, 0)
+    assert spacing is not None and not spacing.detector
+    assert (spacing.row_mm, spacing.column_mm) == pytest.approx((0.25, 0.2))
+    assert spacing.note == "ultrasound region"

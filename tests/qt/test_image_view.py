@@ -250,8 +250,11 @@ def test_cine_plays_at_the_files_rate_and_is_adjustable(qtbot) -> None:  # type:
     datasets, arrays = ct_series(4, 8, 8)
     for ds in datasets:
         ds.FrameTime = 20.0  # 50 fps
-    widget.set_source(ArraySource(datasets, arrays))
-    assert widget.fps == pytest.approx(50)
+    source = ArraySource(datasets, arrays, loaded=False)
+    widget.set_source(source)
+    assert widget.fps == pytest.approx(50)  # from the header, before any pixels
+    for position in range(4):
+        source.deliver(position)
     with qtbot.waitSignal(widget.cine_changed) as started:
         QTest.keyClick(widget, Qt.Key.Key_Space)
     assert started.args == [True]
@@ -343,3 +346,17 @@ def test_patient_data_is_not_logged(qtbot, caplog, view: ImageView) -> None:  # 
         view.grab()
         view.corner_lines()
     assert "Müller" not in caplog.text and "PID-42" not in caplog.text
+
+
+def test_cine_rate_learnt_when_the_first_header_arrives(qtbot) -> None:  # type: ignore[no-untyped-def]
+    widget = ImageView()
+    qtbot.addWidget(widget)
+    datasets, arrays = ct_series(3, 8, 8)
+    for ds in datasets:
+        ds.CineRate = 24
+    source = ArraySource(datasets, arrays, loaded=False, headers_late=True)
+    widget.set_source(source)
+    assert widget.fps == 10  # nothing read yet: the default
+    source.deliver(0, from_thread=True)
+    qtbot.waitUntil(lambda: widget.fps == 24)
+    widget.set_source(None)

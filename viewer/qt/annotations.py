@@ -292,28 +292,49 @@ def edge_letters(
 
 @dataclass(frozen=True)
 class Spacing:
-    """Millimetres between rows and between columns, and whether they are at the detector."""
+    """Millimetres between rows and between columns, and whether they are at the detector.
+
+    ``note`` says where a calibration that is neither came from (an ultrasound region).
+    """
 
     row_mm: float
     column_mm: float
     detector: bool
+    note: str = ""
 
 
 def pixel_spacing(ds: Dataset | None, frame_index: int) -> Spacing | None:
-    """Pixel Spacing (PS3.3 10.7.1.3), else Imager Pixel Spacing (at the detector, not the patient).
+    """Pixel Spacing (PS3.3 10.7.1.3), else Imager Pixel Spacing (at the detector, not the
+    patient), else the first ultrasound region calibrated in cm (PS3.3 C.8.5.5.1).
 
-    Both give the row spacing (between row centres, vertical) first, then the column spacing.
+    Both spacings give the row spacing (between row centres, vertical) first.
     """
     if ds is None:
         return None
     spacing = _floats(functional_attr(ds, "PixelSpacing", frame_index, "PixelMeasuresSequence"), 2)
-    detector = False
-    if spacing is None:
-        spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
-        detector = True
-    if spacing is None or spacing[0] <= 0 or spacing[1] <= 0:
-        return None
-    return Spacing(spacing[0], spacing[1], detector)
+    if spacing is not None and spacing[0] > 0 and spacing[1] > 0:
+        return Spacing(spacing[0], spacing[1], detector=False)
+    spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
+    if spacing is not None and spacing[0] > 0 and spacing[1] > 0:
+        return Spacing(spacing[0], spacing[1], detector=True)
+    return _ultrasound_spacing(ds)
+
+
+#: Physical Units X/Y Direction (0018,6024/6026) code for centimetres (PS3.3 C.8.5.5.1.15).
+_UNITS_CM = 3
+
+
+def _ultrasound_spacing(ds: Dataset) -> Spacing | None:
+    """Physical Delta X/Y of the first 2-D region in cm, as mm (valid inside that region)."""
+    for region in ds.get("SequenceOfUltrasoundRegions") or []:
+        try:
+            units = (int(region.PhysicalUnitsXDirection), int(region.PhysicalUnitsYDirection))
+            dx, dy = abs(float(region.PhysicalDeltaX)), abs(float(region.PhysicalDeltaY))
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if units == (_UNITS_CM, _UNITS_CM) and dx > 0 and dy > 0:
+            return Spacing(dy * 10.0, dx * 10.0, detector=False, note="ultrasound region")
+    return None
 
 
 def nice_length(limit: float) -> float:

@@ -130,6 +130,7 @@ class ImageView(QWidget):
         self._drag: _Drag | None = None
         self._wheel_rest = 0
         self._fps = notes.DEFAULT_FPS
+        self._fps_known = False  # the file's rate, once a header has been read
         self._cine = QTimer(self)
         self._cine.setTimerType(Qt.TimerType.PreciseTimer)
         self._cine.timeout.connect(self._on_cine_timeout)
@@ -162,7 +163,8 @@ class ImageView(QWidget):
                 self._on_source_problem_found, Qt.ConnectionType.QueuedConnection
             )
             self._position = max(0, min(position, len(source) - 1))
-            self._fps = notes.cine_rate(self._dataset())
+        self._fps_known = False
+        self._learn_fps(self._position)
         self.position_changed.emit(self._position)
         self.window_changed.emit()
         self.view_changed.emit()
@@ -229,7 +231,18 @@ class ImageView(QWidget):
     def is_displayable(self, position: int | None = None) -> bool:
         return self._renderer(position) is not None
 
+    def _learn_fps(self, position: int) -> None:
+        """The file's cine rate, as soon as a header of the stack is known."""
+        if self._fps_known:
+            return
+        ds = self._dataset(position) if self.count() else None
+        self._fps = notes.cine_rate(ds)
+        self._fps_known = ds is not None
+        if self._cine.isActive():
+            self._cine.setInterval(max(1, round(1000 / self._fps)))
+
     def _on_source_frame_ready(self, position: int) -> None:
+        self._learn_fps(position)
         if position == self._position:
             self._drop_buffer()
             if self._window is None:
@@ -410,6 +423,7 @@ class ImageView(QWidget):
 
     def set_fps(self, fps: float) -> None:
         self._fps = max(MIN_FPS, min(MAX_FPS, fps))
+        self._fps_known = True  # the user's choice stands
         if self._cine.isActive():
             self._cine.setInterval(max(1, round(1000 / self._fps)))
         self.view_changed.emit()
@@ -621,7 +635,11 @@ class ImageView(QWidget):
         length_mm = notes.nice_length(0.25 * self.width() * mm_per_pixel)
         if length_mm <= 0:
             return None
-        label = f"{length_mm:g} mm" + (" (at detector)" if spacing.detector else "")
+        label = f"{length_mm:g} mm"
+        if spacing.detector:
+            label += " (at detector)"
+        elif spacing.note:
+            label += f" ({spacing.note})"
         return length_mm / mm_per_pixel, length_mm, label
 
     def _draw_annotations(self, painter: QPainter, *, decoded: bool) -> None:
