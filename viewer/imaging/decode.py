@@ -334,7 +334,7 @@ def _read_buffer(path: Path, buf: bytes | mmap.mmap, headers_only: bool) -> Dico
     ) as exc:
         raise DecodeError(path, f"cannot parse the data set: {exc}") from exc
 
-    tags = [element.tag for element in ds]
+    tags = list(ds.keys())
     if not has_dicm and not any(tag.group not in (0x0000, 0x0002) for tag in tags):
         raise DecodeError(path, "not a DICOM file (no data elements)")
     ds.filename = str(path)
