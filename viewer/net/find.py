@@ -216,6 +216,8 @@ def run_find(
     grace: float = 3.0,
 ) -> tuple[list[dict[str, str]], bool]:
     """One C-FIND on an open association; (matches, cancelled)."""
+    if cancel is not None and cancel.is_set():
+        return [], True
     matches: list[dict[str, str]] = []
     msg_id = _next_msg_id()
     local_cancel = threading.Event()

@@ -1,0 +1,234 @@
+"""C-MOVE and C-GET against Orthanc and DCMTK dcmqrscp; resume, cancel, a dying PACS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from tests.net import peers
+from tests.net.conftest import Received
+from viewer.net import diagnose
+from viewer.net.diagnose import NetError
+from viewer.net.nodes import LocalSettings, Node
+from viewer.net.retrieve import RetrieveProgress, retrieve
+from viewer.net.scp import StorageScp, spool_dir
+from viewer.net.transfers import TransferQueue
+
+
+def assert_complete_files(received: Received) -> None:
+    """Every file in the folder parses to the end: nothing half-written is shown."""
+    assert not list(received.folder.glob(".*")), "a temporary file was left behind"
+    for path in received.folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        assert ds.SOPInstanceUID == path.stem
+        assert len(ds.PixelData) > 0
+    assert not list(spool_dir().iterdir())
+
+
+@pytest.mark.parametrize("method", ["move", "get"])
+def test_retrieve_from_orthanc_counts_match_its_statistics(
+    method: str,
+    orthanc: peers.Orthanc,
+    orthanc_node: Node,
+    local: LocalSettings,
+    study: peers.StudyFiles,
+    received: Received,
+) -> None:
+    orthanc.upload(study.files)
+    stats = orthanc.statistics()
+    progress: list[RetrieveProgress] = []
+    result = retrieve(
+        orthanc_node,
+        local,
+        study.study_instance_uid,
+        method=method,  # type: ignore[arg-type]
+        on_instance=received,
+        progress=progress.append,
+    )
+    assert result.ok and result.failed == 0
+    assert result.completed == stats["CountInstances"] == len(study.files)
+    assert received.uids() == set(study.sop_instance_uids)
+    assert progress and progress[-1].completed == len(study.files)
+    assert all(p.total == len(study.files) for p in progress)
+    assert set(received.callers) == {"ORTHANC"}
+    assert_complete_files(received)
+
+
+@pytest.mark.parametrize("method", ["move", "get"])
+def test_retrieve_a_series_from_dcmqrscp(
+    method: str,
+    dcmqrscp_node: Node,
+    local: LocalSettings,
+    study: peers.StudyFiles,
+    received: Received,
+) -> None:
+    series_uid, sops = next(iter(study.series.items()))
+    result = retrieve(
+        dcmqrscp_node,
+        local,
+        study.study_instance_uid,
+        series_uid,
+        method=method,  # type: ignore[arg-type]
+        on_instance=received,
+    )
+    assert (result.completed, result.failed) == (len(sops), 0)
+    assert received.uids() == set(sops)
+    assert_complete_files(received)
+
+
+def test_resume_skips_what_is_present(
+    orthanc: peers.Orthanc,
+    orthanc_node: Node,
+    local: LocalSettings,
+    study: peers.StudyFiles,
+    received: Received,
+) -> None:
+    orthanc.upload(study.files)
+    present = set(study.sop_instance_uids[:2])
+    result = retrieve(
+        orthanc_node,
+        local,
+        study.study_instance_uid,
+        method="get",
+        on_instance=received,
+        is_present=lambda uid: uid in present,
+    )
+    assert (result.skipped, result.completed) == (2, len(study.files) - 2)
+    assert received.uids() == set(study.sop_instance_uids) - present
+
+
+def test_unknown_move_destination_is_explained(
+    tmp_path: Path, scp_port: int, study: peers.StudyFiles, received: Received
+) -> None:
+    """Orthanc lets anyone move but does not know LBX2 as a destination."""
+    orthanc = peers.start_orthanc(
+        tmp_path / "o", scp_port, extra={"DicomAlwaysAllowMove": True, "DicomAlwaysAllowFind": True}
+    )
+    try:
+        orthanc.upload(study.files)
+        local = LocalSettings(ae_title="LBX2", scp_port=scp_port)
+        node = Node("o", "ORTHANC", "127.0.0.1", orthanc.dicom_port)
+        with pytest.raises(NetError) as info:
+            retrieve(node, local, study.study_instance_uid, method="move", on_instance=received)
+    finally:
+        orthanc.stop()
+    assert info.value.code == diagnose.MOVE_DESTINATION
+    message = info.value.message
+    assert "'LBX2'" in message and f"port {scp_port}" in message and "C-GET" in message
+    assert received.uids() == set()
+
+
+def big_study(tmp_path: Path, copies: int = 30) -> peers.StudyFiles:
+    return peers.make_study(
+        tmp_path / "big",
+        patient_name="BIG^STUDY",
+        patient_id="LB009",
+        accession="ACC009",
+        study_date="20240301",
+        description="MANY",
+        parts=[("CT_small.dcm", "CT", copies)],
+    )
+
+
+@pytest.mark.parametrize("method", ["move", "get"])
+def test_cancel_mid_retrieve(
+    method: str,
+    tmp_path: Path,
+    orthanc: peers.Orthanc,
+    orthanc_node: Node,
+    local: LocalSettings,
+    received: Received,
+) -> None:
+    study = big_study(tmp_path)
+    orthanc.upload(study.files)
+    cancel = threading.Event()
+
+    def slow(path: Path, calling: str) -> int:
+        status = received(path, calling)
+        if len(received.uids()) >= 5:
+            cancel.set()
+        cancel.wait(0.05)
+        return status
+
+    result = retrieve(
+        orthanc_node,
+        replace(local, timeouts=replace(local.timeouts, dimse=5)),
+        study.study_instance_uid,
+        method=method,  # type: ignore[arg-type]
+        on_instance=slow,
+        cancel=cancel,
+        grace=1.0,
+    )
+    assert result.cancelled
+    got = received.uids()
+    assert 5 <= len(got) < len(study.files)
+    assert got <= set(study.sop_instance_uids)
+    assert_complete_files(received)
+
+
+def test_pacs_killed_mid_retrieve_then_resume_completes(
+    tmp_path: Path, scp_port: int, local: LocalSettings, received: Received
+) -> None:
+    study = big_study(tmp_path)
+    folder = tmp_path / "pacs"
+    orthanc = peers.start_orthanc(folder, scp_port)
+    ports = (orthanc.dicom_port, orthanc.http_port)
+    node = Node("o", "ORTHANC", "127.0.0.1", orthanc.dicom_port, retrieve_method="get")
+    try:
+        orthanc.upload(study.files)
+        queue = TransferQueue()
+        job = queue.add(node, study.study_instance_uid)
+
+        def killer(path: Path, calling: str) -> int:
+            status = received(path, calling)
+            if len(received.uids()) == 5:
+                os.kill(orthanc.proc.pid, signal.SIGKILL)
+            return status
+
+        job = queue.run_job(job, local, on_instance=killer, is_present=received.is_present)
+        assert job.state == "failed"
+        assert "lost" in job.message or "refused" in job.message
+        kept = received.uids()
+        assert 5 <= len(kept) < len(study.files)
+        assert_complete_files(received)
+
+        orthanc.proc.wait(5)
+        orthanc = peers.start_orthanc(folder, scp_port, ports=ports)
+        restarted = TransferQueue()  # a new program reading the saved queue
+        [again] = restarted.jobs()
+        restarted.retry(again)
+        [done] = restarted.run_pending(
+            local, on_instance=received, is_present=received.is_present
+        )
+        assert done.state == "done", done.message
+        assert done.skipped == len(kept)
+        assert done.completed == len(study.files) - len(kept)
+        assert received.uids() == set(study.sop_instance_uids)
+    finally:
+        orthanc.stop()
+
+
+def test_move_uses_an_scp_that_already_answers(
+    orthanc: peers.Orthanc,
+    orthanc_node: Node,
+    local: LocalSettings,
+    study: peers.StudyFiles,
+    received: Received,
+    tmp_path: Path,
+) -> None:
+    """A second process's retrieve goes through the SCP already running on our port."""
+    orthanc.upload(study.files)
+    gui = Received(tmp_path / "gui-store")
+    with StorageScp(local, gui):
+        result = retrieve(
+            orthanc_node, local, study.study_instance_uid, method="move", on_instance=received
+        )
+    assert result.completed == len(study.files)
+    assert gui.uids() == set(study.sop_instance_uids)
+    assert received.uids() == set()
