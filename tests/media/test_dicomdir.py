@@ -806,3 +806,53 @@ def test_child_record_inherits_the_patient_charset(tmp_path: Path) -> None:
     result = read_dicomdir(root / "DICOMDIR")
     assert result.patients[0].patient_name == "王^小东"
     assert result.patients[0].studies[0].study_description == text
+
+
+def test_unknown_charset_is_reported_and_text_still_shown(tmp_path: Path) -> None:
+    root = tmp_path / "media"
+    write_instance(root / "IM1", "1.1")
+    pat = Rec(
+        "PATIENT",
+        [
+            (0x00080005, "CS", b"ISO_IR 999"),
+            (0x00100010, "PN", "Jérôme".encode("latin-1")),
+            (0x00100020, "LO", b"ID"),
+        ],
+        [study("1.2.3.1", series("1.2.3.1.1", image("IM1", "1.1")))],
+    )
+    build_dicomdir(root / "DICOMDIR", [pat])
+    result = read_dicomdir(root / "DICOMDIR")
+    assert uids(result) == ["1.1"]
+    assert result.patients[0].patient_name.startswith("J")
+    assert "1 text values do not decode cleanly" in problems_text(result)
+
+
+def test_fuzzed_dicomdirs_never_raise_anything_else(pydicom_media: Path) -> None:
+    """Random damage to real DICOMDIRs: a result or a DicomdirError, never another exception."""
+    import random
+
+    rng = random.Random(20240611)
+    sources = [(pydicom_media / n).read_bytes() for n in ("DICOMDIR", "DICOMDIR-bigEnd",
+                                                          "DICOMDIR-implicit")]  # fmt: skip
+    target = pydicom_media / "FUZZ"
+    for _ in range(300):
+        data = bytearray(rng.choice(sources))
+        for _ in range(rng.randint(1, 12)):
+            i = rng.randrange(len(data))
+            roll = rng.random()
+            if roll < 0.6:
+                data[i] = rng.randrange(256)
+            elif roll < 0.9:
+                data[i : i + 4] = rng.choice(
+                    [b"\xff\xff\xff\xff", b"\xfe\xff\x00\xe0", b"\0\0\0\0"]
+                )
+            else:
+                del data[max(i, 200) :]
+        target.write_bytes(bytes(data))
+        try:
+            result = read_dicomdir(target)
+        except DicomdirError as exc:
+            assert str(exc).startswith(str(target))
+        else:
+            assert all(i.path.is_file() for i in result.instances)
+    target.unlink()

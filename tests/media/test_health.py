@@ -235,3 +235,34 @@ def test_dirfile_is_not_unreferenced(tmp_path: Path) -> None:
     report = check_media(root)
     assert report.problems == []
     assert _names(report.present, root) == ["DICOM/ST1/IM1"]
+
+
+def test_fuzzed_files_never_raise(tmp_path: Path) -> None:
+    """Random damage to bundled pydicom files: read_header always answers, never raises."""
+    import random
+
+    import pydicom
+
+    files = Path(pydicom.__file__).parent / "data" / "test_files"
+    names = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
+             "rtplan.dcm", "image_dfl.dcm"]  # fmt: skip
+    sources = [(files / n).read_bytes() for n in names if (files / n).is_file()]
+    assert len(sources) >= 5
+    rng = random.Random(7)
+    target = tmp_path / "F"
+    for _ in range(300):
+        data = bytearray(rng.choice(sources))
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(len(data))
+            roll = rng.random()
+            if roll < 0.6:
+                data[i] = rng.randrange(256)
+            elif roll < 0.9:
+                data[i : i + 4] = rng.choice(
+                    [b"\xff\xff\xff\xff", b"\xfe\xff\x00\xe0", b"\xf0\xff\xff\xff"]
+                )
+            else:
+                del data[max(i, 1) :]
+        target.write_bytes(bytes(data))
+        header = read_header(target)
+        assert isinstance(header.problem, str)

@@ -932,20 +932,39 @@ def _charset_list(raw: bytes | None) -> list[str] | None:
     return values if any(values) else None
 
 
-def decode_text(raw: bytes, charset: list[str] | None, *, person_name: bool = False) -> str:
-    """A text value decoded with the Specific Character Set in force (PS3.5 6.1.2.5)."""
+def decode_text(
+    raw: bytes,
+    charset: list[str] | None,
+    *,
+    person_name: bool = False,
+    trouble: list[str] | None = None,
+) -> str:
+    """A text value decoded with the Specific Character Set in force (PS3.5 6.1.2.5).
+
+    ASCII is decoded here; anything else goes to pydicom's decoders, whose warnings (an
+    unknown or misspelt character set, bytes the set cannot hold) are appended to ``trouble``
+    while pydicom's best effort is kept. Never raises: the value is untrusted media content.
+    """
     raw = raw.rstrip(b" \x00")
     if raw.isascii() and b"\x1b" not in raw:
         return raw.decode("ascii")
     from pydicom.charset import convert_encodings, decode_bytes
     from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        encodings = convert_encodings(list(charset) if charset else ["ISO_IR 6"])
-        if person_name:
-            return str(PersonName(raw, encodings)).rstrip(" ")
-        return decode_bytes(raw, encodings, TEXT_VR_DELIMS).rstrip(" ")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            encodings = convert_encodings(list(charset) if charset else ["ISO_IR 6"])
+            if person_name:
+                text = str(PersonName(raw, encodings)).rstrip(" ")
+            else:
+                text = decode_bytes(raw, encodings, TEXT_VR_DELIMS).rstrip(" ")
+        except Exception as exc:  # third-party decoder fed untrusted bytes: never let it escape
+            caught.append(warnings.WarningMessage(str(exc), UserWarning, "", 0))
+            text = raw.decode("latin-1")
+    if caught and trouble is not None:
+        trouble.append(str(caught[0].message))
+    return text
 
 
 def _int_or_none(text: str) -> int | None:
@@ -995,6 +1014,7 @@ class _Builder:
         self.inactive = 0
         self.no_uid = 0
         self.odd_ids: list[str] = []
+        self.text_trouble: list[str] = []
         self.visited_files: set[str] = set()
 
     # containers -------------------------------------------------------------------------
@@ -1063,8 +1083,17 @@ class _Builder:
                     self.unknown_types.get(rtype or "(none)", 0) + 1
                 )
             if rtype == "PATIENT":
-                pid = decode_text(values[T_PATIENT_ID], charset) if T_PATIENT_ID in values else None
-                name = decode_text(values.get(T_PATIENT_NAME, b""), charset, person_name=True)
+                pid = (
+                    decode_text(values[T_PATIENT_ID], charset, trouble=self.text_trouble)
+                    if T_PATIENT_ID in values
+                    else None
+                )
+                name = decode_text(
+                    values.get(T_PATIENT_NAME, b""),
+                    charset,
+                    person_name=True,
+                    trouble=self.text_trouble,
+                )
                 patient = self._patient(pid, name)
                 if not patient.birth_date:
                     patient.birth_date = rec.text(T_BIRTH_DATE)
@@ -1078,10 +1107,10 @@ class _Builder:
                 study.study_date = study.study_date or rec.text(T_STUDY_DATE)
                 study.study_time = study.study_time or rec.text(T_STUDY_TIME)
                 study.accession_number = study.accession_number or decode_text(
-                    values.get(T_ACCESSION, b""), charset
+                    values.get(T_ACCESSION, b""), charset, trouble=self.text_trouble
                 )
                 study.study_description = study.study_description or decode_text(
-                    values.get(T_STUDY_DESC, b""), charset
+                    values.get(T_STUDY_DESC, b""), charset, trouble=self.text_trouble
                 )
                 series = None
             elif rtype == "SERIES":
@@ -1093,7 +1122,7 @@ class _Builder:
                 if series.series_number is None:
                     series.series_number = _int_or_none(rec.text(T_SERIES_NUMBER))
                 series.series_description = series.series_description or decode_text(
-                    values.get(T_SERIES_DESC, b""), charset
+                    values.get(T_SERIES_DESC, b""), charset, trouble=self.text_trouble
                 )
             ctx = (patient, study, series, charset)
             lower = [(child, ctx, directory, depth) for child in rec.children]
@@ -1320,6 +1349,14 @@ def _summarise(builder: _Builder, result: DicomdirResult) -> None:
                 where,
                 f"{builder.no_uid} records lack the Referenced SOP Instance "
                 "UID in File (0004,1511)",
+            )
+        )
+    if builder.text_trouble:
+        problems.append(
+            Problem(
+                where,
+                f"{len(builder.text_trouble)} text values do not decode cleanly with their "
+                f"Specific Character Set (e.g. {builder.text_trouble[0]}): shown as best possible",
             )
         )
     if builder.odd_ids:
