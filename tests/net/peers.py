@@ -76,7 +76,12 @@ class Orthanc:
         )
         with urllib.request.urlopen(req, timeout=20) as rsp:
             data = rsp.read()
-        return json.loads(data) if data else None
+        if not data:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:  # metadata answers are plain text
+            return data.decode()
 
     def statistics(self) -> dict[str, Any]:
         return dict(self.rest("GET", "/statistics"))

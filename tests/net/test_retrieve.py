@@ -192,7 +192,7 @@ def test_pacs_killed_mid_retrieve_then_resume_completes(
             return status
 
         job = queue.run_job(job, local, on_instance=killer, is_present=received.is_present)
-        assert job.state == "failed"
+        assert job.state == "failed", job.message
         assert "lost" in job.message or "refused" in job.message
         kept = received.uids()
         assert 5 <= len(kept) < len(study.files)

@@ -234,8 +234,8 @@ def _iterate(
             raise NetError(
                 diagnose.ABORTED,
                 f"the connection to {node} was lost during the retrieve (peer stopped, DIMSE "
-                f"timeout or network failure); {counter.done.completed} instance(s) received "
-                "so far are kept: retrieve again to fetch the rest",
+                "timeout or network failure); the instances received before that are kept: "
+                "retrieve again to fetch the rest (those present are skipped)",
             )
         counter.update(status)
         counter.finish_request(ident)

@@ -134,7 +134,8 @@ def _payload(item: InstanceStatus, accepted: set[tuple[str, str]]) -> Path | Any
         return None
     ds = pydicom.dcmread(item.path)
     if UID(item.transfer_syntax_uid).is_compressed:
-        ds.decompress()  # PS3.5 8.2: to Explicit VR Little Endian
+        # A change of transfer syntax keeps the SOP Instance UID (PS3.5 10: same instance)
+        ds.decompress(generate_instance_uid=False)
     return ds
 
 
@@ -179,7 +180,10 @@ def _send_batch(
                 item.retryable = False
                 tick()
                 continue
-            status = assoc.send_c_store(payload)
+            try:
+                status = assoc.send_c_store(payload)
+            except RuntimeError:  # the association ended under us (peer gone)
+                status = None
             code = int(getattr(status, "Status", -1)) if status else -1
             if code == -1:
                 for rest in items[index:]:
