@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from viewer.imaging.decode import DecodeError, decode_frame, frame_count, read_file
 from viewer.imaging.display import CT_PRESETS, FrameRenderer, Voi, Window
 from viewer.imaging.overlay import draw_overlays, overlay_masks
 
@@ -53,11 +54,6 @@ class Rendered:
 def _decode(path: Path, frame_index: int) -> tuple[Any, NDArray[Any]]:
     """Read ``path`` and decode one frame through :mod:`viewer.imaging.decode`."""
     try:
-        from viewer.imaging.decode import DecodeError, decode_frame, frame_count, read_file
-    except ImportError:  # TEMPORARY until decode.py lands
-        return _fallback_decode(path, frame_index)
-
-    try:
         dicom = read_file(path)
         ds = dicom.dataset
         if (
@@ -75,31 +71,6 @@ def _decode(path: Path, frame_index: int) -> tuple[Any, NDArray[Any]]:
     except DecodeError as exc:
         raise RenderError(path, exc.reason) from None
     return ds, pixels
-
-
-def _fallback_decode(path: Path, frame_index: int) -> tuple[Any, NDArray[Any]]:
-    """TEMPORARY stand-in for decode.py: pydicom directly."""
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, force=True)
-        if "TransferSyntaxUID" not in ds.file_meta:
-            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
-        if "PixelData" not in ds:
-            raise RenderError(path, "no pixel data (not an image)")
-        count = int(ds.get("NumberOfFrames", 1) or 1)
-        if frame_index >= count:
-            raise RenderError(
-                path, f"frame {frame_index + 1} is beyond the file's {count} frame(s)"
-            )
-        arr = ds.pixel_array
-        if count > 1:
-            arr = arr[frame_index]
-    except RenderError:
-        raise
-    except Exception as exc:
-        raise RenderError(path, f"{type(exc).__name__}: {exc}") from None
-    return ds, arr
 
 
 def choose_window(renderer: FrameRenderer, window: WindowOption, preset: str | None) -> Voi | None:
