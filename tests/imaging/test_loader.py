@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from viewer.imaging.loader import SeriesLoader, get_pool, shutdown_pool, view_or
 from viewer.imaging.stack import FrameRef, Stack, build_stacks
 from viewer.media.scan import scan
 
+ROOT = Path(__file__).resolve().parents[2]
 TEST_FILES = Path(str(get_testdata_file("CT_small.dcm"))).parent
 
 
@@ -66,11 +70,20 @@ def series(tmp_path: Path) -> tuple[list[Path], list[np.ndarray]]:
 
 
 @pytest.fixture(autouse=True)
-def _no_segment_left() -> Iterator[None]:
-    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+def _no_segment_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every segment this process creates during the test is unlinked by its end."""
+    created: list[str] = []
+    original = shared_memory.SharedMemory.__init__
+
+    def recording_init(self: shared_memory.SharedMemory, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("create"):
+            created.append(self.name)
+
+    monkeypatch.setattr(shared_memory.SharedMemory, "__init__", recording_init)
     yield
     if os.path.isdir("/dev/shm"):
-        leaked = {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("psm_")}
+        leaked = [name for name in created if os.path.exists(f"/dev/shm/{name.lstrip('/')}")]
         assert not leaked, f"shared memory left behind: {leaked}"
 
 
@@ -272,3 +285,24 @@ def _alive(pid: int) -> bool:
             return "State:\tZ" not in f.read()
     except FileNotFoundError:
         return False
+
+
+def test_workers_exit_when_the_application_is_killed() -> None:
+    """A crashed application must not leave decoder processes behind."""
+    script = (
+        "import os, signal\n"
+        "from viewer.imaging import loader\n"
+        "pool = loader.get_pool(2, warm=True)\n"
+        "pids = {pool.submit(loader._worker_probe).result()[0] for _ in range(6)}\n"
+        "print(' '.join(map(str, pids)), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    pids = [int(p) for p in done.stdout.split()]
+    assert pids, done.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)

@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,15 @@ class _FileCache:
 _WORKER_CACHE = _FileCache()
 
 
-def _worker_init() -> None:
-    """Per worker: attach to segments without registering them with the resource tracker.
+def _worker_init(lifeline: Connection) -> None:
+    """Per worker: attach to segments without registering them, and die with the application.
 
     The loader process creates and unlinks every segment; a worker that registered its
     attachment could leave the tracker believing a segment leaked (Python 3.11 behaviour).
+    A pool worker whose application was killed (a crash, SIGKILL) would otherwise wait on its
+    task queue for ever, since every worker holds that queue's write end; so each worker
+    holds the read end of a pipe whose only write end is the application's, and exits when
+    that pipe reports end-of-file.
     """
     from multiprocessing import resource_tracker
 
@@ -151,6 +156,15 @@ def _worker_init() -> None:
             original(name, rtype)
 
     resource_tracker.register = register  # type: ignore[assignment]
+    threading.Thread(target=_watch_owner, args=(lifeline,), name="lifeline", daemon=True).start()
+
+
+def _watch_owner(lifeline: Connection) -> None:
+    try:
+        while True:
+            lifeline.recv_bytes()
+    except (EOFError, OSError):
+        os._exit(0)
 
 
 def _worker_probe() -> tuple[int, list[str]]:
@@ -216,6 +230,8 @@ def _decode_chunk(
 _POOL: cf.ProcessPoolExecutor | None = None
 _POOL_WORKERS = 0
 _POOL_LOCK = threading.Lock()
+#: The pipe whose end-of-file tells the workers that the application is gone.
+_LIFELINES: list[Connection] = []
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -246,8 +262,14 @@ def get_pool(workers: int = 2, *, warm: bool = False) -> cf.ProcessPoolExecutor:
             _POOL.shutdown(wait=True, cancel_futures=True)
             _POOL = None
         if _POOL is None:
+            ctx = _context()
+            lifeline_reader, lifeline_writer = ctx.Pipe(duplex=False)
+            _LIFELINES[:] = [lifeline_reader, lifeline_writer]
             _POOL = cf.ProcessPoolExecutor(
-                max_workers=workers, mp_context=_context(), initializer=_worker_init
+                max_workers=workers,
+                mp_context=ctx,
+                initializer=_worker_init,
+                initargs=(lifeline_reader,),
             )
             _POOL_WORKERS = workers
         pool = _POOL
@@ -271,8 +293,12 @@ def shutdown_pool() -> None:
     global _POOL
     with _POOL_LOCK:
         pool, _POOL = _POOL, None
+        lifelines = list(_LIFELINES)
+        _LIFELINES.clear()
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
+    for connection in lifelines:
+        connection.close()
 
 
 atexit.register(shutdown_pool)
