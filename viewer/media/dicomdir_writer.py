@@ -63,6 +63,7 @@ COLUMNS = 0x00280011
 DATA_POINT_ROWS = 0x00289001
 DATA_POINT_COLUMNS = 0x00289002
 VERIFICATION_DATETIME = 0x0040A030
+VERIFYING_OBSERVER_SEQUENCE = 0x0040A073
 CONCEPT_NAME_CODE_SEQUENCE = 0x0040A043
 COMPLETION_FLAG = 0x0040A491
 VERIFICATION_FLAG = 0x0040A493
@@ -257,13 +258,15 @@ def type1_keys(sop_class_uid: str) -> list[int]:
 
 
 WANTED: frozenset[int] = frozenset(
-    {SPECIFIC_CHARACTER_SET, SOP_CLASS_UID, SOP_INSTANCE_UID}
+    {SPECIFIC_CHARACTER_SET, SOP_CLASS_UID, SOP_INSTANCE_UID, VERIFYING_OBSERVER_SEQUENCE}
     | {tag for tag, _vr, _t in (*PATIENT_KEYS, *STUDY_KEYS, *SERIES_KEYS)}
     | {tag for keys in LEAF_KEYS.values() for tag, _vr, _t in keys}
 )
 _STOP = max(WANTED) + 1
 _STOP_BY_CLASS: dict[str, int] = {
-    record_type: max(tag for keys in (PATIENT_KEYS, STUDY_KEYS, SERIES_KEYS, leaf) for tag, _v, _t in keys)
+    record_type: max(
+        tag for keys in (PATIENT_KEYS, STUDY_KEYS, SERIES_KEYS, leaf) for tag, _v, _t in keys
+    )
     + 1
     for record_type, leaf in LEAF_KEYS.items()
 }
@@ -501,9 +504,7 @@ def _header_via_pydicom_quietly(path: str) -> Header:
         ds.file_meta.TransferSyntaxUID = EXPLICIT_VR_LE
         ds.preamble = b"\x00" * 128
         buffer = io.BytesIO()
-        pydicom.dcmwrite(
-            buffer, ds, implicit_vr=False, little_endian=True, force_encoding=True
-        )
+        pydicom.dcmwrite(buffer, ds, implicit_vr=False, little_endian=True, force_encoding=True)
     except HeaderError:
         raise
     except (InvalidDicomError, OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
@@ -590,7 +591,9 @@ class _Record:
         return item, 16, 38
 
 
-def _record_keys(header: Header, keys: Iterable[Key], record_type: str) -> list[tuple[int, str, bytes]]:
+def _record_keys(
+    header: Header, keys: Iterable[Key], record_type: str
+) -> list[tuple[int, str, bytes]]:
     """The record's keys from the file; raises :class:`MissingKeyError` for a missing type 1."""
     out: list[tuple[int, str, bytes]] = []
     needs_charset = False
@@ -600,7 +603,8 @@ def _record_keys(header: Header, keys: Iterable[Key], record_type: str) -> list[
             if kind == "1":
                 name = KEYWORDS.get(tag, f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
                 raise MissingKeyError(
-                    header.path, f"{name} is empty or missing (type 1 key of the {record_type} record)"
+                    header.path,
+                    f"{name} is empty or missing (type 1 key of the {record_type} record)",
                 )
             if kind == "2":
                 out.append((tag, vr, b""))
@@ -613,6 +617,53 @@ def _record_keys(header: Header, keys: Iterable[Key], record_type: str) -> list[
     if needs_charset and SPECIFIC_CHARACTER_SET in header.elements:
         out.append((SPECIFIC_CHARACTER_SET, "CS", header.elements[SPECIFIC_CHARACTER_SET][1]))
     return out
+
+
+def _sequence_values(value: bytes, wanted: int) -> list[bytes]:
+    """Values of ``wanted`` in the items of an Explicit VR LE sequence value (one level)."""
+    found: list[bytes] = []
+    pos, end = 0, len(value)
+    while pos + 8 <= end:
+        group, elem = _unpack_tag(value, pos)
+        length = _unpack_u32(value, pos + 4)[0]
+        pos += 8
+        if (group << 16 | elem) != _ITEM:
+            break
+        item_end = end if length == _UNDEFINED else pos + length
+        while pos + 8 <= item_end:
+            group, elem = _unpack_tag(value, pos)
+            tag = group << 16 | elem
+            if tag == _ITEM_DELIM:
+                pos += 8
+                break
+            vr, start, size = _element_header(value, pos, False)
+            if size == _UNDEFINED:
+                after = _skip_items(value, start, vr == b"UN", 1)
+            else:
+                after = start + size
+            if tag == wanted:
+                found.append(bytes(value[start:after]))
+            pos = after
+        if length != _UNDEFINED:
+            pos = item_end
+    return found
+
+
+def _add_verification_datetime(header: Header) -> None:
+    """SR DOCUMENT key Verification DateTime (PS3.3 F.5, 1C: required when VERIFIED) is the
+    latest (0040,A030) of the Verifying Observer Sequence."""
+    if VERIFICATION_DATETIME in header.elements or header.text(VERIFICATION_FLAG) != "VERIFIED":
+        return
+    item = header.elements.get(VERIFYING_OBSERVER_SEQUENCE)
+    if item is None:
+        return
+    try:
+        values = _sequence_values(item[1], VERIFICATION_DATETIME)
+    except (ValueError, struct.error, _NeedMore):
+        return
+    values = [v for v in values if v.strip(b"\x00 ")]
+    if values:
+        header.elements[VERIFICATION_DATETIME] = ("DT", max(values))
 
 
 def _key(header: Header, tag: int) -> str:
@@ -638,9 +689,7 @@ class DicomdirBuilder:
             from viewer.media.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
             implementation_class_uid = implementation_class_uid or IMPLEMENTATION_CLASS_UID
-            implementation_version_name = (
-                implementation_version_name or IMPLEMENTATION_VERSION_NAME
-            )
+            implementation_version_name = implementation_version_name or IMPLEMENTATION_VERSION_NAME
         self.fileset_id = fileset_id
         self.implementation_class_uid = implementation_class_uid
         self.implementation_version_name = implementation_version_name
@@ -662,8 +711,12 @@ class DicomdirBuilder:
         if not sop_instance or not sop_class:
             raise HeaderError(header.path, "no SOP Class or SOP Instance UID")
         if sop_instance in self._sop_instances:
-            raise HeaderError(header.path, f"SOP Instance UID {sop_instance} is already on the media")
+            raise HeaderError(
+                header.path, f"SOP Instance UID {sop_instance} is already on the media"
+            )
         record_type = record_type_for(sop_class)
+        if record_type == "SR DOCUMENT":
+            _add_verification_datetime(header)
         leaf = _Record(
             record_type,
             _record_keys(header, LEAF_KEYS[record_type], record_type),
@@ -677,7 +730,9 @@ class DicomdirBuilder:
         series = study.index.get(series_uid) if study else None
         new_patient = new_study = new_series = None
         if patient is None:
-            patient = new_patient = _Record("PATIENT", _record_keys(header, PATIENT_KEYS, "PATIENT"))
+            patient = new_patient = _Record(
+                "PATIENT", _record_keys(header, PATIENT_KEYS, "PATIENT")
+            )
         if study is None:
             study = new_study = _Record("STUDY", _record_keys(header, STUDY_KEYS, "STUDY"))
         if series is None:
@@ -722,7 +777,12 @@ class DicomdirBuilder:
                 _element(0x00020013, "SH", self.implementation_version_name.encode()),
             ]
         )
-        return b"\x00" * 128 + b"DICM" + _element(0x00020000, "UL", struct.pack("<I", len(elements))) + elements
+        return (
+            b"\x00" * 128
+            + b"DICM"
+            + _element(0x00020000, "UL", struct.pack("<I", len(elements)))
+            + elements
+        )
 
     def encode(self) -> bytes:
         """The whole DICOMDIR file: offsets count from byte 0, preamble included (PS3.3 F.3.2.1)."""

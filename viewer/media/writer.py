@@ -32,6 +32,7 @@ import datetime as _dt
 import hashlib
 import io
 import os
+import re
 import shutil
 import struct
 import threading
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 
@@ -332,7 +334,7 @@ def plan_media(
         _fill_study(study, number, today)
     for source in sources:
         for tag, value in source.fills.items():
-            old = source.header.text(tag) if tag != ddw.PATIENT_ID else ""
+            old = source.header.text(tag)
             changes.append(
                 Change(
                     str(source.path),
@@ -362,8 +364,27 @@ def _ints(values: list[str]) -> list[int]:
     return out
 
 
+_DA = re.compile(r"^\d{8}$")
+_TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+
+
+def _normalise_date_time(study: PlannedStudy) -> None:
+    """Study Date / Time in the retired ACR-NEMA forms (``1997.04.24``, ``12:30:00``) are
+    rewritten as DA / TM (PS3.5 6.2); other invalid values count as missing."""
+    for f in study.files:
+        for tag, pattern, sep in ((ddw.STUDY_DATE, _DA, "."), (ddw.STUDY_TIME, _TM, ":")):
+            value = f.header.text(tag)
+            if value and not pattern.match(value):
+                fixed = value.replace(sep, "")
+                if pattern.match(fixed):
+                    f.fills[tag] = fixed
+                else:
+                    f.header.elements.pop(tag, None)
+
+
 def _fill_study(study: PlannedStudy, number: int, today: _dt.date) -> None:
     """Apply the type 1 key policy (module docstring) to one study, consistently per level."""
+    _normalise_date_time(study)
     files = study.files
     fills: dict[int, str] = {}
     if not all(f.header.has(ddw.STUDY_DATE) for f in files):
@@ -469,8 +490,6 @@ _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 def _to_little_endian(ds: Dataset) -> None:
     """Explicit VR Big Endian (retired) -> Little Endian: numbers are parsed values already;
     words in OW/OF/OL/OD/OV byte strings and native Pixel Data are swapped (PS3.5 7.3)."""
-    import numpy as np
-
     for elem in ds.iterall():
         value = elem.value
         width = _SWAP_WIDTH.get(elem.VR)
@@ -479,6 +498,36 @@ def _to_little_endian(ds: Dataset) -> None:
             width = 2 if elem.VR == "OW" and bits <= 16 else (bits // 8 if bits > 16 else None)
         if width and isinstance(value, bytes) and len(value) % width == 0:
             elem.value = np.frombuffer(value, dtype=f">u{width}").astype(f"<u{width}").tobytes()
+
+
+def _decompress(ds: Dataset, as_rgb: bool) -> None:
+    """Decode Pixel Data to native (PS3.5 8.2): pydicom's plugins first; for monochrome files
+    they cannot read (12-bit JPEG extended with odd scan headers...) Lightbox's own decoder."""
+    import logging
+
+    pixel_logger = logging.getLogger("pydicom")
+    level = pixel_logger.level
+    pixel_logger.setLevel(logging.CRITICAL)
+    try:
+        ds.decompress(as_rgb=as_rgb, generate_instance_uid=False)
+        return
+    except Exception:
+        photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+        if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or not photometric.startswith("MONO"):
+            raise
+    finally:
+        pixel_logger.setLevel(level)
+    from viewer.imaging import decode
+
+    pixels = decode.decode_all(ds)
+    bits = 8 if pixels.dtype.itemsize == 1 else 16
+    if pixels.dtype.itemsize > 2:
+        raise ValueError(f"decoded {pixels.dtype} samples")
+    ds.BitsAllocated = bits
+    ds.PixelData = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
+    ds["PixelData"].VR = "OB" if bits == 8 else "OW"
+    ds["PixelData"].is_undefined_length = False
+    ds.file_meta.TransferSyntaxUID = EXPLICIT_VR_LE
 
 
 def _transcode(source: SourceFile, profile: Profile) -> tuple[bytes, list[Change]]:
@@ -501,10 +550,10 @@ def _transcode_quietly(source: SourceFile, profile: Profile) -> tuple[bytes, lis
             k: str(ds.get(k, "")) for k in ("PhotometricInterpretation", "PlanarConfiguration")
         }
         try:
-            ds.decompress(as_rgb=lossy, generate_instance_uid=False)
+            _decompress(ds, lossy)
         except Exception as exc:
             raise MediaError(
-                f"{name}: cannot decode {ts} losslessly for {profile.name} ({exc}); refused"
+                f"{name}: refused: cannot decode {ts} for {profile.name} ({exc})"
             ) from None
         target_ts = EXPLICIT_VR_LE
         changes.append(
