@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
+from viewer.imaging import decode
 from viewer.imaging.stack import FrameRef, Stack
 
 log = logging.getLogger(__name__)
@@ -57,51 +58,34 @@ ProblemCallback = Callable[[int, str], None]
 
 
 class _FrameError(Exception):
-    """A frame that cannot be shown, with the reason in words."""
+    """A frame that cannot be shown, with the file and the reason in words."""
 
 
 def _read_full(path: Path) -> pydicom.Dataset:
-    """A whole file, pixel data included (TEMPORARY: plain pydicom until decode.py lands)."""
-    import warnings
-
+    """A whole file, pixel data included, through the shared robust reader."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True)
-    except Exception as exc:
-        raise _FrameError(f"{path}: {exc}") from exc
-    if "TransferSyntaxUID" not in ds.file_meta:
-        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
-    return ds
+        return decode.read_file(path).dataset
+    except decode.DecodeError as exc:
+        raise _FrameError(str(exc)) from exc
 
 
 def _read_header(path: Path) -> pydicom.Dataset:
-    """Headers only (TEMPORARY: plain pydicom until decode.py lands)."""
-    import warnings
-
+    """Headers only (no pixel data), through the shared robust reader."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
-    except Exception as exc:
-        raise _FrameError(f"{path}: {exc}") from exc
-    if "TransferSyntaxUID" not in ds.file_meta:
-        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
-    return ds
+        return decode.read_file(path, headers_only=True).dataset
+    except decode.DecodeError as exc:
+        raise _FrameError(str(exc)) from exc
 
 
 def _decode(ds: pydicom.Dataset, index: int, path: Path) -> np.ndarray:
-    """One frame (TEMPORARY: plain pydicom until decode.py lands)."""
-    import warnings
-
-    from pydicom.pixels.utils import pixel_array
-
+    """One frame as ``decode.decode_frame`` gives it, C-contiguous for the shared volume."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.ascontiguousarray(pixel_array(ds, index=index))
-    except Exception as exc:
-        raise _FrameError(f"{path}: {exc}") from exc
+        return np.ascontiguousarray(decode.decode_frame(ds, index))
+    except decode.DecodeError as exc:
+        message = str(exc)
+        if str(path) not in message:
+            message = f"{path}: {exc.reason}"
+        raise _FrameError(message) from exc
 
 
 class _FileCache:

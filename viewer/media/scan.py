@@ -26,6 +26,7 @@ from typing import Any
 import pydicom
 
 from viewer import model
+from viewer.imaging import decode
 
 log = logging.getLogger(__name__)
 
@@ -73,25 +74,10 @@ def looks_like_dicom(path: Path) -> bool:
     return length < 1 << 16  # implicit VR: a first element of sane length
 
 
-class _ReadError(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 def _read_header(path: Path) -> tuple[pydicom.Dataset, list[str]]:
-    """Headers only (TEMPORARY: plain pydicom until viewer.imaging.decode lands)."""
-    import warnings as _w
-
-    try:
-        with _w.catch_warnings():
-            _w.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    except Exception as exc:
-        raise _ReadError(str(exc) or type(exc).__name__) from exc
-    if "TransferSyntaxUID" not in ds.file_meta:
-        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
-    return ds, []
+    """Headers only, through the shared robust reader; raises ``decode.DecodeError``."""
+    dicom_file = decode.read_file(path, headers_only=True)
+    return dicom_file.dataset, dicom_file.warnings
 
 
 def _get(ds: pydicom.Dataset, keyword: str) -> Any:
@@ -317,7 +303,7 @@ def _read_one(
         return None
     try:
         ds, warnings = _read_header(path)
-    except _ReadError as exc:
+    except decode.DecodeError as exc:
         result.problems.append(model.Problem(str(path), exc.reason))
         return None
     except Exception as exc:  # a reader bug must not stop the scan
