@@ -266,3 +266,30 @@ def test_fuzzed_files_never_raise(tmp_path: Path) -> None:
         target.write_bytes(bytes(data))
         header = read_header(target)
         assert isinstance(header.problem, str)
+
+
+def test_link_inside_the_root_counts_its_target_as_referenced(tmp_path: Path) -> None:
+    root = tmp_path / "media"
+    write_instance(root / "DICOM" / "REAL", "1.1")
+    os.symlink(root / "DICOM" / "REAL", root / "DICOM" / "ALIAS")
+    os.symlink(root / "DICOM", root / "LINKDIR")
+    write_instance(root / "DICOM" / "OTHER", "1.2")
+    build_dicomdir(
+        root / "DICOMDIR",
+        [
+            patient(
+                "P1",
+                "A^B",
+                study(
+                    "1.2.3.1",
+                    series(
+                        "1.2.3.1.1", image("DICOM\\ALIAS", "1.1"), image("LINKDIR\\OTHER", "1.2")
+                    ),
+                ),
+            )
+        ],
+    )
+    report = check_media(root)
+    assert report.unreferenced == []
+    assert report.problems == []
+    assert _names(report.present, root) == ["DICOM/ALIAS", "LINKDIR/OTHER"]

@@ -283,6 +283,15 @@ def check_media(
                     )
                 )
 
+    real_cache: dict[str, Path] = {}
+    done: set[Path] = set()
+
+    def referenced_real() -> dict[str, Path]:
+        """Referenced paths by real path (a record may name a link to a file inside the root)."""
+        if not real_cache and referenced:
+            real_cache.update((os.path.realpath(p), p) for p in referenced)
+        return real_cache
+
     files = _tree(root, report)
     for index, file in enumerate(files):
         if cancel is not None and cancel.is_set():
@@ -292,8 +301,13 @@ def check_media(
             progress(index, len(files))
         if file in directory_files:
             continue
+        ref_path: Path | None = file if file in referenced else None
+        if ref_path is None and referenced:
+            ref_path = referenced_real().get(os.path.realpath(file))
+        if ref_path is not None and ref_path in done:
+            continue  # the same file reached through a link: checked once
         header = read_header(file)
-        record = referenced.get(file)
+        record = referenced.get(ref_path) if ref_path is not None else None
         if header.executable:
             report.suspicious_preambles.append(
                 Problem(
@@ -303,7 +317,9 @@ def check_media(
                 )
             )
         if record is not None:
-            report.present.append(file)
+            assert ref_path is not None
+            done.add(ref_path)
+            report.present.append(ref_path)
             if not header.is_dicom:
                 report.unreadable.append(
                     Problem(str(file), "referenced by the DICOMDIR but not DICOM")
