@@ -1137,8 +1137,12 @@ class _Builder:
         values = rec.values
         raw_id = values[T_FILE_ID].decode("latin-1")
         where = f"{directory.path} record at offset {rec.offset}"
-        components, why = split_file_id(raw_id)
         file_id = raw_id.strip(" \x00")
+        if _CONFORMANT_ID.fullmatch(file_id) is not None:
+            components, why = file_id.split("\\"), ""  # conformant: nothing to refuse
+        else:
+            self.odd_ids.append(file_id)
+            components, why = split_file_id(raw_id)
         ref = Reference(
             file_id=file_id,
             directory_file=directory.path,
@@ -1154,8 +1158,6 @@ class _Builder:
         ref.study_instance_uid = study.study_instance_uid if study else ""
         ref.series_instance_uid = series.series_instance_uid if series else ""
         self.result.references.append(ref)
-        if _CONFORMANT_ID.fullmatch(file_id) is None:
-            self.odd_ids.append(file_id)
         if not components:
             self.result.problems.append(
                 Problem(where, f"Referenced File ID {file_id!r} {why}: refused")
