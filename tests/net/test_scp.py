@@ -1,0 +1,89 @@
+"""Our storage SCP receiving from DCMTK storescu; allow-list; one SCP per port."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from tests.net import peers
+from tests.net.conftest import Received
+from viewer.net.nodes import LocalSettings
+from viewer.net.scp import StorageScp, ensure_scp, scp_answers, spool_dir
+
+
+def test_receive_from_storescu(
+    our_scp: StorageScp, local: LocalSettings, study: peers.StudyFiles, received: Received
+) -> None:
+    # -xy: propose JPEG baseline besides the uncompressed syntaxes (JPEG stays JPEG)
+    result = peers.storescu("STORESCU", "LIGHTBOX", local.scp_port, study.files, "-xy")
+    assert result.returncode == 0, result.stderr
+    assert received.uids() == set(study.sop_instance_uids)
+    assert set(received.callers) == {"STORESCU"}
+    for path in study.files:
+        sent = pydicom.dcmread(path)
+        got = pydicom.dcmread(received.folder / path.name)
+        assert got.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
+        assert got.PixelData == sent.PixelData
+        assert got.PatientName == sent.PatientName
+    assert not list(spool_dir().iterdir())
+
+
+def test_called_ae_must_be_ours(
+    our_scp: StorageScp, local: LocalSettings, study: peers.StudyFiles, received: Received
+) -> None:
+    result = peers.storescu("STORESCU", "SOMEONE", local.scp_port, study.files[:1])
+    assert result.returncode != 0
+    assert received.uids() == set()
+
+
+def test_allow_list_restricts_callers(
+    local: LocalSettings, study: peers.StudyFiles, received: Received
+) -> None:
+    with StorageScp(replace(local, accepted_callers=("CT1",)), received):
+        refused = peers.storescu("STORESCU", "LIGHTBOX", local.scp_port, study.files[:1])
+        accepted = peers.storescu("CT1", "LIGHTBOX", local.scp_port, study.files[:1])
+    assert refused.returncode != 0
+    assert accepted.returncode == 0, accepted.stderr
+    assert received.callers == ["CT1"]
+
+
+def test_the_import_status_goes_back_to_the_sender(
+    our_scp: StorageScp, local: LocalSettings, study: peers.StudyFiles, received: Received
+) -> None:
+    received.status = 0xA700  # the store is full
+    result = peers.storescu("STORESCU", "LIGHTBOX", local.scp_port, study.files[:1], "-v")
+    assert result.returncode != 0
+    assert "Refused: OutOfResources" in result.stdout + result.stderr, result.stderr
+
+
+def test_a_uid_unfit_for_a_path_is_refused(
+    our_scp: StorageScp, local: LocalSettings, received: Received, tmp_path: Path
+) -> None:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    with pytest.warns(UserWarning, match="Invalid value for VR UI"):
+        ds.SOPInstanceUID = "1.2.3/../../etc"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        bad = tmp_path / "bad.dcm"
+        ds.save_as(bad)
+    result = peers.storescu("STORESCU", "LIGHTBOX", local.scp_port, [bad], "-v")
+    assert "Error: CannotUnderstand" in result.stdout + result.stderr, result.stderr
+    assert received.uids() == set()
+    assert not list(spool_dir().iterdir())
+
+
+def test_one_scp_per_port(local: LocalSettings, received: Received, tmp_path: Path) -> None:
+    assert not scp_answers(local)
+    handle, scp = ensure_scp(local, received)
+    try:
+        assert handle.owned and scp is not None
+        assert scp_answers(local)
+        second, none = ensure_scp(local, Received(tmp_path / "second"))
+        assert not second.owned and none is None and second.port == local.scp_port
+    finally:
+        assert scp is not None
+        scp.stop()
+    assert not scp_answers(local)
