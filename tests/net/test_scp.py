@@ -60,6 +60,8 @@ def test_the_import_status_goes_back_to_the_sender(
     assert "Refused: OutOfResources" in result.stdout + result.stderr, result.stderr
 
 
+# pynetdicom decodes the command set (with the bad UID) in its own thread: pydicom warns there.
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_a_uid_unfit_for_a_path_is_refused(
     our_scp: StorageScp, local: LocalSettings, received: Received, tmp_path: Path
 ) -> None:
