@@ -139,6 +139,27 @@ def ct_series(
     return datasets, arrays
 
 
+@pytest.fixture(autouse=True)
+def _no_dangling_threads() -> Iterator[None]:
+    """A test that leaves a thread of its own running fails (napari's conftest does the same).
+
+    The decoder process pool is shared by the whole application on purpose; its management
+    threads (concurrent.futures, multiprocessing) are not a test's leftovers.
+    """
+    before = set(threading.enumerate())
+    yield
+    left = [
+        t
+        for t in threading.enumerate()
+        if t not in before
+        and t.is_alive()
+        and not isinstance(t, threading._DummyThread)  # a Qt thread that ran Python once
+        and not type(t).__module__.startswith(("concurrent.futures", "multiprocessing"))
+        and t.name != "QueueFeederThread"
+    ]
+    assert not left, f"threads left running: {[t.name for t in left]}"
+
+
 @pytest.fixture
 def view(qtbot) -> Iterator:  # type: ignore[no-untyped-def]
     """A shown 400x300 ImageView on a 5-slice CT series, every frame decoded."""

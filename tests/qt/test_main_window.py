@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from tests.qt.conftest import ct_dataset, write_series
@@ -226,3 +227,52 @@ def test_shared_hard_file_message_or_image(qtbot, window: MainWindow, shared_dat
     qtbot.waitUntil(
         lambda: target.is_displayable() or window.problems_list.count() > 0, timeout=60000
     )
+
+
+def test_window_menu_presets_file_windows_and_invert(window: MainWindow) -> None:
+    from tests.qt.conftest import ArraySource, ramp
+    from viewer.imaging.display import CT_PRESETS, Window
+
+    ds = ct_dataset(16, 16)
+    ds.WindowCenter, ds.WindowWidth = [40, 300], [400, 1500]
+    ds.WindowCenterWidthExplanation = ["SOFT TISSUE", "BONE"]
+    source = ArraySource([ds], [ramp(16, 16)])
+    window.view.set_source(source)
+    window.actions_by_name["preset_lung"].trigger()
+    assert window.view.effective_window() == CT_PRESETS["lung"]
+    assert window.actions_by_name["preset_lung"].text() == "Lung -600/1500 HU\t4"
+    menu = window.file_windows_menu
+    menu.aboutToShow.emit()
+    labels = [a.text() for a in menu.actions()]
+    assert labels == ["SOFT TISSUE (40/400)", "BONE (300/1500)"]
+    menu.actions()[1].trigger()
+    assert window.view.effective_window() == Window(300, 1500, explanation="BONE")
+    window.actions_by_name["window_default"].trigger()
+    assert window.view.effective_window() == Window(40, 400, explanation="SOFT TISSUE")
+    window.actions_by_name["invert"].trigger()
+    assert window.view.inverted
+    window.view.toggle_invert()  # by key: the menu's tick follows
+    assert not window.actions_by_name["invert"].isChecked()
+    window.actions_by_name["rotate_right"].trigger()
+    assert window.view.edge_letters()["right"] == "A"
+    window.actions_by_name["overlays"].trigger()
+    assert not window.view.overlays_visible
+    window.view.set_source(None)
+
+
+def test_a_frame_the_pipeline_refuses_is_reported(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    from tests.qt.conftest import ArraySource, ramp
+
+    good = ct_dataset(16, 16)
+    bad = ct_dataset(16, 16, number=2)
+    source = ArraySource([good, bad], [ramp(16, 16), ramp(16, 16)[0]])  # a 1-D "frame"
+    window.view.set_source(source)
+    QTest.keyClick(window.view, Qt.Key.Key_Down)
+    with qtbot.waitSignal(window.problems_reported) as reported:
+        window.view.grab()
+    assert "cannot display" in reported.args[0][0].problem
+    assert window.view.problem() == reported.args[0][0].problem
+    assert window.problems_list.count() == 1
+    QTest.keyClick(window.view, Qt.Key.Key_Up)  # the good frame still shows
+    assert window.view.display_buffer() is not None
+    window.view.set_source(None)

@@ -103,6 +103,7 @@ class ImageView(QWidget):
     image_shown = Signal(int)
     pixel_probed = Signal(str)
     cine_changed = Signal(bool)
+    frame_failed = Signal(int, str)  # a decoded frame the display pipeline refused
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -123,6 +124,7 @@ class ImageView(QWidget):
         self._orient: notes.Orient = notes.IDENTITY
         self._renderers: OrderedDict[int, FrameRenderer] = OrderedDict()
         self._masks: dict[int, list[np.ndarray]] = {}
+        self._failed: dict[int, str] = {}
         self._buffer_key: tuple[Any, ...] | None = None
         self._buffer: np.ndarray | None = None
         self._qimage: QImage | None = None
@@ -147,6 +149,7 @@ class ImageView(QWidget):
         self._source = source
         self._renderers.clear()
         self._masks.clear()
+        self._failed.clear()
         self._drop_buffer()
         self._last_shown = None
         self._window = None
@@ -213,6 +216,8 @@ class ImageView(QWidget):
         if renderer is not None:
             self._renderers.move_to_end(position)
             return renderer
+        if position in self._failed:
+            return None
         pixels = self._source.frame(position)
         dataset = self._source.dataset(position)
         if pixels is None or dataset is None:
@@ -220,7 +225,9 @@ class ImageView(QWidget):
         try:
             renderer = FrameRenderer(dataset, self._source.frame_index(position), pixels)
         except Exception as exc:  # a frame the pipeline refuses is a message, not a crash
-            self._on_source_problem_found(position, f"cannot display: {exc}")
+            message = f"{self._source.path(position)}: cannot display: {exc}"
+            self._failed[position] = message
+            QTimer.singleShot(0, self, lambda: self.frame_failed.emit(position, message))
             return None
         self._renderers[position] = renderer
         while len(self._renderers) > RENDERER_CACHE:
@@ -241,7 +248,16 @@ class ImageView(QWidget):
         if self._cine.isActive():
             self._cine.setInterval(max(1, round(1000 / self._fps)))
 
+    def problem(self, position: int | None = None) -> str | None:
+        """Why a frame cannot be shown: the loader's reason or the display pipeline's."""
+        position = self._position if position is None else position
+        if self._source is None or not 0 <= position < self.count():
+            return None
+        return self._source.problem(position) or self._failed.get(position)
+
     def _on_source_frame_ready(self, position: int) -> None:
+        if not self._from_current_source(position):
+            return  # queued before the source was replaced
         self._learn_fps(position)
         if position == self._position:
             self._drop_buffer()
@@ -249,7 +265,13 @@ class ImageView(QWidget):
                 self.window_changed.emit()
             self.update()
 
+    def _from_current_source(self, position: int) -> bool:
+        sender = self.sender()
+        return (sender is None or sender is self._source) and 0 <= position < self.count()
+
     def _on_source_problem_found(self, position: int, message: str) -> None:
+        if not self._from_current_source(position):
+            return
         if position == self._position:
             self.update()
 
@@ -321,7 +343,7 @@ class ImageView(QWidget):
         if self._source is None or self.count() == 0:
             return None
         pixels = self._source.frame(self._position)
-        if pixels is not None:
+        if pixels is not None and pixels.ndim >= 2:
             return int(pixels.shape[1]), int(pixels.shape[0])
         ds = self._dataset()
         if ds is not None and ds.get("Columns") and ds.get("Rows"):
@@ -538,11 +560,14 @@ class ImageView(QWidget):
                 )
                 painter.drawImage(QRectF(0, 0, size[0], size[1]), image)
                 painter.restore()
-            elif self._source.problem(self._position):
-                self._draw_centred(painter, str(self._source.problem(self._position)), error=True)
+            elif self.problem():
+                self._draw_centred(painter, str(self.problem()), error=True)
             else:
                 self._draw_centred(painter, f"Loading image {self._position + 1}/{self.count()}…")
-            self._draw_annotations(painter, decoded=image is not None)
+            try:
+                self._draw_annotations(painter, decoded=image is not None)
+            except Exception:  # odd header values must not stop the image being drawn
+                log.debug("annotations failed", exc_info=True)
         finally:
             painter.end()
         if image is not None and self._last_shown != self._position:
@@ -562,15 +587,14 @@ class ImageView(QWidget):
         painter.drawText(QPointF(x, y), text)
 
     def _draw_centred(self, painter: QPainter, text: str, *, error: bool = False) -> None:
-        metrics = QFontMetricsF(painter.font())
-        width = metrics.horizontalAdvance(text)
-        self._draw_text(
-            painter,
-            (self.width() - width) / 2,
-            self.height() / 2,
-            text,
-            QColor(255, 140, 90) if error else None,
-        )
+        """A message across the middle of the view, wrapped to its width."""
+        box = QRectF(20, self.height() / 2 - 60, max(40, self.width() - 40), 120)
+        flags = int(Qt.AlignmentFlag.AlignCenter) | int(Qt.TextFlag.TextWordWrap)
+        painter.setPen(QColor(0, 0, 0))
+        for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            painter.drawText(box.translated(dx, dy), flags, text)
+        painter.setPen(QColor(255, 140, 90) if error else QColor(240, 240, 240))
+        painter.drawText(box, flags, text)
 
     def _draw_block(self, painter: QPainter, lines: list[str], corner: str) -> None:
         metrics = QFontMetricsF(painter.font())

@@ -80,10 +80,12 @@ class MainWindow(QMainWindow):
         self.view.pixel_probed.connect(self.pixel_label.setText)
         self.view.window_changed.connect(self._on_view_window_changed)
         self.view.view_changed.connect(self._on_view_view_changed)
+        self.view.frame_failed.connect(self._on_view_frame_failed)
 
         self.actions_by_name: dict[str, QAction] = {}
         self._build_menus()
         self._on_view_window_changed()
+        self._on_view_view_changed()
 
     # ----------------------------------------------------------------- menus
     def _action(self, name: str, text: str, slot: object, *, checkable: bool = False) -> QAction:
@@ -293,6 +295,11 @@ class MainWindow(QMainWindow):
         if self.sender() is not self._source or self._source is None:
             return
         self.report_problems([model.Problem(self._source.path(position), message)])
+
+    def _on_view_frame_failed(self, position: int, message: str) -> None:
+        source = self.view.source
+        path = source.path(position) if source is not None else f"image {position + 1}"
+        self.report_problems([model.Problem(path, message)])
 
     # ----------------------------------------------------------------- problems
     def report_problems(self, problems: list[model.Problem]) -> None:
