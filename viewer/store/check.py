@@ -169,7 +169,7 @@ def check(
         for _row_id, rel in missing:
             report.repaired.append(Problem(str(store.root / rel), "row removed"))
 
-    _orphans(store, indexed, report, repair)
+    _orphans(store, indexed | set(pending), report, repair)
     _temporaries(store, report, repair)
 
     fixed = {(p.path) for p in report.repaired}
@@ -194,7 +194,12 @@ def _orphans(store: Store, indexed: set[str], report: CheckReport, repair: bool)
         orphans = [
             rel
             for rel in candidates
-            if conn.execute("SELECT 1 FROM instances WHERE path = ?", (rel,)).fetchone() is None
+            if conn.execute(
+                "SELECT 1 FROM instances WHERE path = ? UNION ALL"
+                " SELECT 1 FROM pending_deletes WHERE path = ?",
+                (rel, rel),
+            ).fetchone()
+            is None
             and (store.root / rel).exists()
         ]
     for rel in orphans:
