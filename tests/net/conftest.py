@@ -75,7 +75,11 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> peers.StudyFiles:
         accession="ACC001",
         study_date="20240102",
         description="CHEST CT",
-        parts=[("CT_small.dcm", "CT", 3), ("CT_small.dcm", "CT", 2), ("SC_rgb_jpeg_dcmtk.dcm", "OT", 1)],
+        parts=[
+            ("CT_small.dcm", "CT", 3),
+            ("CT_small.dcm", "CT", 2),
+            ("SC_rgb_jpeg_dcmtk.dcm", "OT", 1),
+        ],
     )
 
 

@@ -15,9 +15,7 @@ from viewer.net.echo import echo
 from viewer.net.nodes import LocalSettings, Node, Timeouts
 
 
-def test_echo_orthanc_and_dcmtk(
-    orthanc_node: Node, local: LocalSettings, tmp_path: Path
-) -> None:
+def test_echo_orthanc_and_dcmtk(orthanc_node: Node, local: LocalSettings, tmp_path: Path) -> None:
     result = echo(orthanc_node, local)
     assert result.ok and result.code == "ok", result.message
     storescp = peers.start_storescp(tmp_path)

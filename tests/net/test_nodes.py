@@ -73,7 +73,7 @@ def test_defaults_and_broken_config() -> None:
     assert config.local.ae_title == "LIGHTBOX" and config.local.scp_port == 11112
     assert config.local.timeouts.connect is not None and config.local.accepted_callers == ()
     config_path().write_text("{not json")
-    with pytest.raises(ConfigError, match="network.json: cannot read"):
+    with pytest.raises(ConfigError, match=r"network\.json: cannot read"):
         load_config()
     config_path().write_text(json.dumps({"nodes": {"x": {"ae_title": "X", "host": "h"}}}))
     with pytest.raises(ConfigError, match="port"):
@@ -83,8 +83,10 @@ def test_defaults_and_broken_config() -> None:
 def test_implementation_identity() -> None:
     uid = contexts.IMPLEMENTATION_CLASS_UID
     assert uid.startswith("2.25.") and len(uid) <= 64
-    assert all(part.isdigit() and (part == "0" or not part.startswith("0")) for part in uid.split("."))
-    assert contexts.IMPLEMENTATION_VERSION_NAME == f"LIGHTBOX_{__version__}"
+    assert all(
+        part.isdigit() and (part == "0" or not part.startswith("0")) for part in uid.split(".")
+    )
+    assert f"LIGHTBOX_{__version__}" == contexts.IMPLEMENTATION_VERSION_NAME
     assert len(contexts.IMPLEMENTATION_VERSION_NAME) <= 16
 
 

@@ -203,9 +203,7 @@ def test_pacs_killed_mid_retrieve_then_resume_completes(
         restarted = TransferQueue()  # a new program reading the saved queue
         [again] = restarted.jobs()
         restarted.retry(again)
-        [done] = restarted.run_pending(
-            local, on_instance=received, is_present=received.is_present
-        )
+        [done] = restarted.run_pending(local, on_instance=received, is_present=received.is_present)
         assert done.state == "done", done.message
         assert done.skipped == len(kept)
         assert done.completed == len(study.files) - len(kept)

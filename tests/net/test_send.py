@@ -88,9 +88,7 @@ def test_failed_instances_are_retried_on_a_new_association(
             second.append(peers.start_storescp(tmp_path / "b", port=port))
 
     try:
-        result = send(
-            Node("s", "PEER", "127.0.0.1", port), local, mixed.files, progress=progress
-        )
+        result = send(Node("s", "PEER", "127.0.0.1", port), local, mixed.files, progress=progress)
     finally:
         first.stop()
         for peer in second:
@@ -102,7 +100,10 @@ def test_failed_instances_are_retried_on_a_new_association(
 
 
 def test_unreadable_files_get_their_own_status(
-    orthanc_node: Node, orthanc: peers.Orthanc, local: LocalSettings, tmp_path: Path,
+    orthanc_node: Node,
+    orthanc: peers.Orthanc,
+    local: LocalSettings,
+    tmp_path: Path,
     mixed: peers.StudyFiles,
 ) -> None:
     junk = tmp_path / "junk.dcm"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
@@ -181,7 +182,7 @@ def _send_batch(
                 tick()
                 continue
             try:
-                status = assoc.send_c_store(payload)
+                status: Dataset | None = assoc.send_c_store(payload)
             except RuntimeError:  # the association ended under us (peer gone)
                 status = None
             code = int(getattr(status, "Status", -1)) if status else -1
@@ -193,7 +194,7 @@ def _send_batch(
                     )
                 return True
             item.status = code
-            if not item.ok:
+            if not item.ok and status is not None:
                 comment = str(status.get("ErrorComment", "") or "").strip()
                 item.message = f"{node} answered 0x{code:04X}" + (f": {comment}" if comment else "")
             else:
