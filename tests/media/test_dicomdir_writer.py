@@ -70,8 +70,10 @@ def _save(ds: Dataset, path: Path) -> Path:
 
 def test_fast_header_matches_pydicom(shared_data: Path) -> None:
     """The raw-byte walker reads the same key values as pydicom on real files."""
-    files = [TEST_FILES / n for n in ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm",
-                                      "test-SR.dcm", "rtplan.dcm")]
+    files = [
+        TEST_FILES / n
+        for n in ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "test-SR.dcm", "rtplan.dcm")
+    ]
     files += sorted((shared_data / "dcm_qa_nih").rglob("*.dcm"))[:5]
     files += [shared_data / "dwv" / "gdcm-US-RGB-8-epicard.dcm"]
     for path in files:
@@ -101,7 +103,10 @@ def test_written_dicomdir_is_valid_and_readable(tmp_path: Path) -> None:
     assert sorted(i.SOPInstanceUID for i in fs) == sorted(_read(s).SOPInstanceUID for s in sources)
     records = {r.seq_item_tell: r for r in ds.DirectoryRecordSequence}
     for record in ds.DirectoryRecordSequence:
-        for key in ("OffsetOfTheNextDirectoryRecord", "OffsetOfReferencedLowerLevelDirectoryEntity"):
+        for key in (
+            "OffsetOfTheNextDirectoryRecord",
+            "OffsetOfReferencedLowerLevelDirectoryEntity",
+        ):
             offset = record[key].value
             assert offset == 0 or offset in records
     leaves = [r for r in ds.DirectoryRecordSequence if "ReferencedFileID" in r]
@@ -111,21 +116,36 @@ def test_written_dicomdir_is_valid_and_readable(tmp_path: Path) -> None:
     if sr.VerificationFlag == "VERIFIED":
         assert sr.VerificationDateTime
     require_tool("dciodvfy")
-    out = subprocess.run(["dciodvfy", "DICOMDIR"], cwd=tmp_path, capture_output=True,
-                         text=True, errors="replace")
+    out = subprocess.run(
+        ["dciodvfy", "DICOMDIR"], cwd=tmp_path, capture_output=True, text=True, errors="replace"
+    )
     assert not [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
 
 
 def test_leaf_record_types_for_pr_ko_and_encapsulated_pdf(tmp_path: Path) -> None:
-    pr = _instance("1.2.840.10008.5.1.4.1.1.11.1", ContentLabel="LABEL", ContentDescription="",
-                   PresentationCreationDate="20240101", PresentationCreationTime="120000",
-                   ContentCreatorName="")
+    pr = _instance(
+        "1.2.840.10008.5.1.4.1.1.11.1",
+        ContentLabel="LABEL",
+        ContentDescription="",
+        PresentationCreationDate="20240101",
+        PresentationCreationTime="120000",
+        ContentCreatorName="",
+    )
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "113000", "DCM", "Of Interest"
-    ko = _instance("1.2.840.10008.5.1.4.1.1.88.59", ContentDate="20240101",
-                   ContentTime="120000", ConceptNameCodeSequence=[code])
-    pdf = _instance("1.2.840.10008.5.1.4.1.1.104.1", MIMETypeOfEncapsulatedDocument="application/pdf",
-                    DocumentTitle="Report", ContentDate="20240101", ContentTime="120000")
+    ko = _instance(
+        "1.2.840.10008.5.1.4.1.1.88.59",
+        ContentDate="20240101",
+        ContentTime="120000",
+        ConceptNameCodeSequence=[code],
+    )
+    pdf = _instance(
+        "1.2.840.10008.5.1.4.1.1.104.1",
+        MIMETypeOfEncapsulatedDocument="application/pdf",
+        DocumentTitle="Report",
+        ContentDate="20240101",
+        ContentTime="120000",
+    )
     builder = ddw.DicomdirBuilder("")
     for n, ds in enumerate((pr, ko, pdf), start=1):
         path = _save(ds, tmp_path / "DICOM" / f"F{n}")
@@ -137,16 +157,21 @@ def test_leaf_record_types_for_pr_ko_and_encapsulated_pdf(tmp_path: Path) -> Non
     assert {"PRESENTATION", "KEY OBJECT DOC", "ENCAP DOC"} <= set(types)
     encap = next(r for r in out.DirectoryRecordSequence if r.DirectoryRecordType == "ENCAP DOC")
     assert encap.MIMETypeOfEncapsulatedDocument == "application/pdf"
-    ko_record = next(r for r in out.DirectoryRecordSequence
-                     if r.DirectoryRecordType == "KEY OBJECT DOC")
+    ko_record = next(
+        r for r in out.DirectoryRecordSequence if r.DirectoryRecordType == "KEY OBJECT DOC"
+    )
     assert ko_record.ConceptNameCodeSequence[0].CodeValue == "113000"
 
 
 def test_specific_character_set_on_records_that_need_it(tmp_path: Path) -> None:
     ascii_ds = _instance(pydicom.uid.SecondaryCaptureImageStorage)
-    greek = _instance(pydicom.uid.SecondaryCaptureImageStorage, PatientID="P2",
-                      StudyInstanceUID="1.2.3.5", SpecificCharacterSet="ISO_IR 126",
-                      StudyDescription="Διονυσιος")
+    greek = _instance(
+        pydicom.uid.SecondaryCaptureImageStorage,
+        PatientID="P2",
+        StudyInstanceUID="1.2.3.5",
+        SpecificCharacterSet="ISO_IR 126",
+        StudyDescription="Διονυσιος",
+    )
     greek.PatientName = "Διονυσιος"
     builder = ddw.DicomdirBuilder("")
     for n, ds in enumerate((ascii_ds, greek), start=1):
@@ -170,7 +195,7 @@ def test_missing_type1_key_is_refused_naming_file_and_key(tmp_path: Path) -> Non
     with pytest.raises(ddw.MissingKeyError, match=r"F1: StudyID is empty or missing"):
         builder.add(ddw.read_header(path), ("DICOM", "F1"))
     assert builder.count == 0 and builder.tree() == {}
-    with pytest.raises(ddw.HeaderError, match="breaks PS3.10"):
+    with pytest.raises(ddw.HeaderError, match=r"breaks PS3\.10"):
         builder.add(ddw.read_header(TEST_FILES / "CT_small.dcm"), ("DICOM", "ct_small.dcm"))
 
 
@@ -193,8 +218,13 @@ def test_scales_linearly() -> None:
         builder = ddw.DicomdirBuilder("")
         start = time.perf_counter()
         for n in range(count):
-            header = ddw.Header(base.path, base.transfer_syntax_uid, base.media_sop_class_uid,
-                                f"1.2.3.{n}", dict(base.elements))
+            header = ddw.Header(
+                base.path,
+                base.transfer_syntax_uid,
+                base.media_sop_class_uid,
+                f"1.2.3.{n}",
+                dict(base.elements),
+            )
             header.elements[ddw.SOP_INSTANCE_UID] = ("UI", f"1.2.3.{n}".encode())
             header.elements[ddw.SERIES_INSTANCE_UID] = ("UI", f"1.2.4.{n // 100}".encode())
             builder.add(header, ("DICOM", f"S{n // 100:07d}", f"I{n:07d}"))

@@ -27,8 +27,9 @@ def _xorriso(*args: str) -> str:
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, iso.WriteReport]:
     target = tmp_path_factory.mktemp("iso") / "PATIENT.iso"
-    report = iso.write_iso(FILES, target, label="Jane Doe 2024 DICOM PLUS WEB",
-                           fileset_id="LB_TEST_1")
+    report = iso.write_iso(
+        FILES, target, label="Jane Doe 2024 DICOM PLUS WEB", fileset_id="LB_TEST_1"
+    )
     return target, report
 
 
@@ -38,8 +39,9 @@ def test_iso_has_level1_names_and_volume_id_is_the_fileset_id(image) -> None:
     assert report.ok, report.summary()
     assert report.discs[0].root == target and target.is_file()
     # The plain ISO 9660 tree (Rock Ridge and Joliet off): Level 1 names only.
-    listing = _xorriso("-rockridge", "off", "-joliet", "off", "-indev", str(target),
-                       "-find", "/", "-exec", "lsdl")
+    listing = _xorriso(
+        "-rockridge", "off", "-joliet", "off", "-indev", str(target), "-find", "/", "-exec", "lsdl"
+    )
     names = re.findall(r"^[d-][rwx-]{9}.*'(/[^']*)'$", listing, re.M)
     assert "/DICOMDIR" in names and "/README.TXT" in names and "/INDEX.HTM" in names
     for name in names:

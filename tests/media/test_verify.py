@@ -18,8 +18,9 @@ FILES = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "SC_jpeg_no_color_transfo
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("verify") / "GOOD"
-    report = writer.write_media([TEST_FILES / n for n in FILES], root, profile="dvd-jpeg",
-                                web=False)
+    report = writer.write_media(
+        [TEST_FILES / n for n in FILES], root, profile="dvd-jpeg", web=False
+    )
     assert report.ok, report.summary()
     return root
 

@@ -67,23 +67,34 @@ def run_validators(root: Path, profile: str, tmp: Path) -> None:
     require_tool("dciodvfy")
     require_tool("dcmmkdir")
     require_tool("dcentvfy")
-    out = subprocess.run(["dciodvfy", "DICOMDIR"], cwd=root, capture_output=True, text=True, errors="replace")
+    out = subprocess.run(
+        ["dciodvfy", "DICOMDIR"], cwd=root, capture_output=True, text=True, errors="replace"
+    )
     errors = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
     assert not errors, errors
     copy = tmp / f"dcmmkdir-{profile}"
     shutil.copytree(root, copy)
     option = get_profile(profile).dcmmkdir_option
-    out = subprocess.run(["dcmmkdir", "-w", "-nb", "+r", option, "DICOM"], cwd=copy,
-                         capture_output=True, text=True, errors="replace")
+    out = subprocess.run(
+        ["dcmmkdir", "-w", "-nb", "+r", option, "DICOM"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
     bad = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith(("E:", "F:"))]
     assert not bad, bad
     listing = tmp / f"list-{profile}"
     listing.write_text("\n".join(str(p) for p in _dicom_files(root)) + "\n")
-    out = subprocess.run(["dcentvfy", "-f", str(listing)], capture_output=True, text=True, errors="replace")
+    out = subprocess.run(
+        ["dcentvfy", "-f", str(listing)], capture_output=True, text=True, errors="replace"
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     require_tool("dcmdump")
     for path in [root / "DICOMDIR", *_dicom_files(root)]:
-        out = subprocess.run(["dcmdump", "-q", str(path)], capture_output=True, text=True, errors="replace")
+        out = subprocess.run(
+            ["dcmdump", "-q", str(path)], capture_output=True, text=True, errors="replace"
+        )
         assert out.returncode == 0 and "E:" not in out.stderr, (path, out.stderr)
 
 
@@ -122,7 +133,7 @@ def test_every_file_written_with_zero_preamble_and_our_file_meta(written) -> Non
 
 
 def test_read_back_same_instances_and_identical_pixels(written) -> None:
-    profile, root, report, files = written
+    profile, root, _report, files = written
     sources = {}
     for path in files:
         ds = _read(path)
@@ -144,7 +155,9 @@ def test_read_back_same_instances_and_identical_pixels(written) -> None:
             assert out.PixelData == src.PixelData
         else:
             want = decode.decode_all(decode.read_file(path_of(src)).dataset)
-            got = decode.decode_all(decode.read_file(root.joinpath(*record.ReferencedFileID)).dataset)
+            got = decode.decode_all(
+                decode.read_file(root.joinpath(*record.ReferencedFileID)).dataset
+            )
             assert got.shape == want.shape and np.array_equal(got, want), path_of(src)
     assert seen == set(sources)
 
@@ -161,16 +174,21 @@ def test_type1_policy_changes_are_reported(written) -> None:
     assert by_attr[("SC_jpeg_no_color_transform.dcm", "Modality")].new == "OT"
     # The written files carry the fills, so that files and records agree.
     dicomdir = _read(root / "DICOMDIR")
-    ids = [r.PatientID for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "PATIENT"]
+    ids = [
+        r.PatientID for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "PATIENT"
+    ]
     assert sr.new in ids and all(ids)
     if profile == "cd":
-        decoded = {c.source.rsplit("/", 1)[-1] for c in report.changes
-                   if c.attribute == "TransferSyntaxUID"}
+        decoded = {
+            c.source.rsplit("/", 1)[-1]
+            for c in report.changes
+            if c.attribute == "TransferSyntaxUID"
+        }
         assert {"JPEG2000.dcm", "SC_rgb_rle.dcm", "rtplan.dcm", "JPEG-lossy.dcm"} <= decoded
 
 
 def test_record_types_and_readme_and_web(written) -> None:
-    profile, root, report, _files = written
+    profile, root, _report, _files = written
     dicomdir = _read(root / "DICOMDIR")
     types = {r.DirectoryRecordType for r in dicomdir.DirectoryRecordSequence}
     assert {"PATIENT", "STUDY", "SERIES", "IMAGE", "SR DOCUMENT", "RT PLAN"} <= types
@@ -189,15 +207,19 @@ def test_record_types_and_readme_and_web(written) -> None:
 
 
 def test_split_into_discs_without_splitting_a_study(tmp_path: Path) -> None:
-    files = [DATA / n for n in SHARED_FILES[:2]] + [TEST_FILES / "CT_small.dcm",
-                                                      TEST_FILES / "MR_small.dcm"]
+    files = [DATA / n for n in SHARED_FILES[:2]] + [
+        TEST_FILES / "CT_small.dcm",
+        TEST_FILES / "MR_small.dcm",
+    ]
     sizes = [s.size for disc in writer.plan_media(files, medium="usb").discs for s in disc]
     assert len(sizes) == 3
     small = Medium("tiny", "tiny test disc", writer._DEFAULT_RESERVE + max(sizes))
     report = writer.write_media(files, tmp_path / "OUT", medium=small, web=False)
     assert report.ok, report.summary()
     assert len(report.discs) >= 2
-    assert [d.root.name for d in report.discs] == [f"OUT_{n}" for n in range(1, len(report.discs) + 1)]
+    assert [d.root.name for d in report.discs] == [
+        f"OUT_{n}" for n in range(1, len(report.discs) + 1)
+    ]
     studies: dict[str, int] = {}
     for disc in report.discs:
         readme = (disc.root / "README.TXT").read_text(encoding="utf-8")

@@ -14,6 +14,7 @@ the offsets in place: every step is linear in the number of files.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import struct
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from viewer.media.profiles import EXPLICIT_VR_LE
 
@@ -501,7 +503,7 @@ def _header_via_pydicom_quietly(path: str) -> Header:
         for elem in ds.iterall():
             _ = elem.value
         ds.file_meta = pydicom.dataset.FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = EXPLICIT_VR_LE
+        ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
         ds.preamble = b"\x00" * 128
         buffer = io.BytesIO()
         pydicom.dcmwrite(buffer, ds, implicit_vr=False, little_endian=True, force_encoding=True)
@@ -805,14 +807,14 @@ class DicomdirBuilder:
             offsets[id(record)] = position
             position += len(item)
         items = bytearray()
-        for record, item, next_at, lower_at in order:
+        for record, item, _next_at, lower_at in order:
             buf = bytearray(item)
             if record.children:
                 struct.pack_into("<I", buf, lower_at, offsets[id(record.children[0])])
             items += buf
         # Sibling links: each record points to the next child of the same parent.
         for siblings in self._sibling_lists():
-            for this, following in zip(siblings, siblings[1:], strict=False):
+            for this, following in itertools.pairwise(siblings):
                 at = offsets[id(this)] - seq_start + 16
                 struct.pack_into("<I", items, at, offsets[id(following)])
         first = offsets[id(self._roots[0])] if self._roots else 0

@@ -33,7 +33,9 @@ def iso_name(name: str, is_dir: bool) -> str:
 _LEVEL1 = re.compile(r"^[A-Z0-9_]{1,8}(\.[A-Z0-9_]{0,3})?$")
 
 
-def make_iso(folder: str | os.PathLike[str], iso_path: str | os.PathLike[str], volume_id: str) -> None:
+def make_iso(
+    folder: str | os.PathLike[str], iso_path: str | os.PathLike[str], volume_id: str
+) -> None:
     """Write ``folder`` as an ISO 9660 Level 1 + Joliet image whose Volume ID is ``volume_id``.
 
     Raises :class:`MediaError` for a name that is not Level 1 (the writer never makes one)."""
@@ -75,7 +77,9 @@ def iso_paths(iso_file: Path, count: int) -> list[Path]:
     """``NAME.iso`` for one disc; ``NAME_1.iso``, ``NAME_2.iso``... for several."""
     if count <= 1:
         return [iso_file]
-    return [iso_file.with_name(f"{iso_file.stem}_{n}{iso_file.suffix}") for n in range(1, count + 1)]
+    return [
+        iso_file.with_name(f"{iso_file.stem}_{n}{iso_file.suffix}") for n in range(1, count + 1)
+    ]
 
 
 def write_iso(
@@ -149,14 +153,16 @@ def burn_image(image: str | os.PathLike[str], device: str, *, eject: bool = True
     log = result.stdout + result.stderr
     if result.returncode != 0:
         lines = [ln for ln in log.splitlines() if "FAILURE" in ln or "SORRY" in ln]
-        raise BurnError(f"{device}: xorriso failed ({result.returncode}): "
-                        + ("; ".join(lines[-3:]) or log.strip()[-300:]))
+        raise BurnError(
+            f"{device}: xorriso failed ({result.returncode}): "
+            + ("; ".join(lines[-3:]) or log.strip()[-300:])
+        )
     return log
 
 
 def readback_path(device: str) -> Path:
     """What to open to read the written disc back: the file behind ``stdio:``, else the device."""
-    return Path(device[len("stdio:"):] if device.startswith("stdio:") else device)
+    return Path(device[len("stdio:") :] if device.startswith("stdio:") else device)
 
 
 def burn(
@@ -179,14 +185,20 @@ def burn(
         for disc in report.discs:
             if disc.index > 1:
                 if next_disc is None:
-                    raise BurnError(f"the selection needs {disc.count} discs: insert them one "
-                                    "by one (GUI) or write ISO images with --iso")
+                    raise BurnError(
+                        f"the selection needs {disc.count} discs: insert them one "
+                        "by one (GUI) or write ISO images with --iso"
+                    )
                 next_disc(disc.index)
             burn_image(disc.root, device, eject=eject and not verify)
             disc.root = readback_path(device)
             if verify:
                 report.verification.append(verify_written(disc.root, disc, report.profile))
             if eject and verify and not device.startswith("stdio:"):
-                subprocess.run([_xorriso(), "-outdev", device, "-eject", "all"],
-                               capture_output=True, timeout=120, check=False)
+                subprocess.run(
+                    [_xorriso(), "-outdev", device, "-eject", "all"],
+                    capture_output=True,
+                    timeout=120,
+                    check=False,
+                )
     return report

@@ -60,9 +60,7 @@ class Profile:
         return Action.DECODE
 
 
-STD_GEN_CD = Profile(
-    "STD-GEN-CD", "cd", frozenset({EXPLICIT_VR_LE}), "-Pgp", "cd"
-)
+STD_GEN_CD = Profile("STD-GEN-CD", "cd", frozenset({EXPLICIT_VR_LE}), "-Pgp", "cd")
 STD_GEN_DVD_JPEG = Profile(
     "STD-GEN-DVD-JPEG", "dvd-jpeg", frozenset({EXPLICIT_VR_LE}) | JPEG_KEPT, "-Pdv", "dvd"
 )
@@ -75,7 +73,7 @@ PROFILES: tuple[Profile, ...] = (STD_GEN_CD, STD_GEN_DVD_JPEG, STD_GEN_USB_JPEG)
 
 
 def get_profile(name: str | Profile | None) -> Profile:
-    """The profile named ``name`` (``cd``, ``STD-GEN-CD``...; case-insensitive); None: STD-GEN-CD."""
+    """The profile named ``name`` (``cd``, ``STD-GEN-CD``..., any case); None: STD-GEN-CD."""
     if name is None:
         return STD_GEN_CD
     if isinstance(name, Profile):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pydicom
+from pydicom.uid import UID
 
 from viewer.media import dicomdir_writer as ddw
 from viewer.media.profiles import (
@@ -304,7 +305,7 @@ def _file_header(data: bytes, rel: str, meta: dict[int, bytes]) -> ddw.Header:
             for elem in ds.iterall():
                 _ = elem.value
             ds.file_meta = pydicom.dataset.FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = EXPLICIT_VR_LE
+            ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
             ds.preamble = b"\x00" * 128
             buffer = io.BytesIO()
             pydicom.dcmwrite(buffer, ds, implicit_vr=False, little_endian=True, force_encoding=True)
@@ -607,8 +608,7 @@ def _check_leaf(
         for p in (
             file_id
             if isinstance(file_id, list | tuple)
-            or hasattr(file_id, "__iter__")
-            and not isinstance(file_id, str)
+            or (hasattr(file_id, "__iter__") and not isinstance(file_id, str))
             else [file_id]
         )
     ]

@@ -92,8 +92,11 @@ def write_web(root: Path, disc: list[PlannedStudy], result: DiscResult) -> dict[
         if study.patient_key != current_patient:
             current_patient = study.patient_key
             name = _display(header, ddw.PATIENT_NAME) or "(no name)"
-            birth = _format_date(header.text(ddw.PATIENT_BIRTH_DATE)) if header.has(
-                ddw.PATIENT_BIRTH_DATE) else ""
+            birth = (
+                _format_date(header.text(ddw.PATIENT_BIRTH_DATE))
+                if header.has(ddw.PATIENT_BIRTH_DATE)
+                else ""
+            )
             rows.append(
                 f'<tr><th colspan="4">{html.escape(name)}'
                 f"{' &#8211; born ' + html.escape(birth) if birth else ''}</th></tr>"
@@ -101,8 +104,9 @@ def write_web(root: Path, disc: list[PlannedStudy], result: DiscResult) -> dict[
         page = f"S{s_no:04d}.HTM"
         date = files[0].fills.get(ddw.STUDY_DATE) or header.text(ddw.STUDY_DATE)
         description = _display(header, ddw.STUDY_DESCRIPTION) or "(no description)"
-        modalities = sorted({f.fills.get(ddw.MODALITY) or f.header.text(ddw.MODALITY) or "OT"
-                             for f in files})
+        modalities = sorted(
+            {f.fills.get(ddw.MODALITY) or f.header.text(ddw.MODALITY) or "OT" for f in files}
+        )
         rows.append(
             f"<tr><td>{html.escape(_format_date(date))}</td>"
             f'<td><a href="{WEB_DIR}/{page}">{html.escape(description)}</a></td>'
@@ -149,8 +153,10 @@ def _study_page(
             buffer = io.BytesIO()
             image.save(buffer, "JPEG", quality=85)
             put(f"{WEB_DIR}/{name}", buffer.getvalue())
-            cell = (f'<img src="{name}" width="{image.width}" height="{image.height}" '
-                    f'alt="preview of series {r_no}">')
+            cell = (
+                f'<img src="{name}" width="{image.width}" height="{image.height}" '
+                f'alt="preview of series {r_no}">'
+            )
         sh = files[0].header
         number = files[0].fills.get(ddw.SERIES_NUMBER) or sh.text(ddw.SERIES_NUMBER)
         modality = files[0].fills.get(ddw.MODALITY) or sh.text(ddw.MODALITY) or "OT"
@@ -160,9 +166,9 @@ def _study_page(
             f"<td>{html.escape(description)}</td><td>{len(files)}</td><td>{cell}</td></tr>"
         )
     body = (
-        f"<p><a href=\"../INDEX.HTM\">&#8592; study list</a></p>\n"
+        f'<p><a href="../INDEX.HTM">&#8592; study list</a></p>\n'
         f"<h1>{html.escape(title)} &#8211; {html.escape(_format_date(date))}</h1>\n"
-        "<p class=\"note\">Previews are reduced pictures, not for diagnosis.</p>\n"
+        '<p class="note">Previews are reduced pictures, not for diagnosis.</p>\n'
         "<table><tr><th>Series</th><th>Modality</th><th>Description</th><th>Files</th>"
         "<th>Preview</th></tr>\n" + "\n".join(rows) + "\n</table>"
     )

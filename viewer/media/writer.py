@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import UID
 
 from viewer import __version__
 from viewer.media import dicomdir_writer as ddw
@@ -527,7 +528,7 @@ def _decompress(ds: Dataset, as_rgb: bool) -> None:
     ds.PixelData = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
     ds["PixelData"].VR = "OB" if bits == 8 else "OW"
     ds["PixelData"].is_undefined_length = False
-    ds.file_meta.TransferSyntaxUID = EXPLICIT_VR_LE
+    ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
 
 
 def _transcode(source: SourceFile, profile: Profile) -> tuple[bytes, list[Change]]:
@@ -602,8 +603,8 @@ def _transcode_quietly(source: SourceFile, profile: Profile) -> tuple[bytes, lis
     meta.FileMetaInformationVersion = b"\x00\x01"
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = target_ts
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.TransferSyntaxUID = UID(target_ts)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
@@ -865,7 +866,8 @@ def readme_text(
     lines += [
         f"Disc {result.index} of {result.count}",
         f"Made by: {made_by or 'not stated'}",
-        f"Application: Lightbox {__version__} (Implementation Class UID {IMPLEMENTATION_CLASS_UID})",
+        f"Application: Lightbox {__version__} "
+        f"(Implementation Class UID {IMPLEMENTATION_CLASS_UID})",
         f"Written: {now.strftime('%Y-%m-%d %H:%M %Z').strip()}",
         f"Media profile: {plan.profile.name} (DICOM PS3.11), File-set ID {result.fileset_id}",
         "",
@@ -902,8 +904,9 @@ def readme_text(
         "- Nothing on this media runs by itself: there is no autorun and no program on it.",
         "- SHA256.TXT holds a checksum of every file: `sha256sum -c SHA256.TXT` checks the copy.",
         "",
-        "The DICOM files are as the sending system held them, except where the media profile",
-        "required decoding compressed pixel data (lossless; lossy images were never re-compressed).",
+        "The DICOM files are as the sending system held them, except where the media",
+        "profile required decoding compressed pixel data (decoding loses nothing; lossy",
+        "images were never re-compressed).",
         "",
     ]
     return "\r\n".join(lines)
