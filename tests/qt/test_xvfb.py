@@ -95,3 +95,48 @@ def test_real_window_under_xvfb(xvfb_display: str, tmp_path: Path) -> None:
         None,
     )
     assert top is not None, "the window's pixels are not on the X screen"
+
+
+@pytest.mark.xvfb
+def test_lightbox_open_under_xvfb_and_clean_exit_on_sigterm(
+    xvfb_display: str, tmp_path: Path
+) -> None:
+    """``python -m viewer -v open FILE`` on X: the image reaches the screen, SIGTERM quits with
+    0 and the loader's processes and shared memory go with it (no leak warnings)."""
+    import signal
+    import threading
+
+    require_tool("import")
+    env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "viewer", "-v", "open", str(_ct_file())],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120, process.kill)  # never hang the suite
+    watchdog.start()
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # blocks until the application says the image is shown
+            lines.append(line)
+            if "first image shown" in line:
+                break
+        assert any("first image shown" in line for line in lines), "".join(lines)
+        screen = tmp_path / "screen.png"
+        subprocess.run(["import", "-window", "root", str(screen)], env=env, check=True, timeout=60)
+        pixels = np.asarray(Image.open(screen).convert("L"))
+        assert len(np.unique(pixels)) > 100 and pixels.max() > 230
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        assert process.wait(timeout=60) == 0, rest
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in rest and "leaked" not in rest, rest
+    assert "boost" not in "".join(lines) + rest  # the patient's name is never logged

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -58,9 +60,26 @@ def create_main_window(paths: list[str]) -> MainWindow:
 
 
 def run_gui(paths: list[str]) -> int:
-    """Open the main window and run until it is closed; the exit code of the event loop."""
+    """Open the main window and run until it is closed; the exit code of the event loop.
+
+    Ctrl+C and SIGTERM close the window as its Quit does, so that the loader's worker
+    processes and shared memory are released rather than left behind.
+    """
     app = application()
     window = create_main_window(paths)
-    code = app.exec()
-    window.shutdown()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: window.close())
+    # Python runs signal handlers only between bytecodes: wake it while Qt waits for events.
+    heartbeat = QTimer(app)
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(200)
+    try:
+        code = app.exec()
+    finally:
+        heartbeat.stop()
+        heartbeat.deleteLater()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        window.shutdown()
     return int(code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -81,6 +82,8 @@ class MainWindow(QMainWindow):
         self.view.window_changed.connect(self._on_view_window_changed)
         self.view.view_changed.connect(self._on_view_view_changed)
         self.view.frame_failed.connect(self._on_view_frame_failed)
+        self.view.image_shown.connect(self._on_view_image_shown)
+        self._shown_since: float | None = None
 
         self.actions_by_name: dict[str, QAction] = {}
         self._build_menus()
@@ -286,6 +289,7 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"Lightbox — {source.label()}")
         else:
             self.setWindowTitle("Lightbox")
+        self._shown_since = time.perf_counter() if source is not None else None
         self.view.set_source(source)  # the view lets go of the old frames first
         if old is not None:
             old.problem_found.disconnect(self._on_source_problem_found)
@@ -295,6 +299,12 @@ class MainWindow(QMainWindow):
         if self.sender() is not self._source or self._source is None:
             return
         self.report_problems([model.Problem(self._source.path(position), message)])
+
+    def _on_view_image_shown(self, position: int) -> None:
+        if self._shown_since is not None:
+            elapsed = (time.perf_counter() - self._shown_since) * 1000
+            self._shown_since = None
+            log.debug("first image shown (%.0f ms after the series was chosen)", elapsed)
 
     def _on_view_frame_failed(self, position: int, message: str) -> None:
         source = self.view.source
