@@ -41,7 +41,6 @@ import secrets
 import signal
 import stat
 import threading
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,6 +54,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 
+from viewer.imaging.decode import DecodeError, read_file
 from viewer.model import Problem
 from viewer.store import part10
 from viewer.store.index import InstanceRecord, insert_record
@@ -136,38 +136,12 @@ class _Crasher:
 
 
 def _read_headers(path: Path) -> pydicom.Dataset:
-    """Headers only, through viewer.imaging.decode when it is there (the one reader of the
-    project), else plain pydicom. Raises _Rejected with the reason."""
+    """Headers only, through the project's one reader (bad input, deep sequences, huge length
+    fields and inferred transfer syntaxes are its business). Raises _Rejected with the reason."""
     try:
-        from viewer.imaging import decode
-    except ImportError:
-        return _read_headers_pydicom(path)
-    try:
-        return decode.read_file(path, headers_only=True).dataset
-    except decode.DecodeError as exc:
-        raise _Rejected(str(exc.reason)) from exc
-
-
-def _read_headers_pydicom(path: Path) -> pydicom.Dataset:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-            ds.get("SOPInstanceUID")  # parse the elements now, inside the guard
-    except RecursionError as exc:
-        raise _Rejected("sequences nested too deep to read") from exc
-    except Exception as exc:
-        raise _Rejected(f"unreadable DICOM header ({exc})") from exc
-    if "TransferSyntaxUID" not in ds.file_meta:
-        implicit, little = ds.original_encoding
-        ds.file_meta.TransferSyntaxUID = (
-            pydicom.uid.ImplicitVRLittleEndian
-            if implicit
-            else pydicom.uid.ExplicitVRLittleEndian
-            if little
-            else pydicom.uid.ExplicitVRBigEndian
-        )
-    return ds
+        return read_file(path, headers_only=True).dataset
+    except DecodeError as exc:
+        raise _Rejected(exc.reason) from exc
 
 
 def _value(ds: pydicom.Dataset, keyword: str) -> Any:
