@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -306,3 +307,31 @@ def test_workers_exit_when_the_application_is_killed() -> None:
     while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in pids)
+
+
+def test_a_worker_killed_mid_load_does_not_stop_the_series(slow_file: Path) -> None:
+    """A crashed decoder process breaks the pool; the loader retries in a fresh one."""
+    shutdown_pool()
+    pool = get_pool(2, warm=True)
+    pids = {pool.submit(loader_module._worker_probe).result(timeout=60)[0] for _ in range(6)}
+    stack = stack_of([slow_file] * 40)
+    rec = Recorder()
+    started = threading.Event()
+
+    def on_frame(i: int) -> None:
+        rec.on_frame(i)
+        if len(rec.frames) == 5:
+            started.set()
+
+    with SeriesLoader(stack, on_frame=on_frame, on_problem=rec.on_problem) as load:
+        load.start()
+        assert started.wait(60)
+        os.kill(next(iter(pids)), signal.SIGKILL)
+        assert load.wait(60)
+        assert loader_module._POOL is not pool, "the kill must have broken the pool"
+        assert rec.problems == {}
+        assert load.decoded_count == 40
+        expected = reference_decode(slow_file, 0)
+        for i in (0, 20, 39):
+            np.testing.assert_array_equal(load.frame(i), expected)
+    shutdown_pool()

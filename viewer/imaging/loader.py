@@ -29,6 +29,7 @@ import os
 import sys
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import shared_memory
@@ -566,59 +567,72 @@ class SeriesLoader:
         volume = self._volume
         shape = tuple(volume.shape) if volume is not None else None
         dtype = volume.dtype.str if volume is not None else None
-        return pool.submit(_decode_chunk, self._shm.name, shape, dtype, chunk)
+        args = (self._shm.name, shape, dtype, chunk)
+        try:
+            return pool.submit(_decode_chunk, *args)
+        except (BrokenProcessPool, RuntimeError):  # broken or shut down under us: once more
+            _discard_pool(pool)
+            return get_pool(self.workers).submit(_decode_chunk, *args)
 
     def _load_in_pool(self, slots: Sequence[int]) -> None:
+        """Feed the pool a window of chunks at a time, in view order, and collect the results.
+
+        A bounded window keeps cancellation quick and limits what a worker crash takes down:
+        when a worker dies (a decoder crashing on some file), every task of that pool fails;
+        the frames of the failed tasks are then retried one at a time, alone in a fresh pool,
+        so the frame that crashes again is known exactly and reported, and the rest loads.
+        """
+        queue = deque(self._chunks(slots))
+        suspects: deque[Job] = deque()
+        in_flight: dict[cf.Future[list[Outcome]], tuple[list[Job], Any, bool]] = {}
+        window = 2 * max(self.workers, 1)
         try:
             pool = get_pool(self.workers)
-            pending = {self._submit(pool, chunk): chunk for chunk in self._chunks(slots)}
         except Exception as exc:  # no processes to be had: still show the series
             log.warning("no decoder processes (%s); decoding in one thread", exc)
             self._load_locally(slots)
             return
-        attempts: dict[int, int] = {}
-        while pending:
+        while True:
             if self._cancel.is_set():
-                for future in pending:
+                queue.clear()
+                suspects.clear()
+                for future in in_flight:
                     future.cancel()
-            finished, _ = cf.wait(list(pending), timeout=0.05, return_when=cf.FIRST_COMPLETED)
+            elif suspects:
+                if not in_flight:
+                    job = suspects.popleft()
+                    in_flight[self._submit(pool, [job])] = ([job], pool, True)
+            else:
+                while queue and len(in_flight) < window:
+                    chunk = queue.popleft()
+                    in_flight[self._submit(pool, chunk)] = (chunk, pool, False)
+            if not in_flight:
+                if queue or suspects:
+                    continue
+                return
+            finished, _ = cf.wait(list(in_flight), timeout=0.05, return_when=cf.FIRST_COMPLETED)
             for future in finished:
-                chunk = pending.pop(future)
+                chunk, used, isolated = in_flight.pop(future)
                 if future.cancelled():
                     continue
                 try:
                     outcomes = future.result()
                 except BrokenProcessPool:
-                    pool = self._retry_alone(pool, chunk, pending, attempts)
+                    _discard_pool(used)
+                    pool = get_pool(self.workers)
+                    if isolated:
+                        for slot, path, index in chunk:
+                            self._emit_problem(
+                                slot, f"{path}: the decoder crashed on frame {index + 1}"
+                            )
+                    else:
+                        suspects.extend(chunk)
                     continue
                 except Exception as exc:
                     for slot, path, _ in chunk:
                         self._emit_problem(slot, f"{path}: {exc}")
                     continue
                 self._apply(outcomes)
-
-    def _retry_alone(
-        self,
-        pool: cf.ProcessPoolExecutor,
-        chunk: list[Job],
-        pending: dict[cf.Future[list[Outcome]], list[Job]],
-        attempts: dict[int, int],
-    ) -> cf.ProcessPoolExecutor:
-        """A worker died (a decoder crashed on some file): every unfinished task of that pool
-        fails with it. Retry each frame alone in a fresh pool, once; a frame that kills a
-        worker again is reported as a problem and the rest goes on."""
-        _discard_pool(pool)
-        fresh = get_pool(self.workers)
-        for job in chunk:
-            slot, path, index = job
-            if self._cancel.is_set():
-                return fresh
-            if attempts.get(slot, 0) >= 1 and len(chunk) == 1:
-                self._emit_problem(slot, f"{path}: the decoder crashed on frame {index + 1}")
-                continue
-            attempts[slot] = attempts.get(slot, 0) + 1
-            pending[self._submit(fresh, [job])] = [job]
-        return fresh
 
     def _apply(self, outcomes: list[Outcome]) -> None:
         for slot, status, payload in outcomes:
