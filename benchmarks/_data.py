@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from common import cache_dir
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
-
-from common import cache_dir
 
 #: Bump when the data changes, so that stale caches are rebuilt.
 VERSION = "1"

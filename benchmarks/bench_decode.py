@@ -10,20 +10,15 @@ timed region; the stack is built from a header scan done once, also outside.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import _data
 import numpy as np
+from common import interleaved, report
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import _data  # noqa: E402
-from common import interleaved, report  # noqa: E402
-
-from viewer.imaging.loader import SeriesLoader, get_pool, shutdown_pool  # noqa: E402
-from viewer.imaging.stack import build_stacks  # noqa: E402
-from viewer.media.scan import scan  # noqa: E402
+from viewer.imaging.loader import SeriesLoader, get_pool, shutdown_pool
+from viewer.imaging.stack import build_stacks
+from viewer.media.scan import scan
 
 COUNT = 50
 CASES = {"decode_jpegll": "JPEGLL", "decode_jpegls": "JLS", "decode_j2k": "J2K"}

@@ -17,23 +17,18 @@ in the OS page cache (warm) after the correctness check.
 
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 
+import _data
 import numpy as np
+from common import interleaved, report
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import _data  # noqa: E402
-from common import interleaved, report  # noqa: E402
-
-from viewer.imaging import decode  # noqa: E402
-from viewer.imaging.display import FrameRenderer  # noqa: E402
-from viewer.imaging.loader import SeriesLoader, get_pool, shutdown_pool  # noqa: E402
-from viewer.imaging.stack import Stack, build_stacks  # noqa: E402
-from viewer.media.scan import scan  # noqa: E402
+from viewer.imaging import decode
+from viewer.imaging.display import FrameRenderer
+from viewer.imaging.loader import SeriesLoader, get_pool, shutdown_pool
+from viewer.imaging.stack import Stack, build_stacks
+from viewer.media.scan import scan
 
 SLICES = 300
 POOL_NOTE = "pool started once outside the timing"
