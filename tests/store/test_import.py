@@ -335,3 +335,88 @@ def test_small_batches(
     report = import_paths(store, [tmp_path / "disc"])
     assert len(report.imported) == 8
     assert check(store).ok
+
+
+def _explicit(tag: int, vr: bytes, value: bytes) -> bytes:
+    head = tag.to_bytes(4, "big")
+    head = head[1::-1] + head[:1:-1]  # group, element: each little endian
+    if vr in (b"OB", b"SQ", b"UN"):
+        return head + vr + b"\0\0" + len(value).to_bytes(4, "little") + value
+    return head + vr + len(value).to_bytes(2, "little") + value
+
+
+def _hostile(tmp_path: Path, name: str, tail: bytes, instance: int) -> Path:
+    ds = make_dataset(instance=instance)
+    del ds.PixelData  # the hostile element comes last
+    for kw in (
+        "Rows",
+        "Columns",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+    ):
+        delattr(ds, kw)
+    path = tmp_path / name
+    path.write_bytes(to_bytes(ds) + tail)
+    return path
+
+
+def _nested(depth: int) -> bytes:
+    seq = (0x0040A730).to_bytes(4, "big")
+    seq = seq[1::-1] + seq[:1:-1] + b"SQ\0\0\xff\xff\xff\xff"
+    item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    close = b"\xfe\xff\x0d\xe0\0\0\0\0" + b"\xfe\xff\xdd\xe0\0\0\0\0"
+    return (seq + item) * depth + close * depth
+
+
+@pytest.mark.parametrize("depth", [3000, 20000])
+def test_hostile_files_are_listed_never_fatal(store: Store, tmp_path: Path, depth: int) -> None:
+    deep = _hostile(tmp_path, "DEEP", _nested(depth), 1)
+    huge = _hostile(
+        tmp_path,
+        "HUGE",
+        _explicit(0x00291010, b"OB", b"")[:-4] + (0xFFFFFFF0).to_bytes(4, "little") + b"\1" * 64,
+        2,
+    )
+    good = write(tmp_path / "GOOD", make_dataset(instance=3))
+    report = import_paths(store, [deep, huge, good])
+    assert str(good) in report.imported
+    for path in (deep, huge):
+        imported = str(path) in report.imported
+        rejected = [p.problem for p in report.rejected if p.path == str(path)]
+        warned = [p.problem for p in report.warnings if p.path == str(path)]
+        # either kept with a warning that says what is wrong with it, or refused with a reason
+        assert (imported and warned) or (not imported and rejected and rejected[0]), (
+            report.imported,
+            report.rejected,
+            report.warnings,
+        )
+    assert check(store).ok
+    assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_hard_cases(store: Store, shared_data: Path) -> None:
+    hard = shared_data / "hard"
+    report = import_paths(store, [hard])
+    assert sorted(Path(p).name for p in report.imported) == ["MR1_JPLY", "NM1_JPLY"]
+    reasons = {Path(p.path).name: p.problem for p in report.rejected}
+    # an ACR-NEMA style file and a fragment without study: refused, saying what is missing
+    assert reasons["GH340.dcm"].startswith("no SOP Class UID")
+    assert reasons["multiframe.dcm"].startswith("no Study Instance UID")
+    assert check(store).ok
+
+
+def test_real_scanner_series(store: Store, shared_data: Path) -> None:
+    folder = shared_data / "dcm_qa_nih"
+    if not folder.is_dir():
+        pytest.skip("dcm_qa_nih is not in the shared data")
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    report = import_paths(store, [folder])
+    assert len(report.imported) + len(report.rejected) + len(report.already_present) == len(files)
+    dicom = [p for p in report.rejected if "not a DICOM file" not in p.problem]
+    assert dicom == []
+    assert sum(s.num_instances for s in list_studies(store)) == len(report.imported) >= 150
+    assert check(store).ok

@@ -44,7 +44,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
@@ -135,13 +135,15 @@ class _Crasher:
 # --- reading the header ------------------------------------------------------------------
 
 
-def _read_headers(path: Path) -> pydicom.Dataset:
+def _read_headers(path: Path) -> tuple[pydicom.Dataset, list[str]]:
     """Headers only, through the project's one reader (bad input, deep sequences, huge length
-    fields and inferred transfer syntaxes are its business). Raises _Rejected with the reason."""
+    fields and inferred transfer syntaxes are its business), with its warnings.
+    Raises _Rejected with the reason."""
     try:
-        return read_file(path, headers_only=True).dataset
+        read = read_file(path, headers_only=True)
     except DecodeError as exc:
         raise _Rejected(exc.reason) from exc
+    return read.dataset, read.warnings
 
 
 def _value(ds: pydicom.Dataset, keyword: str) -> Any:
@@ -221,13 +223,15 @@ def _uid(ds: pydicom.Dataset, keyword: str, name: str) -> str:
 
 
 def _record(ds: pydicom.Dataset, rel: str, size: int, sha: str, ds_sha: str) -> InstanceRecord:
-    sop_class = _text(ds, "SOPClassUID")
-    media_class = str(ds.file_meta.get("MediaStorageSOPClassUID", ""))
+    media_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")).strip()
+    sop_class = _text(ds, "SOPClassUID") or media_class
     if MEDIA_STORAGE_DIRECTORY in (sop_class, media_class):
         raise _Rejected(
             "a DICOMDIR (media directory), not an instance; the files it lists are imported "
             "on their own"
         )
+    if not sop_class:
+        raise _Rejected("no SOP Class UID (not a composite instance the store can keep)")
     frames = _int(ds, "NumberOfFrames")
     patient_id = _text(ds, "PatientID")
     return InstanceRecord(
@@ -330,9 +334,13 @@ class _Importer:
                 chunk = src.read(_CHUNK)
         return header, file_hash.hexdigest(), ds_hash.hexdigest(), size
 
-    def _add_meta(self, tmp: Path, ds: pydicom.Dataset) -> tuple[Path, str, int]:
+    def _add_meta(
+        self, tmp: Path, ds: pydicom.Dataset, record: InstanceRecord
+    ) -> tuple[Path, str, int]:
         """A bare data set gets preamble and File Meta (see the module docstring)."""
-        prefix = part10.file_meta_bytes(ds, str(ds.file_meta.TransferSyntaxUID))
+        prefix = part10.file_meta_bytes(
+            record.sop_class_uid, record.sop_instance_uid, str(ds.file_meta.TransferSyntaxUID)
+        )
         new_tmp = self._tmp_path()
         file_hash = hashlib.sha256(prefix)
         size = len(prefix)
@@ -355,10 +363,12 @@ class _Importer:
                     header, sha, ds_sha, size = self._copy(src, tmp, result.warnings)
             except OSError as exc:
                 raise _Rejected(f"cannot read it ({exc.strerror or exc})") from exc
-            ds = _read_headers(tmp)
-            if header.meta_start is None:
-                tmp, sha, size = self._add_meta(tmp, ds)
+            ds, read_warnings = _read_headers(tmp)
+            result.warnings.extend(read_warnings)
             record = _record(ds, managed_relpath(sha), size, sha, ds_sha)
+            if header.meta_start is None:
+                tmp, sha, size = self._add_meta(tmp, ds, record)
+                record = replace(record, path=managed_relpath(sha), size=size, sha256=sha)
         except _Rejected as exc:
             result.rejected = exc.reason
         except OSError as exc:

@@ -137,7 +137,7 @@ def _plausible_bare_dataset(head: bytes) -> bool:
     return int.from_bytes(head[4:8], "big") < 1 << 16
 
 
-def file_meta_bytes(ds: pydicom.Dataset, transfer_syntax_uid: str) -> bytes:
+def file_meta_bytes(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str) -> bytes:
     """Preamble of zeros, ``DICM`` and a File Meta for a data set that came without one.
 
     PS3.10 section 7.1: (0002,0002)/(0002,0003) copy the SOP Class/Instance UIDs, (0002,0010)
@@ -145,8 +145,8 @@ def file_meta_bytes(ds: pydicom.Dataset, transfer_syntax_uid: str) -> bytes:
     """
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.MediaStorageSOPClassUID = pydicom.uid.UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.UID(sop_instance_uid)
     meta.TransferSyntaxUID = pydicom.uid.UID(transfer_syntax_uid)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "LIGHTBOX"
