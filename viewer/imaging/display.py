@@ -542,16 +542,25 @@ class FrameRenderer:
         stored = self.pixels[row : row + 1, col : col + 1]
         return float(self.modality.apply(stored)[0, 0])
 
-    def render(self, window: Voi | None = None, *, invert: bool = False) -> NDArray[np.uint8]:
+    def render(
+        self,
+        window: Voi | None = None,
+        *,
+        invert: bool = False,
+        out: NDArray[np.uint8] | None = None,
+    ) -> NDArray[np.uint8]:
         """The frame as uint8 ``(rows, cols)`` grey or ``(rows, cols, 3)`` RGB, C-contiguous.
 
         ``window=None`` is :attr:`default_window`; ``invert`` is the user's inversion, on top of
-        MONOCHROME1 / Presentation LUT Shape. Colour ignores both.
+        MONOCHROME1 / Presentation LUT Shape. Colour ignores both (the returned colour buffer is
+        shared: do not write to it). ``out``, a C-contiguous uint8 array of the frame's shape,
+        is filled and returned instead of a new array: a view that keeps its display buffer
+        saves an allocation per window change.
         """
         if self._rgb is not None:
             return self._rgb
         assert self._values is not None
-        return self._apply(self._values, window, invert, self._scratch)
+        return self._apply(self._values, window, invert, self._scratch, out)
 
     def render_scaled(
         self, window: Voi | None = None, *, invert: bool = False, size: tuple[int, int]
@@ -586,14 +595,19 @@ class FrameRenderer:
         window: Voi | None,
         invert: bool,
         scratch: NDArray[np.float32] | None,
+        out: NDArray[np.uint8] | None = None,
     ) -> NDArray[np.uint8]:
         voi = self.default_window if window is None else window
         assert voi is not None
         inverse = self.inverse_shape != invert
-        out = np.empty(values.shape, dtype=np.uint8)
+        if out is None:
+            out = np.empty(values.shape, dtype=np.uint8)
+        elif out.shape != values.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous uint8 of shape {values.shape}")
         if isinstance(voi, LookupTable) or voi.function == "SIGMOID":
             modality = values.astype(np.float64) * self._slope + self._intercept
-            return voi_to_display(modality, voi, invert=inverse)
+            out[...] = voi_to_display(modality, voi, invert=inverse)
+            return out
         if scratch is None:
             scratch = np.empty_like(values)
         self._linear(values, voi, inverse, scratch, out)
@@ -639,7 +653,9 @@ class FrameRenderer:
             a, b0 = -a, 255.0 - b0
         np.clip(values, np.float32(low), np.float32(high), out=scratch)
         np.multiply(scratch, np.float32(a), out=scratch)
-        np.add(scratch, np.float32(b0), out=out, casting="unsafe")
+        np.add(scratch, np.float32(b0), out=scratch)
+        # y is now in [0, 256): the cast truncates, which is the floor DCMTK takes
+        np.copyto(out, scratch, casting="unsafe")
 
 
 def window_for_preset(name: str) -> Window:
