@@ -131,6 +131,13 @@ def test_leaf_record_types_for_pr_ko_and_encapsulated_pdf(tmp_path: Path) -> Non
         PresentationCreationTime="120000",
         ContentCreatorName="",
     )
+    image = Dataset()
+    image.ReferencedSOPClassUID = pydicom.uid.CTImageStorage
+    image.ReferencedSOPInstanceUID = "1.2.3.4.5.6"
+    referenced = Dataset()
+    referenced.SeriesInstanceUID = "1.2.3.4.5"
+    referenced.ReferencedImageSequence = [image]
+    pr.ReferencedSeriesSequence = [referenced]
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "113000", "DCM", "Of Interest"
     ko = _instance(
@@ -157,6 +164,14 @@ def test_leaf_record_types_for_pr_ko_and_encapsulated_pdf(tmp_path: Path) -> Non
     assert {"PRESENTATION", "KEY OBJECT DOC", "ENCAP DOC"} <= set(types)
     encap = next(r for r in out.DirectoryRecordSequence if r.DirectoryRecordType == "ENCAP DOC")
     assert encap.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    require_tool("dciodvfy")
+    out_text = subprocess.run(
+        ["dciodvfy", "DICOMDIR"], cwd=tmp_path, capture_output=True, text=True, errors="replace"
+    )
+    errors = [
+        ln for ln in (out_text.stdout + out_text.stderr).splitlines() if ln.startswith("Error")
+    ]
+    assert not errors, errors
     ko_record = next(
         r for r in out.DirectoryRecordSequence if r.DirectoryRecordType == "KEY OBJECT DOC"
     )

@@ -275,3 +275,31 @@ def test_implementation_uid_is_the_network_one() -> None:
     contexts = pytest.importorskip("viewer.net.contexts")
     assert contexts.IMPLEMENTATION_CLASS_UID == writer.IMPLEMENTATION_CLASS_UID
     assert contexts.IMPLEMENTATION_VERSION_NAME == writer.IMPLEMENTATION_VERSION_NAME
+
+
+def test_cancel_stops_and_progress_counts(tmp_path: Path) -> None:
+    import threading
+
+    files = [TEST_FILES / n for n in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")]
+    seen: list[tuple[int, int]] = []
+    writer.write_media(files, tmp_path / "A", web=False, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(writer.Cancelled, match="incomplete"):
+        writer.write_media(files, tmp_path / "B", web=False, cancel=cancel)
+
+
+def test_absent_patient_name_is_added_empty(tmp_path: Path) -> None:
+    ds = _read(TEST_FILES / "CT_small.dcm")
+    del ds.PatientName
+    ds.PatientID = ""
+    source = tmp_path / "noname.dcm"
+    ds.save_as(source)
+    report = writer.write_media([source], tmp_path / "OUT", web=False)
+    assert report.ok, report.summary()
+    changed = {c.attribute: c for c in report.changes}
+    assert changed["PatientName"].new == "" and changed["PatientID"].new == "NOID0001"
+    out = _read(tmp_path.joinpath("OUT", *report.discs[0].files[0].file_id))
+    assert "PatientName" in out and out.PatientID == "NOID0001"
+    assert out.PixelData == ds.PixelData

@@ -399,6 +399,8 @@ def _walk_top(buf: bytes, pos: int, out: dict[int, tuple[str, bytes]], complete:
         if tag >= stop:
             return
         vr, start, length = _element_header(buf, pos, False)
+        if not (vr.isalpha() and vr.isupper()):
+            raise ValueError(f"({group:04X},{elem:04X}) has no explicit VR")
         if length == _UNDEFINED:
             if tag == PIXEL_DATA:
                 return
@@ -536,9 +538,11 @@ def read_header(path: str | os.PathLike[str], first_read: int = 16384) -> Header
                         raise HeaderError(name, "file ends inside the header") from None
                     buf += more
     except HeaderError as exc:
-        if "not Explicit VR Little Endian" in exc.reason or "no Transfer Syntax" in exc.reason:
+        # Other encodings, no File Meta, or a File Meta that names the wrong transfer syntax:
+        # pydicom works out what the dataset really is.
+        if exc.reason.startswith(("malformed", "no DICM", "dataset is not", "File Meta")):
             return _header_via_pydicom(name)
-        if "no DICM prefix" in exc.reason:
+        if "no Transfer Syntax" in exc.reason:
             return _header_via_pydicom(name)
         raise
     except OSError as exc:

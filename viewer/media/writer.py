@@ -21,6 +21,7 @@ Policy for files lacking a type 1 DICOMDIR key (PS3.3 F.5), applied to the file 
 - Study ID empty: ``LB`` + the study's number in the selection;
 - Modality empty: ``OT``; Series Number empty: one more than the highest in the study;
 - Instance Number empty: one more than the highest in the series;
+- Patient's Name absent (type 2): added, empty;
 - any other type 1 key of a leaf record (an SR's Completion Flag...): the file is refused.
 
 A SOP Instance UID met twice is written once; the later file is listed as skipped.
@@ -230,11 +231,19 @@ def _estimate(path: Path, header: ddw.Header, action: Action) -> int:
     if action is not Action.DECODE:
         return size
     try:
-        ds = pydicom.dcmread(
-            path,
-            stop_before_pixels=True,
-            specific_tags=["Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated"],
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(
+                path,
+                stop_before_pixels=True,
+                specific_tags=[
+                    "Rows",
+                    "Columns",
+                    "NumberOfFrames",
+                    "SamplesPerPixel",
+                    "BitsAllocated",
+                ],
+            )
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         bits = int(ds.get("BitsAllocated", 16) or 16)
         pixels = int(ds.Rows) * int(ds.Columns) * frames * int(ds.get("SamplesPerPixel", 1) or 1)
@@ -300,7 +309,11 @@ def plan_media(
             continue
         seen[sop] = path
         action = prof.action(header.transfer_syntax_uid)
-        sources.append(SourceFile(path, header, action, _estimate(path, header, action)))
+        source = SourceFile(path, header, action, _estimate(path, header, action))
+        if ddw.PATIENT_NAME not in header.elements:
+            # Type 2 in the Patient Module and the PATIENT record: present, even if empty.
+            source.fills[ddw.PATIENT_NAME] = ""
+        sources.append(source)
 
     # Group (patient key = Patient ID, or the NOID policy) -> study -> series.
     existing_ids = {s.header.text(ddw.PATIENT_ID) for s in sources} - {""}
@@ -336,13 +349,14 @@ def plan_media(
     for source in sources:
         for tag, value in source.fills.items():
             old = source.header.text(tag)
+            why = "type 2 key absent" if tag == ddw.PATIENT_NAME else "type 1 key empty or missing"
             changes.append(
                 Change(
                     str(source.path),
                     ddw.KEYWORDS[tag],
                     old,
                     value,
-                    "type 1 DICOMDIR key empty or missing (PS3.3 F.5): see writer policy",
+                    f"DICOMDIR {why} (PS3.3 F.5): see the writer's policy",
                 )
             )
 
@@ -717,6 +731,9 @@ def write_media(
                         result = _write_one(source, root, plan.profile, builder, made_dirs, changes)
                     except (MediaError, ddw.HeaderError) as exc:
                         skipped.append(str(exc))
+                        result = None
+                    except Exception as exc:  # bad input: a message, never a traceback
+                        skipped.append(f"{source.path}: refused: cannot be re-encoded ({exc})")
                         result = None
                     if result is not None:
                         written.append(result)
