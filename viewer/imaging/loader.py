@@ -50,6 +50,8 @@ HEADER_BYTES = 64
 #: Frames per worker task: large enough to amortise a task's IPC, small enough to cancel fast
 #: and to deliver frames near the one on screen first.
 MAX_CHUNK = 4
+#: Tasks in flight per worker: enough that no worker waits for the loader thread to refill.
+WINDOW_PER_WORKER = 4
 
 FrameCallback = Callable[[int], None]
 ProblemCallback = Callable[[int, str], None]
@@ -585,7 +587,7 @@ class SeriesLoader:
         queue = deque(self._chunks(slots))
         suspects: deque[Job] = deque()
         in_flight: dict[cf.Future[list[Outcome]], tuple[list[Job], Any, bool]] = {}
-        window = 2 * max(self.workers, 1)
+        window = WINDOW_PER_WORKER * max(self.workers, 1)
         try:
             pool = get_pool(self.workers)
         except Exception as exc:  # no processes to be had: still show the series
