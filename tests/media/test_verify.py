@@ -133,3 +133,20 @@ def test_missing_media_and_junk_are_reported_not_raised(tmp_path: Path) -> None:
     junk.write_bytes(b"junk" * 100)
     report = verify(junk)
     assert not report.ok and "cannot be opened" in report.summary()
+
+
+def test_large_files_are_hashed_in_chunks(good: Path, tmp_path: Path, monkeypatch) -> None:
+    """Only a prefix of each file is held; a flipped byte past it is still caught."""
+    import viewer.media.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "PREFIX", 4096)
+    assert verify(good).ok
+    copy = _copy(good, tmp_path)
+    victim = max(
+        (p for p in (copy / "DICOM").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+    )
+    assert victim.stat().st_size > 8192
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 0x01
+    victim.write_bytes(bytes(data))
+    assert [f.path for f in verify(copy).errors] == [victim.relative_to(copy).as_posix()]

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import pydicom
 from pydicom.uid import UID
@@ -119,11 +119,40 @@ class _Media:
     def read(self, rel: str) -> bytes:
         raise NotImplementedError
 
+    def scan(self, rel: str) -> tuple[bytes, str, bool]:
+        """(the first :data:`PREFIX` bytes, SHA-256 of the whole file, whether the prefix is the
+        whole file): a 2 GB multi-frame file is hashed in chunks, never held in memory."""
+        sink = _HashSink()
+        self._copy_to(rel, sink)
+        return bytes(sink.prefix), sink.sha.hexdigest(), sink.size <= PREFIX
+
+    def _copy_to(self, rel: str, sink: _HashSink) -> None:
+        raise NotImplementedError
+
     def directories(self) -> list[str]:
         raise NotImplementedError
 
     def close(self) -> None:
         pass
+
+
+PREFIX = 4 * 1024 * 1024
+
+
+class _HashSink:
+    """A write-only file object that hashes what it gets and keeps its beginning."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.prefix = bytearray()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        if len(self.prefix) < PREFIX:
+            self.prefix += data[: PREFIX - len(self.prefix)]
+        self.size += len(data)
+        return len(data)
 
 
 class _Folder(_Media):
@@ -164,6 +193,11 @@ class _Folder(_Media):
     def read(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
 
+    def _copy_to(self, rel: str, sink: _HashSink) -> None:
+        with open(self.root / rel, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                sink.write(chunk)
+
 
 class _Iso(_Media):
     kind = "ISO image"
@@ -198,6 +232,9 @@ class _Iso(_Media):
         out = io.BytesIO()
         self._iso.get_file_from_iso_fp(out, iso_path=self._iso_paths[rel])
         return out.getvalue()
+
+    def _copy_to(self, rel: str, sink: _HashSink) -> None:
+        self._iso.get_file_from_iso_fp(cast(BinaryIO, sink), iso_path=self._iso_paths[rel])
 
     def close(self) -> None:
         self._iso.close()
@@ -292,12 +329,15 @@ def _dataset_encoding_ok(data: bytes, body: int, ts: str) -> bool:
     return looks_explicit and group_le < 0x7FE1
 
 
-def _file_header(data: bytes, rel: str, meta: dict[int, bytes]) -> ddw.Header:
-    """The keys of a DICOM file whatever its encoding (our walker, else pydicom)."""
+def _file_header(data: bytes, rel: str, meta: dict[int, bytes], whole: bool) -> ddw.Header:
+    """The keys of a DICOM file whatever its encoding (our walker, else pydicom); ``data`` may
+    be only the beginning of the file (``whole`` False): the keys come before the pixels."""
     try:
-        return ddw.parse_header(data, rel)
+        return ddw.parse_header(data, rel, whole)
     except ddw.HeaderError:
         pass
+    except ddw._NeedMore:
+        raise ddw.HeaderError(rel, "header larger than 4 MB: not checked") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -479,12 +519,14 @@ def _verify(
     dicomdir_data: bytes | None = None
     for rel in sorted(paths):
         try:
-            data = media.read(rel)
-        except OSError as exc:
+            data, digest, whole = media.scan(rel)
+            if rel == "DICOMDIR" and not whole:
+                data = media.read(rel)
+        except Exception as exc:
             report.error("11", rel, f"cannot be read: {exc}")
             continue
         report.files_read += 1
-        hashes[rel] = hashlib.sha256(data).hexdigest()
+        hashes[rel] = digest
         if rel == "DICOMDIR":
             dicomdir_data = data
             continue
@@ -502,7 +544,7 @@ def _verify(
         if not _dataset_encoding_ok(data, body, ts):
             report.error("1", rel, f"dataset is not encoded in its Transfer Syntax {ts}")
         try:
-            header = _file_header(data, rel, meta)
+            header = _file_header(data, rel, meta, whole)
         except ddw.HeaderError as exc:
             report.error("1", rel, exc.reason)
         if header is not None:
