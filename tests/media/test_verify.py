@@ -150,3 +150,24 @@ def test_large_files_are_hashed_in_chunks(good: Path, tmp_path: Path, monkeypatc
     data[-5] ^= 0x01
     victim.write_bytes(bytes(data))
     assert [f.path for f in verify(copy).errors] == [victim.relative_to(copy).as_posix()]
+
+
+def test_media_of_other_writers_are_reported_not_raised(tmp_path: Path) -> None:
+    """pydicom's real DICOMDIR media: no README, no manifest, odd names: findings, no raise."""
+    folder = TEST_FILES / "dicomdirtests"
+    report = verify(folder)
+    assert not report.ok and "readme" in _items(report) and report.records > 0
+    copy = tmp_path / "BIGEND"
+    shutil.copytree(folder, copy)
+    shutil.copy(folder / "DICOMDIR-bigEnd", copy / "DICOMDIR")
+    report = verify(copy)
+    assert any(f.item == "3" and "Explicit VR Little Endian" in f.message for f in report.errors)
+
+
+def test_profile_medium_size_is_checked(good: Path, monkeypatch) -> None:
+    from viewer.media import profiles
+
+    tiny = profiles.Medium("dvd", "tiny DVD", 1000)
+    monkeypatch.setitem(profiles.MEDIA, "dvd", tiny)
+    report = verify(good, "dvd-jpeg")
+    assert any("do not fit a tiny DVD" in f.message for f in report.errors)

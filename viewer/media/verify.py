@@ -32,6 +32,7 @@ from viewer.media.profiles import (
     IMPLICIT_VR_LE,
     PROFILES,
     Profile,
+    get_medium,
     get_profile,
 )
 
@@ -119,12 +120,12 @@ class _Media:
     def read(self, rel: str) -> bytes:
         raise NotImplementedError
 
-    def scan(self, rel: str) -> tuple[bytes, str, bool]:
+    def scan(self, rel: str) -> tuple[bytes, str, int]:
         """(the first :data:`PREFIX` bytes, SHA-256 of the whole file, whether the prefix is the
-        whole file): a 2 GB multi-frame file is hashed in chunks, never held in memory."""
+        file's size): a 2 GB multi-frame file is hashed in chunks, never held in memory."""
         sink = _HashSink()
         self._copy_to(rel, sink)
-        return bytes(sink.prefix), sink.sha.hexdigest(), sink.size <= PREFIX
+        return bytes(sink.prefix), sink.sha.hexdigest(), sink.size
 
     def _copy_to(self, rel: str, sink: _HashSink) -> None:
         raise NotImplementedError
@@ -517,9 +518,12 @@ def _verify(
     infos: dict[str, _FileInfo] = {}
     hashes: dict[str, str] = {}
     dicomdir_data: bytes | None = None
+    total_size = 0
     for rel in sorted(paths):
         try:
-            data, digest, whole = media.scan(rel)
+            data, digest, size = media.scan(rel)
+            whole = size == len(data)
+            total_size += size
             if rel == "DICOMDIR" and not whole:
                 data = media.read(rel)
         except Exception as exc:
@@ -573,6 +577,10 @@ def _verify(
     report.checked.append(
         "transfer syntaxes fit " + (prof.name if prof else "the most permissive profile")
     )
+    if prof is not None:
+        medium = get_medium(None, prof)
+        if medium.capacity is not None and total_size > medium.capacity:
+            report.error("7", "media", f"{total_size / 1e6:.0f} MB do not fit a {medium.label}")
     allowed = prof.transfer_syntaxes if prof else PROFILES[-1].transfer_syntaxes
     for info in infos.values():
         ts = _uid(info.meta.get(0x00020010, b""))
