@@ -160,6 +160,12 @@ def test_read_back_same_instances_and_identical_pixels(written) -> None:
             )
             assert got.shape == want.shape and np.array_equal(got, want), path_of(src)
     assert seen == set(sources)
+    # Lightbox's own media reader finds the same instances through the DICOMDIR.
+    from viewer.media.scan import scan
+
+    scanned = scan(root / "DICOMDIR")
+    assert not scanned.problems, scanned.problems
+    assert {i.sop_instance_uid for i in scanned.instances} == set(sources)
 
 
 def path_of(ds: pydicom.Dataset) -> str:
