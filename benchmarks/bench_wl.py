@@ -16,16 +16,12 @@ Data: deterministic synthetic frames made with numpy (a seeded generator), nothi
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from common import interleaved, report
 from numpy.typing import NDArray
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import interleaved, report
 from viewer.imaging.display import FrameRenderer, Window
 
 BATCH = 50
