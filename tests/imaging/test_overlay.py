@@ -16,7 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.conftest import require_tool
 from viewer.imaging.display import FrameRenderer
-from viewer.imaging.overlay import draw_overlays, overlay_masks, overlay_planes
+from viewer.imaging.overlay import draw_overlays, overlay_masks, overlay_planes, scale_mask
 from viewer.imaging.render import render_file
 
 RNG = np.random.default_rng(7)
@@ -167,3 +167,12 @@ def test_overlays_on_monochrome1_stay_white(tmp_path: Path) -> None:
 def test_files_without_overlays_have_no_masks() -> None:
     ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
     assert overlay_masks(ds, 0) == []
+
+
+def test_scaled_masks_keep_thin_lines() -> None:
+    mask = np.zeros((400, 600), dtype=bool)
+    mask[101, :] = True  # a one-pixel line: plain decimation by 4 would drop it
+    small = scale_mask(mask, 100, 150)
+    assert small.shape == (100, 150)
+    assert small[25].all() and small.sum() == 150
+    assert scale_mask(mask, 400, 600) is mask

@@ -186,6 +186,20 @@ def overlay_masks(ds: Dataset, frame_index: int) -> list[NDArray[np.bool_]]:
     return masks
 
 
+def scale_mask(mask: NDArray[np.bool_], rows: int, cols: int) -> NDArray[np.bool_]:
+    """A mask for an image shown at ``rows x cols`` (what ``render_scaled`` gives).
+
+    A shown pixel is set when any overlay pixel falls in its footprint, so one-pixel lines and
+    text stay visible when a large image is fitted into a small view.
+    """
+    from viewer.imaging.display import area_resize
+
+    if mask.shape == (rows, cols):
+        return mask
+    result: NDArray[np.bool_] = area_resize(mask.astype(np.float32), rows, cols) > 1e-6
+    return result
+
+
 def draw_overlays(img: NDArray[np.uint8], masks: list[NDArray[Any]]) -> NDArray[np.uint8]:
     """Draw masks into ``img`` in place in DCMTK's default "Replace" mode: overlay pixels 255."""
     for mask in masks:
