@@ -309,3 +309,33 @@ def test_absent_patient_name_is_added_empty(tmp_path: Path) -> None:
     out = _read(tmp_path.joinpath("OUT", *report.discs[0].files[0].file_id))
     assert "PatientName" in out and out.PatientID == "NOID0001"
     assert out.PixelData == ds.PixelData
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SC_rgb_expb_16bit.dcm",
+        "SC_rgb_expb_32bit.dcm",
+        "OBXXXX1A_expb.dcm",  # palette LUT data (OW) swapped too
+        "emri_small_big_endian.dcm",
+        "liver_expb.dcm",  # 1-bit segmentation
+        "gdcm-US-ALOKA-16_big.dcm",  # segmented palette
+    ],
+)
+def test_big_endian_sources_keep_their_values(name: str, tmp_path: Path) -> None:
+    source = DATA / "pydicom-data" / name
+    if not source.exists():
+        pytest.skip(f"{source} absent")
+    report = writer.write_media([source], tmp_path / "OUT", web=False)
+    assert report.ok, report.summary()
+    out = _read(tmp_path.joinpath("OUT", *report.discs[0].files[0].file_id))
+    src = _read(source)
+    assert out.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.array_equal(out.pixel_array, src.pixel_array)
+    for key in ("RedPaletteColorLookupTableData", "SegmentedRedPaletteColorLookupTableData"):
+        if key in src:
+            assert np.array_equal(
+                np.frombuffer(out[key].value, "<u2"), np.frombuffer(src[key].value, ">u2")
+            )
