@@ -236,3 +236,43 @@ def test_real_dwv_dicomdir_with_odd_name_and_meta(shared_data: Path) -> None:
     result = scan(shared_data / "dwv" / "bbmri_media" / "bbmri.dcmdir")
     assert len(result.instances) == 4
     assert not result.problems
+
+
+@pytest.fixture()
+def big_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "big"
+    for k in range(80):
+        write_ct(root / f"s{k // 30}" / f"IM{k:03d}", series=f"1.2.3.{k % 3}", number=k, z=k)
+    (root / "s1" / "IM040").write_bytes(bytes(128) + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff")
+    (root / "s2" / "readme.txt").write_text("hello")
+    return root
+
+
+def test_a_large_folder_read_by_the_workers_equals_a_serial_read(
+    big_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from viewer.media import scan as scan_module
+
+    assert len(list(big_folder.rglob("*"))) - 3 >= scan_module.PARALLEL_MIN_FILES
+    calls: list[tuple[int, int]] = []
+    parallel = scan(big_folder, progress=lambda d, t: calls.append((d, t)))
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_FILES", 10**9)
+    serial = scan(big_folder)
+    assert [i.path for i in parallel.instances] == [i.path for i in serial.instances]
+    assert parallel.instances == serial.instances
+    assert parallel.problems == serial.problems
+    assert [p.path for p in parallel.problems] == [str(big_folder / "s1" / "IM040")]
+    assert len(parallel.instances) == 79
+    assert calls[-1] == (81, 81)
+    assert len(calls) < 81  # progress comes a chunk at a time
+    assert sorted(s.series_instance_uid for s in parallel.series()) == [
+        "1.2.3.0",
+        "1.2.3.1",
+        "1.2.3.2",
+    ]
+
+
+def test_cancel_stops_a_parallel_scan(big_folder: Path) -> None:
+    stop = threading.Event()
+    stop.set()
+    assert scan(big_folder, cancel=stop).instances == []
