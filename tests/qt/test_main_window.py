@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
@@ -90,7 +90,7 @@ def test_drop_files_and_folders_on_the_window(  # type: ignore[no-untyped-def]
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "dropped"))])
     enter = QDragEnterEvent(
-        QPointF(300, 300),
+        QPoint(300, 300),
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
@@ -113,7 +113,7 @@ def test_drop_files_and_folders_on_the_window(  # type: ignore[no-untyped-def]
     text = QMimeData()
     text.setText("not a path")
     refused = QDragEnterEvent(
-        QPointF(300, 300),
+        QPoint(300, 300),
         Qt.DropAction.CopyAction,
         text,
         Qt.MouseButton.LeftButton,

@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -17,6 +17,26 @@ from viewer.qt.main_window import MainWindow
 log = logging.getLogger(__name__)
 
 ICON = Path(__file__).resolve().parents[2] / "resources" / "icons" / "lightbox.svg"
+
+
+class _Probe(QObject):
+    fired = Signal(int)
+
+
+def emit_loses_references() -> bool:
+    """True when this PySide6 drops a reference to ``True`` on every ``Signal.emit``.
+
+    PySide6 6.12.0 does (measured here: one per emit, also per ``disconnect``); on Python 3.11,
+    where ``True`` is not immortal, the interpreter then aborts with "bool_dealloc" after a few
+    thousand signals, that is after a minute of moving the mouse over an image. 6.11.3 does not.
+    """
+    probe = _Probe()
+    before = sys.getrefcount(True)
+    for _ in range(16):
+        probe.fired.emit(0)
+    lost = before - sys.getrefcount(True)
+    probe.deleteLater()
+    return lost >= 16
 
 
 def application() -> QApplication:
@@ -30,6 +50,15 @@ def application() -> QApplication:
     app.setDesktopFileName("lightbox")
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
+    if emit_loses_references():
+        import PySide6
+
+        print(
+            f"lightbox: warning: PySide6 {PySide6.__version__} loses a reference on every "
+            "signal and Python will abort after a while; install PySide6-Essentials 6.11.3 "
+            "(pip install 'PySide6-Essentials<6.12')",
+            file=sys.stderr,
+        )
     return app
 
 

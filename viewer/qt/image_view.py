@@ -502,7 +502,8 @@ class ImageView(QWidget):
         masks = self._overlay_masks() if self._overlays else []
         scaled: tuple[int, int] | None = None
         if not masks and (zoom <= SCALED_ZOOM or (zoom < 1 and size[0] * size[1] > LARGE_PIXELS)):
-            scaled = (max(1, round(size[0] * zoom)), max(1, round(size[1] * zoom)))
+            device = zoom * self.devicePixelRatioF()  # what the screen's pixels can show
+            scaled = (max(1, round(size[0] * device)), max(1, round(size[1] * device)))
         key = (self._position, id(renderer), window, self._invert, len(masks), scaled)
         if key == self._buffer_key and self._buffer is not None:
             return self._buffer
