@@ -500,6 +500,13 @@ def _header_via_pydicom_quietly(path: str) -> Header:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         meta = ds.file_meta
         ts = str(meta.get("TransferSyntaxUID", "") or "")
+        if not ts:
+            implicit, little = ds.original_encoding
+            ts = (
+                "1.2.840.10008.1.2"
+                if implicit
+                else (EXPLICIT_VR_LE if little else "1.2.840.10008.1.2.2")
+            )
         if "SOPClassUID" not in ds:
             raise HeaderError(path, "not a DICOM file (no SOP Class UID)")
         for elem in ds.iterall():

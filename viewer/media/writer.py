@@ -53,6 +53,7 @@ from viewer.media import dicomdir_writer as ddw
 from viewer.media.profiles import (
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
     Action,
     Medium,
     Profile,
@@ -545,6 +546,14 @@ def _decompress(ds: Dataset, as_rgb: bool) -> None:
     ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
 
 
+def _inferred_transfer_syntax(ds: Dataset) -> str:
+    """For a file without File Meta (ACR-NEMA style): the encoding pydicom found."""
+    implicit, little = ds.original_encoding
+    if implicit:
+        return IMPLICIT_VR_LE
+    return EXPLICIT_VR_LE if little else EXPLICIT_VR_BE
+
+
 def _transcode(source: SourceFile, profile: Profile) -> tuple[bytes, list[Change]]:
     """Full path: pydicom reads the file, the profile's decoding and the key fills are applied,
     and the dataset is written as Explicit VR Little Endian (or kept in its allowed syntax)."""
@@ -558,8 +567,16 @@ def _transcode_quietly(source: SourceFile, profile: Profile) -> tuple[bytes, lis
     name = str(source.path)
     ds = pydicom.dcmread(source.path, force=True)
     ts = str(ds.file_meta.get("TransferSyntaxUID", "") or source.header.transfer_syntax_uid)
+    if not ts:
+        ts = _inferred_transfer_syntax(ds)
     target_ts = ts
-    if source.action is Action.DECODE:
+    # Every value parsed now, in the encoding it was read with (the File Meta may lie).
+    for elem in ds.iterall():
+        _ = elem.value
+    action = source.action
+    if action is Action.DECODE and "PixelData" not in ds:
+        action = Action.REENCODE
+    if action is Action.DECODE:
         lossy = ts not in LOSSLESS_TRANSFER_SYNTAXES
         before = {
             k: str(ds.get(k, "")) for k in ("PhotometricInterpretation", "PlanarConfiguration")
@@ -596,10 +613,8 @@ def _transcode_quietly(source: SourceFile, profile: Profile) -> tuple[bytes, lis
                     "the source was lossy-compressed (PS3.3 C.7.6.1.1.5)",
                 )
             )
-    elif source.action is Action.REENCODE:
-        for elem in ds.iterall():
-            _ = elem.value
-        if ts == EXPLICIT_VR_BE:
+    elif action is Action.REENCODE:
+        if ds.original_encoding[1] is False or ts == EXPLICIT_VR_BE:
             _to_little_endian(ds)
         target_ts = EXPLICIT_VR_LE
         changes.append(
