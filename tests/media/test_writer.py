@@ -339,3 +339,20 @@ def test_big_endian_sources_keep_their_values(name: str, tmp_path: Path) -> None
             assert np.array_equal(
                 np.frombuffer(out[key].value, "<u2"), np.frombuffer(src[key].value, ">u2")
             )
+
+
+def test_files_without_file_meta_are_re_encoded(tmp_path: Path) -> None:
+    sources = [TEST_FILES / "rtstruct.dcm", DATA / "pydicom-data" / "OT-PAL-8-face.dcm"]
+    sources = [s for s in sources if s.exists()]
+    report = writer.write_media(sources, tmp_path / "OUT", web=False)
+    assert report.ok and not report.skipped, report.summary()
+    for written_file in report.discs[0].files:
+        out = _read(tmp_path.joinpath("OUT", *written_file.file_id))
+        assert out.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    reencoded = [c for c in report.changes if c.attribute == "TransferSyntaxUID"]
+    assert len(reencoded) == len(sources)
+    assert all(c.old == pydicom.uid.ImplicitVRLittleEndian for c in reencoded)
+    types = {
+        r.DirectoryRecordType for r in _read(tmp_path / "OUT" / "DICOMDIR").DirectoryRecordSequence
+    }
+    assert "RT STRUCTURE SET" in types
