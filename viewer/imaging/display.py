@@ -532,7 +532,18 @@ class FrameRenderer:
         if self.is_colour:
             return Window(127.5, 256.0, explanation="min-max")
         if self._minmax is None:
-            self._minmax = minmax_window(self.modality_values(), self._padding)
+            assert self._values is not None
+            # min and max of the float32 values, then the (linear, monotonic) rescale: no
+            # float64 copy of a large frame
+            stored = minmax_window(self._values, self._padding)
+            low = stored.center - stored.width / 2
+            high = low + stored.width - 1
+            ends = sorted(
+                (low * self._slope + self._intercept, high * self._slope + self._intercept)
+            )
+            self._minmax = Window(
+                (ends[0] + ends[1] + 1) / 2, max(ends[1] - ends[0] + 1, 1.0), explanation="min-max"
+            )
         return self._minmax
 
     def modality_value(self, row: int, col: int) -> float | tuple[int, ...]:
