@@ -292,10 +292,18 @@ def _fsync_path(path: Path) -> None:
 
 
 class _Importer:
-    def __init__(self, store: Store, report: ImportReport, syncer: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        store: Store,
+        report: ImportReport,
+        syncer: ThreadPoolExecutor,
+        committer: ThreadPoolExecutor,
+    ) -> None:
         self.store = store
         self.report = report
         self.syncer = syncer
+        self.committer = committer
+        self.committing: Future[None] | None = None
         self.batch: list[_Staged] = []
         self.batch_bytes = 0
         self.crash = _Crasher()
@@ -407,7 +415,24 @@ class _Importer:
         self.batch_bytes += prepared.size
         self.crash.reached("staged")
         if len(self.batch) >= BATCH_FILES or self.batch_bytes >= BATCH_BYTES:
-            self.commit()
+            self.flush(wait=False)
+
+    def flush(self, *, wait: bool = True) -> None:
+        """Hand the staged batch to the committing thread, so that staging goes on while it
+        syncs and commits; one batch commits at a time, in order (each decides duplicates
+        again under the write lock, so a file staged before an earlier batch committed is
+        still judged right)."""
+        self.wait_commit()
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        if batch:
+            self.committing = self.committer.submit(self.commit, batch)
+        if wait:
+            self.wait_commit()
+
+    def wait_commit(self) -> None:
+        if self.committing is not None:
+            committing, self.committing = self.committing, None
+            committing.result()
 
     def _duplicate(self, source: str, record: InstanceRecord, known_sha: str) -> None:
         if known_sha == record.dataset_sha256:
@@ -421,15 +446,12 @@ class _Importer:
                 )
             )
 
-    def commit(self) -> None:
+    def commit(self, batch: list[_Staged]) -> None:
         """Sync, rename and index the staged batch (see the module docstring).
 
         The fsyncs run in parallel threads: the file system then commits them together, which
         measured eight times faster here than one after the other.
         """
-        batch, self.batch, self.batch_bytes = self.batch, [], 0
-        if not batch:
-            return
         try:
             list(self.syncer.map(_fsync_path, [staged.tmp for staged in batch]))
             self.crash.reached("synced")
@@ -516,8 +538,9 @@ def _run(
     with (
         ThreadPoolExecutor(STAGE_THREADS, thread_name_prefix="lightbox-stage") as stager,
         ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="lightbox-sync") as syncer,
+        ThreadPoolExecutor(1, thread_name_prefix="lightbox-commit") as committer,
     ):
-        importer = _Importer(store, report, syncer)
+        importer = _Importer(store, report, syncer, committer)
         todo = iter(sources)
         try:
             while True:
@@ -535,14 +558,17 @@ def _run(
             if done < total:
                 report.cancelled = True
                 report.not_processed = total - done
-            importer.commit()
+            importer.flush()
         finally:  # an error on the way out: drop every copy not committed
             for future in pending:
                 staged = future.result().staged
                 if staged is not None:
                     staged.tmp.unlink(missing_ok=True)
-            for staged in importer.batch:
-                staged.tmp.unlink(missing_ok=True)
+            try:
+                importer.wait_commit()
+            finally:
+                for staged in importer.batch:
+                    staged.tmp.unlink(missing_ok=True)
     return report
 
 
