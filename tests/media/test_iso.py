@@ -93,3 +93,14 @@ def test_drive_detection_does_not_fail_without_drives() -> None:
     require_tool("xorriso")
     drives = iso.detect_drives()
     assert all(d.device for d in drives)
+
+
+def test_medium_space_is_checked_before_burning(tmp_path: Path, monkeypatch) -> None:
+    require_tool("xorriso")
+    device = f"stdio:{tmp_path / 'disc.img'}"
+    space = iso.media_space(device)
+    assert space is not None and space > 1_000_000
+    monkeypatch.setattr(iso, "media_space", lambda _device: 4096)
+    with pytest.raises(iso.BurnError, match="the medium has 0 MB free"):
+        iso.burn(FILES, device, web=False)
+    assert not (tmp_path / "disc.img").exists() or (tmp_path / "disc.img").stat().st_size == 0

@@ -160,6 +160,21 @@ def burn_image(image: str | os.PathLike[str], device: str, *, eject: bool = True
     return log
 
 
+def media_space(device: str) -> int | None:
+    """Bytes free on the medium in ``device`` (``xorriso -tell_media_space``), None if unknown
+    (no medium, or xorriso could not tell)."""
+    result = subprocess.run(
+        [_xorriso(), "-outdev", device, "-tell_media_space"],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+        check=False,
+    )
+    match = re.search(r"Media space\s*:\s*(\d+)s", result.stdout + result.stderr)
+    return int(match.group(1)) * 2048 if match else None
+
+
 def readback_path(device: str) -> Path:
     """What to open to read the written disc back: the file behind ``stdio:``, else the device."""
     return Path(device[len("stdio:") :] if device.startswith("stdio:") else device)
@@ -190,6 +205,15 @@ def burn(
                         "by one (GUI) or write ISO images with --iso"
                     )
                 next_disc(disc.index)
+            space = media_space(device)
+            size = disc.root.stat().st_size
+            if space is None:
+                raise BurnError(f"{device}: no writable medium found (insert a blank disc)")
+            if size > space:
+                raise BurnError(
+                    f"{device}: the image needs {size / 1e6:.0f} MB, the medium has "
+                    f"{space / 1e6:.0f} MB free: insert a larger or blank disc"
+                )
             burn_image(disc.root, device, eject=eject and not verify)
             disc.root = readback_path(device)
             if verify:
