@@ -356,3 +356,15 @@ def test_files_without_file_meta_are_re_encoded(tmp_path: Path) -> None:
         r.DirectoryRecordType for r in _read(tmp_path / "OUT" / "DICOMDIR").DirectoryRecordSequence
     }
     assert "RT STRUCTURE SET" in types
+
+
+def test_fileset_id_is_checked_and_numbered_within_16_characters(tmp_path: Path) -> None:
+    with pytest.raises(writer.MediaError, match="File-set ID"):
+        writer.write_media([TEST_FILES / "CT_small.dcm"], tmp_path / "A", fileset_id="Jane Doe")
+    files = [TEST_FILES / "CT_small.dcm", TEST_FILES / "MR_small.dcm"]
+    sizes = [s.size for d in writer.plan_media(files, medium="usb").discs for s in d]
+    tiny = Medium("tiny", "tiny", writer._DEFAULT_RESERVE + max(sizes))
+    report = writer.write_media(
+        files, tmp_path / "B", medium=tiny, fileset_id="ABCDEFGHIJKLMNOP", web=False
+    )
+    assert [d.fileset_id for d in report.discs] == ["ABCDEFGHIJKLMN_1", "ABCDEFGHIJKLMN_2"]

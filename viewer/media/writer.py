@@ -721,8 +721,11 @@ def write_media(
     count = len(plan.discs)
     if count == 0:
         raise MediaError("nothing to write: " + ("; ".join(plan.skipped) or "no files given"))
-    if count > 1 and len(base_id) > 14:
-        base_id = base_id[:14]
+    if not ddw.FILESET_ID.match(base_id) or not base_id.strip():
+        raise MediaError(
+            f"File-set ID {base_id!r} must be 1 to 16 of A-Z, 0-9 and _ (it is also the volume "
+            "ID: no patient data)"
+        )
     roots = disc_roots(Path(target), count)
     for root in roots:
         _check_target(root)
@@ -732,7 +735,8 @@ def write_media(
     skipped = list(plan.skipped)
     results: list[DiscResult] = []
     for index, (root, disc) in enumerate(zip(roots, plan.discs, strict=True), start=1):
-        fsid = base_id if count == 1 else f"{base_id}_{index}"
+        suffix = "" if count == 1 else f"_{index}"
+        fsid = base_id[: 16 - len(suffix)] + suffix
         _layout(disc)
         builder = ddw.DicomdirBuilder(fsid)
         written: list[WrittenFile] = []
