@@ -368,3 +368,16 @@ def test_fileset_id_is_checked_and_numbered_within_16_characters(tmp_path: Path)
         files, tmp_path / "B", medium=tiny, fileset_id="ABCDEFGHIJKLMNOP", web=False
     )
     assert [d.fileset_id for d in report.discs] == ["ABCDEFGHIJKLMN_1", "ABCDEFGHIJKLMN_2"]
+
+
+def test_executable_preamble_is_replaced_and_reported(tmp_path: Path) -> None:
+    data = bytearray((TEST_FILES / "CT_small.dcm").read_bytes())
+    data[:4] = b"MZ\x90\x00"
+    source = tmp_path / "polyglot.dcm"
+    source.write_bytes(bytes(data))
+    report = writer.write_media([source], tmp_path / "OUT", web=False)
+    assert report.ok, report.summary()
+    change = next(c for c in report.changes if c.attribute == "preamble")
+    assert "CVE-2019-11687" in change.old
+    out = tmp_path.joinpath("OUT", *report.discs[0].files[0].file_id).read_bytes()
+    assert out[:128] == b"\x00" * 128

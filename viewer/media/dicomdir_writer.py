@@ -301,6 +301,8 @@ class Header:
     """Byte offset of the dataset (after the File Meta) in the file."""
     meta: dict[int, bytes] = field(default_factory=dict)
     """Raw File Meta values (group 0002)."""
+    preamble: str = ""
+    """"" for 128 zero bytes, else what it holds ("executable header", "non-zero bytes")."""
 
     def text(self, tag: int) -> str:
         """A value as ASCII text with padding removed (UIDs, IDs, dates: never patient text)."""
@@ -480,6 +482,9 @@ def _parse_header(buf: bytes, path: str, complete: bool) -> Header:
         body_offset=pos,
         meta=meta,
     )
+    if any(buf[:128]):
+        executable = bytes(buf[:4]).startswith((b"MZ", b"\x7fELF", b"\xfe\xed\xfa", b"\xcf\xfa"))
+        header.preamble = "executable header (CVE-2019-11687)" if executable else "non-zero bytes"
     try:
         _walk_top(buf, pos, header.elements, complete)
     except (ValueError, struct.error) as exc:

@@ -311,6 +311,16 @@ def plan_media(
         seen[sop] = path
         action = prof.action(header.transfer_syntax_uid)
         source = SourceFile(path, header, action, _estimate(path, header, action))
+        if header.preamble:
+            changes.append(
+                Change(
+                    str(path),
+                    "preamble",
+                    header.preamble,
+                    "128 zero bytes",
+                    "never copied on (CVE-2019-11687)",
+                )
+            )
         if ddw.PATIENT_NAME not in header.elements:
             # Type 2 in the Patient Module and the PATIENT record: present, even if empty.
             source.fills[ddw.PATIENT_NAME] = ""
