@@ -596,11 +596,13 @@ class SeriesLoader:
             return
         while True:
             if self._cancel.is_set():
-                queue.clear()
-                suspects.clear()
+                # Queued tasks are dropped; running ones stop at their next frame and their
+                # results are not awaited: a worker still mapping the segment after close()
+                # unlinks it only delays the release of that memory until its task returns.
                 for future in in_flight:
                     future.cancel()
-            elif suspects:
+                return
+            if suspects:
                 if not in_flight:
                     job = suspects.popleft()
                     in_flight[self._submit(pool, [job])] = ([job], pool, True)
