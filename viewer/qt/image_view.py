@@ -54,6 +54,8 @@ MAX_FPS = 120.0
 SCALED_ZOOM = 0.5
 LARGE_PIXELS = 1024 * 1024
 RENDERER_CACHE = 4
+#: ...and no more pixels than this in all (a renderer keeps float32 copies of its frame).
+RENDERER_PIXEL_BUDGET = 32 * 1024 * 1024
 
 _ROTATE_CW: notes.Orient = ((0, -1), (1, 0))
 _ROTATE_CCW: notes.Orient = ((0, 1), (-1, 0))
@@ -230,7 +232,11 @@ class ImageView(QWidget):
             QTimer.singleShot(0, self, lambda: self.frame_failed.emit(position, message))
             return None
         self._renderers[position] = renderer
-        while len(self._renderers) > RENDERER_CACHE:
+        while len(self._renderers) > 1 and (
+            len(self._renderers) > RENDERER_CACHE
+            or sum(r.shape[0] * r.shape[1] for r in self._renderers.values())
+            > RENDERER_PIXEL_BUDGET
+        ):
             old, _ = self._renderers.popitem(last=False)
             self._masks.pop(old, None)
         return renderer
