@@ -144,7 +144,7 @@ def _records(instances: int) -> list[InstanceRecord]:
                 series_instance_uid=f"1.2.826.0.1.3680043.10.3.{series}",
                 path=f"files/{sha[:2]}/{sha}.dcm",
                 size=526_000,
-                sha256=sha,
+                meta_sha256=sha,
                 dataset_sha256=sha,
                 patient_id=f"P{patient:06d}",
                 patient_name=f"PATIENT{patient % 97:02d}^NAME{patient}",

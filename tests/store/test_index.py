@@ -151,7 +151,7 @@ def test_add_records_without_files(store: Store) -> None:
         series_instance_uid="1.2.3.0",
         path=f"files/ab/{sha}.dcm",
         size=10,
-        sha256=sha,
+        meta_sha256=sha,
         dataset_sha256=sha,
         patient_name="ROW^ONLY",
         modality="OT",

@@ -25,7 +25,7 @@ def _version_1_store(root: Path, disc: Path) -> None:
         rows = (
             current.connection()
             .execute(
-                "SELECT i.sop_instance_uid, i.path, i.size, i.sha256, i.dataset_sha256,"
+                "SELECT i.sop_instance_uid, i.path, i.size, i.meta_sha256, i.dataset_sha256,"
                 " i.series_ref, s.series_instance_uid FROM instances i"
                 " JOIN series s ON s.id = i.series_ref"
             )

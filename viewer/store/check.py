@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from viewer.model import Problem
+from viewer.store import part10
 from viewer.store.importer import import_paths
 from viewer.store.index import delete_instance_rows, remove_pending_files
 from viewer.store.schema import write_transaction
@@ -59,12 +60,18 @@ class CheckReport:
         return not self.remaining
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _hashes(path: Path) -> tuple[str, str]:
+    """SHA-256 of the bytes before the data set and of the data set, as the importer made them."""
     with open(path, "rb") as f:
+        head = f.read(part10.HEAD_SIZE)
+        try:
+            start = part10.split_header(head).dataset_start
+        except part10.HeaderError:
+            return "", ""
+        digest = hashlib.sha256(head[start:])
         while chunk := f.read(1024 * 1024):
             digest.update(chunk)
-    return digest.hexdigest()
+    return hashlib.sha256(head[:start]).hexdigest(), digest.hexdigest()
 
 
 def _process_alive(pid: int) -> bool:
@@ -117,11 +124,13 @@ def check(
         remove_pending_files(store)
         report.repaired.extend(Problem(str(store.root / rel), "removed") for rel in pending)
 
-    rows = conn.execute("SELECT id, path, size, sha256 FROM instances").fetchall()
+    rows = conn.execute(
+        "SELECT id, path, size, meta_sha256, dataset_sha256 FROM instances"
+    ).fetchall()
     report.instances = len(rows)
     indexed = {str(r[1]) for r in rows}
     missing: list[tuple[int, str]] = []
-    for done, (row_id, rel, size, sha) in enumerate(rows, 1):
+    for done, (row_id, rel, size, meta_sha, ds_sha) in enumerate(rows, 1):
         try:
             path = store.managed_path(rel)
         except StoreError:
@@ -146,7 +155,7 @@ def check(
             )
         elif verify_hashes and not (cancel is not None and cancel.is_set()):
             try:
-                if _sha256(path) != sha:
+                if _hashes(path) != (meta_sha, ds_sha):
                     found(
                         Problem(
                             str(path),

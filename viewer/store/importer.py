@@ -2,8 +2,8 @@
 
 Every instance goes the same way (issue 3 section 2):
 
-1. *stage*: copy the bytes into ``tmp/`` of the store while hashing them (SHA-256 of the file and
-   SHA-256 of the data set after the File Meta, PS3.10 section 7.1), then read the header back
+1. *stage*: copy the bytes into ``tmp/`` of the store while hashing them (SHA-256 of the data set
+   after the File Meta, PS3.10 section 7.1, and of the bytes before it), then read the header back
    from the copy (headers only). A file already in the store (same SOP Instance UID, same data
    set) or in conflict with it stops here and its copy is dropped.
 2. *sync*: ``fsync`` the staged copies, a batch at a time.
@@ -14,10 +14,10 @@ Every instance goes the same way (issue 3 section 2):
 So a row is committed only after its file is durable under its final name, and a file reaches its
 final name only when its row is about to be committed. A kill at any point leaves at worst a
 ``tmp/`` copy or a managed file without a row; :func:`viewer.store.check.check` lists both and its
-repair removes or indexes them, and importing again completes the import (the managed name is the
-hash of the bytes, so the same file lands on the same name). Managed files are removed only under
-the write lock by paths not in the index (deletion, repair), and renames happen only under that
-lock, so no import and no deletion can undo each other.
+repair removes or indexes them, and importing again completes the import (the managed name is
+the hash of the data set, so the same instance lands on the same name). Managed files are removed
+only under the write lock by paths not in the index (deletion, repair), and renames happen only
+under that lock, so no import and no deletion can undo each other.
 
 What is kept: the bytes as received, with two exceptions. A preamble that is an executable header
 (PE, ELF, Mach-O: CVE-2019-11687) is replaced by zeros and reported as a warning, and a file
@@ -222,7 +222,7 @@ def _uid(ds: pydicom.Dataset, keyword: str, name: str) -> str:
     return uid
 
 
-def _record(ds: pydicom.Dataset, rel: str, size: int, sha: str, ds_sha: str) -> InstanceRecord:
+def _record(ds: pydicom.Dataset, rel: str, size: int, meta_sha: str, ds_sha: str) -> InstanceRecord:
     media_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")).strip()
     sop_class = _text(ds, "SOPClassUID") or media_class
     if MEDIA_STORAGE_DIRECTORY in (sop_class, media_class):
@@ -240,7 +240,7 @@ def _record(ds: pydicom.Dataset, rel: str, size: int, sha: str, ds_sha: str) -> 
         series_instance_uid=_uid(ds, "SeriesInstanceUID", "Series Instance UID"),
         path=rel,
         size=size,
-        sha256=sha,
+        meta_sha256=meta_sha,
         dataset_sha256=ds_sha,
         sop_class_uid=sop_class,
         transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")),
@@ -328,19 +328,17 @@ class _Importer:
             )
         elif header.meta_start == 0:
             prefix = bytes(part10.PREAMBLE_SIZE) + b"DICM" + prefix
-        file_hash = hashlib.sha256(prefix)
         ds_hash = hashlib.sha256()
         size = len(prefix)
         with open(tmp, "xb") as out:
             out.write(prefix)
             chunk = head[header.dataset_start :]
             while chunk:
-                file_hash.update(chunk)
                 ds_hash.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
                 chunk = src.read(_CHUNK)
-        return header, file_hash.hexdigest(), ds_hash.hexdigest(), size
+        return header, hashlib.sha256(prefix).hexdigest(), ds_hash.hexdigest(), size
 
     def _add_meta(
         self, tmp: Path, ds: pydicom.Dataset, record: InstanceRecord
@@ -350,16 +348,14 @@ class _Importer:
             record.sop_class_uid, record.sop_instance_uid, str(ds.file_meta.TransferSyntaxUID)
         )
         new_tmp = self._tmp_path()
-        file_hash = hashlib.sha256(prefix)
         size = len(prefix)
         with open(tmp, "rb") as src, open(new_tmp, "xb") as out:
             out.write(prefix)
             while chunk := src.read(_CHUNK):
-                file_hash.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
         tmp.unlink()
-        return new_tmp, file_hash.hexdigest(), size
+        return new_tmp, hashlib.sha256(prefix).hexdigest(), size
 
     def prepare(self, source: str, opener: Callable[[], IO[bytes]]) -> _Prepared:
         """Copy, hash and read one file (runs in a staging thread: touches no shared state)."""
@@ -368,15 +364,15 @@ class _Importer:
         try:
             try:
                 with opener() as src:
-                    header, sha, ds_sha, size = self._copy(src, tmp, result.warnings)
+                    header, meta_sha, ds_sha, size = self._copy(src, tmp, result.warnings)
             except OSError as exc:
                 raise _Rejected(f"cannot read it ({exc.strerror or exc})") from exc
             ds, read_warnings = _read_headers(tmp)
             result.warnings.extend(read_warnings)
-            record = _record(ds, managed_relpath(sha), size, sha, ds_sha)
+            record = _record(ds, managed_relpath(ds_sha), size, meta_sha, ds_sha)
             if header.meta_start is None:
-                tmp, sha, size = self._add_meta(tmp, ds, record)
-                record = replace(record, path=managed_relpath(sha), size=size, sha256=sha)
+                tmp, meta_sha, size = self._add_meta(tmp, ds, record)
+                record = replace(record, size=size, meta_sha256=meta_sha)
         except _Rejected as exc:
             result.rejected = exc.reason
         except OSError as exc:

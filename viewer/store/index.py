@@ -33,8 +33,8 @@ class InstanceRecord:
     series_instance_uid: str
     path: str  # relative to the store root, see viewer.store.store.managed_relpath
     size: int
-    sha256: str
-    dataset_sha256: str
+    meta_sha256: str  # of the bytes before the data set: preamble, DICM, File Meta
+    dataset_sha256: str  # of the data set: the duplicate key, and the managed file's name
     sop_class_uid: str = ""
     transfer_syntax_uid: str = ""
     patient_id: str | None = None
@@ -209,7 +209,8 @@ def insert_record(conn: sqlite3.Connection, rec: InstanceRecord) -> None:
     conn.execute(
         "INSERT INTO instances (series_ref, sop_instance_uid, sop_class_uid, instance_number,"
         " transfer_syntax_uid, number_of_frames, rows, columns, image_position,"
-        " image_orientation, acquisition_time, path, size, sha256, dataset_sha256, imported_at)"
+        " image_orientation, acquisition_time, path, size, meta_sha256, dataset_sha256,"
+        " imported_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             series_ref,
@@ -225,7 +226,7 @@ def insert_record(conn: sqlite3.Connection, rec: InstanceRecord) -> None:
             rec.acquisition_time,
             rec.path,
             rec.size,
-            rec.sha256,
+            rec.meta_sha256,
             rec.dataset_sha256,
             _now(),
         ),

@@ -3,8 +3,9 @@
 The index mirrors the composite information model (PS3.3 Annex A.1.2: patient > study > series
 > instance) with the attributes the browser lists and filters on (the Study Root query keys of
 PS3.4 C.6.2.1 plus what a study list shows) and, per instance, the managed file: its path relative
-to the store, size, the SHA-256 of the file and the SHA-256 of the data set after the File Meta
-(the duplicate key).
+to the store, size, the SHA-256 of the data set after the File Meta (the duplicate key and the
+file's name) and the SHA-256 of the bytes before it (preamble, ``DICM``, File Meta): together
+they cover every byte of the file, hashed in one pass at import.
 
 Versions are counted in ``PRAGMA user_version``. :data:`MIGRATIONS` holds one step per version;
 a new store runs them all, an older store runs the missing ones, each in one write transaction
@@ -78,7 +79,7 @@ _V1 = [
         acquisition_time TEXT NOT NULL DEFAULT '',
         path TEXT NOT NULL UNIQUE,
         size INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
+        meta_sha256 TEXT NOT NULL,
         dataset_sha256 TEXT NOT NULL,
         imported_at TEXT NOT NULL
     )""",

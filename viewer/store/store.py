@@ -3,14 +3,16 @@
 Layout under ``viewer.config.app_home() / "store"`` (``$LIGHTBOX_HOME`` overrides the app home)::
 
     index.sqlite (+ -wal, -shm)   the index (viewer.store.schema)
-    files/ab/<sha256>.dcm         managed files, named by the SHA-256 of their bytes
+    files/ab/<sha256>.dcm         managed files, named by the SHA-256 of their data set
     tmp/<pid>-<random>.part       files being imported (renamed into files/ when durable)
     quarantine/                   files ``check --repair`` took out (with a .txt saying why)
 
 Managed file names are built only from a hash the store computed, never from values read from a
-file (UIDs, names), so no file on media can steer where the store writes. The index keeps the path
-relative to the store, so a store folder can be moved as a whole; :meth:`Store.managed_path`
-validates every relative path read back from the index before it is used.
+file (UIDs, names), so no file on media can steer where the store writes. The hash is that of
+the data set (the bytes after the File Meta): one instance has one name whatever meta a writer
+gave it, and two instances never share one (the data set holds the SOP Instance UID). The index
+keeps the path relative to the store, so a store folder can be moved as a whole;
+:meth:`Store.managed_path` validates every relative path read back from the index before use.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class StoreError(Exception):
 
 
 def managed_relpath(sha256: str) -> str:
-    """The relative path of the managed file whose bytes have this SHA-256 (hex)."""
+    """The relative path of the managed file whose data set has this SHA-256 (hex)."""
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
     return f"files/{sha256[:2]}/{sha256}.dcm"
