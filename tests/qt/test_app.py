@@ -13,3 +13,28 @@ def test_pyside_keeps_references_on_emit(qapp) -> None:  # type: ignore[no-untyp
     assert not emit_loses_references(), (
         f"PySide6 {PySide6.__version__} loses references on emit: install PySide6-Essentials<6.12"
     )
+
+
+def test_no_display_is_a_message_and_exit_code_3() -> None:
+    """Without X or Wayland, Qt would abort the process; lightbox says why and exits 3."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "viewer", "open", "nothing.dcm"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert "no graphical display" in result.stderr and "Traceback" not in result.stderr

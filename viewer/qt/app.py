@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -88,12 +89,33 @@ def create_main_window(paths: list[str]) -> MainWindow:
     return window
 
 
+#: ``lightbox``'s exit code when it could not do anything (DEVELOPERS.md).
+EXIT_FAILED = 3
+
+
+def display_problem() -> str | None:
+    """Why no window can be shown here, before Qt aborts the process for the same reason."""
+    if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
+        return None
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        return "there is no graphical display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+    return None
+
+
 def run_gui(paths: list[str]) -> int:
     """Open the main window and run until it is closed; the exit code of the event loop.
 
     Ctrl+C and SIGTERM close the window as its Quit does, so that the loader's worker
     processes and shared memory are released rather than left behind.
     """
+    problem = display_problem()
+    if problem is not None:
+        print(
+            f"lightbox: cannot open the viewer: {problem}; "
+            "the subcommands (lightbox render ...) work without one",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     app = application()
     window = create_main_window(paths)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
