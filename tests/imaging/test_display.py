@@ -321,13 +321,32 @@ def test_render_scaled_follows_the_window() -> None:
         )
 
 
-def test_area_resize_and_fit_size() -> None:
+def _area_reference(data: NDArray[Any], rows: int, cols: int) -> NDArray[np.float64]:
+    """Area averaging the obvious way: upsample by whole factors to a common grid, then mean."""
+    import math
+
+    h, w = data.shape
+    up_r, up_c = math.lcm(h, rows), math.lcm(w, cols)
+    up = np.repeat(np.repeat(data, up_r // h, axis=0), up_c // w, axis=1)
+    return up.reshape(rows, up_r // rows, cols, up_c // cols).mean(axis=(1, 3))
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(30, 40), (7, 11), (89, 119), (45, 13), (1, 1)])
+def test_area_resize_is_exact_area_averaging(rows: int, cols: int) -> None:
     data = RNG.random((90, 120))
-    out = area_resize(data, 30, 40)
-    np.testing.assert_allclose(out, data.reshape(30, 3, 40, 3).mean(axis=(1, 3)))
-    np.testing.assert_allclose(area_resize(data, 7, 11).mean(), data.mean())
+    np.testing.assert_allclose(area_resize(data, rows, cols), _area_reference(data, rows, cols))
+    rgb = RNG.random((90, 120, 3))
+    out = area_resize(rgb, rows, cols)
+    for channel in range(3):
+        np.testing.assert_allclose(
+            out[..., channel], _area_reference(rgb[..., channel], rows, cols)
+        )
+
+
+def test_fit_size() -> None:
     assert fit_size(4096, 3328, (1280, 1024)) == (1024, 832)
     assert fit_size(100, 100, (1280, 1024)) == (100, 100)
+    assert fit_size(512, 512, (300, 200)) == (200, 200)
 
 
 # --- against DCMTK on synthetic files: cases the real test sets do not cover ------------------

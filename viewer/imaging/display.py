@@ -428,22 +428,33 @@ def palette_to_rgb(stored: NDArray[Any], ds: Dataset) -> NDArray[np.uint8]:
 
 
 def _area_resize_axis(data: NDArray[Any], size: int, axis: int) -> NDArray[np.float64]:
-    """Exact area averaging along one axis: each output sample is the mean over its footprint."""
+    """Exact area averaging along one axis: each output sample is the mean over its footprint.
+
+    An integer factor is a reshape and a mean; any other factor sums the whole samples of each
+    footprint (``np.add.reduceat``) and adds the fractions of the samples cut by its edges.
+    """
     n = data.shape[axis]
     if size >= n:
         return data.astype(np.float64)
     moved = np.moveaxis(data, axis, 0)
-    integral = np.empty((n + 1, *moved.shape[1:]), dtype=np.float64)
-    integral[0] = 0
-    np.cumsum(moved, axis=0, dtype=np.float64, out=integral[1:])
-    edges = np.arange(size + 1, dtype=np.float64) * (n / size)
+    rest = moved.shape[1:]
+    flat = moved.reshape(n, -1)
+    if n % size == 0:
+        k = n // size
+        out = flat.reshape(size, k, -1).mean(axis=1, dtype=np.float64)
+        return np.moveaxis(out.reshape(size, *rest), 0, axis)
+    scale = n / size
+    edges = np.arange(size + 1, dtype=np.float64) * scale
     edges[-1] = n
-    base = np.minimum(np.floor(edges).astype(np.intp), n - 1)
-    frac = (edges - base).reshape(-1, *([1] * (moved.ndim - 1)))
-    # integral at a fractional position: I[k] + frac * x[k]
-    at = integral[base] + frac * moved[base]
-    out = (at[1:] - at[:-1]) / (n / size)
-    return np.moveaxis(out, 0, axis)
+    base = np.floor(edges).astype(np.intp)  # strictly increasing: scale > 1
+    frac = (edges - base)[:, None]
+    # sums over whole samples [base_j, base_j+1), then the fractional samples at both edges:
+    # area_j = S_j - frac_j * x[base_j] + frac_j+1 * x[base_j+1]  (the last edge is n exactly)
+    sums = np.add.reduceat(flat, base[:-1], axis=0, dtype=np.float64)
+    sums -= frac[:-1] * flat[base[:-1]]
+    sums[:-1] += frac[1:-1] * flat[base[1:-1]]
+    sums /= scale
+    return np.moveaxis(sums.reshape(size, *rest), 0, axis)
 
 
 def area_resize(data: NDArray[Any], rows: int, cols: int) -> NDArray[np.float64]:
