@@ -420,3 +420,14 @@ def test_real_scanner_series(store: Store, shared_data: Path) -> None:
     assert dicom == []
     assert sum(s.num_instances for s in list_studies(store)) == len(report.imported) >= 150
     assert check(store).ok
+
+
+def test_a_dicomdir_named_directly_imports_what_it_references(store: Store) -> None:
+    from viewer.media.scan import scan
+
+    dicomdir = TEST_FILES / "dicomdirtests" / "DICOMDIR"
+    expected = {str(i.path) for i in scan(dicomdir).instances}
+    report = import_paths(store, [dicomdir])
+    assert set(report.imported) == expected and len(expected) == 31
+    assert not report.rejected
+    assert sum(s.num_instances for s in list_studies(store)) == 31

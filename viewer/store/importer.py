@@ -41,6 +41,7 @@ import secrets
 import signal
 import stat
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -568,6 +569,27 @@ def _run(
     return report
 
 
+def _is_dicomdir(path: Path) -> bool:
+    """A Media Storage Directory file (PS3.10 section 8), whatever its name."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = pydicom.filereader.read_file_meta_info(path)
+    except Exception:
+        return False
+    return str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY
+
+
+def _dicomdir_files(path: Path, report: ImportReport, cancel: threading.Event | None) -> list[Path]:
+    """The files a DICOMDIR references, read by viewer.media.scan (record by record, paths
+    kept inside the media root); what it could not use is listed as rejected."""
+    from viewer.media.scan import scan
+
+    result = scan(path, cancel=cancel)
+    report.rejected.extend(result.problems)
+    return list(dict.fromkeys(Path(i.path) for i in result.instances))
+
+
 def import_paths(
     store: Store,
     paths: Iterable[Path | str],
@@ -576,6 +598,10 @@ def import_paths(
     progress: ProgressCallback | None = None,
 ) -> ImportReport:
     """Import files and folders (recursively): media, a folder, dropped files.
+
+    A DICOMDIR named directly imports the files it references (a disc: ``import
+    /media/cdrom/DICOMDIR``); a DICOMDIR met inside a folder is skipped, since the walk finds
+    its files anyway.
 
     Blocks; call it from a worker. ``cancel`` stops between files, after committing what was
     staged (the store stays consistent); ``progress(done, total)`` follows every file.
@@ -587,6 +613,9 @@ def import_paths(
         path = Path(item)
         if not path.exists():
             report.rejected.append(Problem(str(path), "no such file or folder"))
+            continue
+        if path.is_file() and _is_dicomdir(path):
+            files.extend(_dicomdir_files(path, report, cancel))
             continue
         files.extend(_walk(path, report.rejected))
 
