@@ -335,3 +335,30 @@ def test_a_worker_killed_mid_load_does_not_stop_the_series(slow_file: Path) -> N
         for i in (0, 20, 39):
             np.testing.assert_array_equal(load.frame(i), expected)
     shutdown_pool()
+
+
+def test_a_pool_shut_down_mid_load_is_replaced_and_the_load_completes(slow_file: Path) -> None:
+    get_pool(2, warm=True)
+    stack = stack_of([slow_file] * 40)
+    started = threading.Event()
+    rec = Recorder()
+
+    def on_frame(i: int) -> None:
+        rec.on_frame(i)
+        if len(rec.frames) == 3:
+            started.set()
+
+    with SeriesLoader(stack, on_frame=on_frame, on_problem=rec.on_problem) as load:
+        load.start()
+        assert started.wait(60)
+        shutdown_pool()  # cancels what this loader had queued
+        assert load.wait(60)
+        assert rec.problems == {}
+        assert load.decoded_count == 40
+        assert sorted(rec.frames) == list(range(40))
+
+
+def test_get_pool_keeps_the_existing_pool_whatever_the_count() -> None:
+    pool = get_pool(2)
+    assert get_pool(3) is pool
+    assert get_pool() is pool

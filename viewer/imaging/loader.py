@@ -232,36 +232,35 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def default_workers() -> int:
-    """One worker per core, at least one (the issue's target machine has 2)."""
-    return max(1, os.cpu_count() or 1)
+    """One worker per core (the issue's target machine has 2), at least 1, at most 8."""
+    return min(8, max(1, os.cpu_count() or 1))
 
 
-def get_pool(workers: int = 2, *, warm: bool = False) -> cf.ProcessPoolExecutor:
-    """The process pool every loader shares; created on first use, replaced if broken.
+def get_pool(workers: int | None = None, *, warm: bool = False) -> cf.ProcessPoolExecutor:
+    """The process pool every loader (and large scans) share; created on first use with
+    ``workers`` processes (default: one per core, at most 8), replaced only if broken.
 
-    ``warm`` starts every worker now (so that a benchmark or the application's start-up pays
-    for it, not the first series).
+    A later call with another ``workers`` gets the existing pool: replacing a pool would
+    cancel the work other loaders have queued in it. ``warm`` starts every worker now (so
+    that the application's start-up or a benchmark pays for it, not the first series).
     """
     global _POOL, _POOL_WORKERS
-    workers = max(1, workers)
     with _POOL_LOCK:
-        if _POOL is not None and workers != _POOL_WORKERS:
-            _POOL.shutdown(wait=True, cancel_futures=True)
-            _POOL = None
         if _POOL is None:
+            count = max(1, workers if workers is not None else default_workers())
             ctx = _context()
             lifeline_reader, lifeline_writer = ctx.Pipe(duplex=False)
             _LIFELINES[:] = [lifeline_reader, lifeline_writer]
             _POOL = cf.ProcessPoolExecutor(
-                max_workers=workers,
+                max_workers=count,
                 mp_context=ctx,
                 initializer=_worker_init,
                 initargs=(lifeline_reader,),
             )
-            _POOL_WORKERS = workers
-        pool = _POOL
+            _POOL_WORKERS = count
+        pool, count = _POOL, _POOL_WORKERS
     if warm:
-        for future in [pool.submit(_worker_probe) for _ in range(workers)]:
+        for future in [pool.submit(_worker_probe) for _ in range(count)]:
             future.result(timeout=120)
     return pool
 
@@ -615,9 +614,18 @@ class SeriesLoader:
                     continue
                 return
             finished, _ = cf.wait(list(in_flight), timeout=0.05, return_when=cf.FIRST_COMPLETED)
+            # A future cancelled by the executor itself (shutdown with cancel_futures) never
+            # counts as done for cf.wait: look for those too.
+            finished |= {f for f in in_flight if f.cancelled()}
             for future in finished:
                 chunk, used, isolated = in_flight.pop(future)
                 if future.cancelled():
+                    if self._cancel.is_set():
+                        continue
+                    if isolated:  # the pool was shut down under us: do it again
+                        suspects.extend(chunk)
+                    else:
+                        queue.append(chunk)
                     continue
                 try:
                     outcomes = future.result()

@@ -382,7 +382,7 @@ def _outcomes(
         try:
             from viewer.imaging.loader import get_pool
 
-            pool = get_pool(2)
+            pool = get_pool()
             chunks = [files[k : k + SCAN_CHUNK] for k in range(0, len(files), SCAN_CHUNK)]
             futures = [pool.submit(_read_chunk, [str(p) for p in c], quiet) for c in chunks]
         except Exception as exc:
