@@ -431,3 +431,20 @@ def test_a_dicomdir_named_directly_imports_what_it_references(store: Store) -> N
     assert set(report.imported) == expected and len(expected) == 31
     assert not report.rejected
     assert sum(s.num_instances for s in list_studies(store)) == 31
+
+
+def test_the_store_never_imports_itself(store: Store, tmp_path: Path) -> None:
+    import_paths(store, [write(tmp_path / "a.dcm", make_dataset())])
+    report = import_paths(store, [store.root, store.files_dir])
+    assert [p.problem for p in report.rejected] == ["inside the store itself"] * 2
+    home = store.root.parent  # app_home holds the store: walking it skips the store
+    (home / "extra").mkdir()
+    write(home / "extra" / "b.dcm", make_dataset(instance=2))
+    report = import_paths(store, [home])
+    assert report.imported == [str(home / "extra" / "b.dcm")] and not report.already_present
+
+
+def test_many_single_imports_do_not_leak_connections(store: Store) -> None:
+    for i in range(1, 30):
+        assert import_bytes(store, to_bytes(make_dataset(instance=i))).imported
+    assert len(store._connections) == 1  # only this thread's

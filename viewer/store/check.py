@@ -29,7 +29,7 @@ from pathlib import Path
 
 from viewer.model import Problem
 from viewer.store import part10
-from viewer.store.importer import import_paths
+from viewer.store.importer import reindex_file
 from viewer.store.index import delete_instance_rows, remove_pending_files
 from viewer.store.schema import write_transaction
 from viewer.store.store import Store, StoreError, is_managed_relpath
@@ -217,7 +217,7 @@ def _orphans(store: Store, indexed: set[str], report: CheckReport, repair: bool)
         return
     for rel in orphans:
         path = store.root / rel
-        result = import_paths(store, [path])
+        result = reindex_file(store, path)
         if result.imported and is_managed_relpath(rel) and _indexed(store, rel):
             report.repaired.append(Problem(str(path), "indexed"))
             continue

@@ -297,8 +297,8 @@ class _Importer:
         self,
         store: Store,
         report: ImportReport,
-        syncer: ThreadPoolExecutor,
-        committer: ThreadPoolExecutor,
+        syncer: ThreadPoolExecutor | None = None,
+        committer: ThreadPoolExecutor | None = None,
     ) -> None:
         self.store = store
         self.report = report
@@ -421,7 +421,9 @@ class _Importer:
         still judged right)."""
         self.wait_commit()
         batch, self.batch, self.batch_bytes = self.batch, [], 0
-        if batch:
+        if batch and self.committer is None:
+            self.commit(batch)
+        elif batch and self.committer is not None:
             self.committing = self.committer.submit(self.commit, batch)
         if wait:
             self.wait_commit()
@@ -443,6 +445,13 @@ class _Importer:
                 )
             )
 
+    def _each(self, func: Callable[[Path], None], paths: list[Path]) -> None:
+        if self.syncer is None or len(paths) == 1:
+            for path in paths:
+                func(path)
+        else:
+            list(self.syncer.map(func, paths))
+
     def commit(self, batch: list[_Staged]) -> None:
         """Sync, rename and index the staged batch (see the module docstring).
 
@@ -450,7 +459,7 @@ class _Importer:
         measured eight times faster here than one after the other.
         """
         try:
-            list(self.syncer.map(_fsync_path, [staged.tmp for staged in batch]))
+            self._each(_fsync_path, [staged.tmp for staged in batch])
             self.crash.reached("synced")
             imported: list[str] = []
             conn = self.store.connection()
@@ -481,7 +490,7 @@ class _Importer:
                     self.crash.reached("renamed")
                     insert_record(conn, rec)
                     imported.append(staged.source)
-                list(self.syncer.map(fsync_dir, sorted(dirs)))
+                self._each(fsync_dir, sorted(dirs))
                 self.crash.reached("indexed")
             self.report.imported.extend(imported)
             self.crash.reached("committed")
@@ -490,9 +499,10 @@ class _Importer:
                 staged.tmp.unlink(missing_ok=True)
 
 
-def _walk(path: Path, rejected: list[Problem]) -> Iterator[Path]:
+def _walk(path: Path, rejected: list[Problem], store_root: Path) -> Iterator[Path]:
     """Files under ``path`` in directory order (fewer seeks on optical media); symlinked
-    folders are not followed, so a link cannot make the walk loop."""
+    folders are not followed, so a link cannot make the walk loop; the store's own folder is
+    never walked into."""
     if not path.is_dir():
         yield path
         return
@@ -500,7 +510,8 @@ def _walk(path: Path, rejected: list[Problem]) -> Iterator[Path]:
     def on_error(exc: OSError) -> None:
         rejected.append(Problem(str(exc.filename or path), f"cannot list ({exc.strerror})"))
 
-    for folder, _dirs, files in os.walk(path, onerror=on_error):
+    for folder, dirs, files in os.walk(path, onerror=on_error):
+        dirs[:] = [d for d in dirs if Path(folder, d).resolve() != store_root]
         for name in files:
             yield Path(folder) / name
 
@@ -531,6 +542,23 @@ def _run(
     are not started.
     """
     done = 0
+    if total <= 1:  # one file (a received instance): no threads to start
+        importer = _Importer(store, report)
+        try:
+            for source, opener in sources:
+                if cancel is not None and cancel.is_set():
+                    report.cancelled = True
+                    report.not_processed = total
+                    break
+                importer.accept(importer.prepare(source, opener))
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            importer.flush()
+        finally:
+            for staged in importer.batch:
+                staged.tmp.unlink(missing_ok=True)
+        return report
     pending: deque[Future[_Prepared]] = deque()
     with (
         ThreadPoolExecutor(STAGE_THREADS, thread_name_prefix="lightbox-stage") as stager,
@@ -558,14 +586,15 @@ def _run(
             importer.flush()
         finally:  # an error on the way out: drop every copy not committed
             for future in pending:
-                staged = future.result().staged
-                if staged is not None:
-                    staged.tmp.unlink(missing_ok=True)
+                left = future.result().staged
+                if left is not None:
+                    left.tmp.unlink(missing_ok=True)
             try:
                 importer.wait_commit()
             finally:
                 for staged in importer.batch:
                     staged.tmp.unlink(missing_ok=True)
+                committer.submit(store.release_connection).result()
     return report
 
 
@@ -609,20 +638,31 @@ def import_paths(
     """
     report = ImportReport()
     files: list[Path] = []
+    store_root = store.root.resolve()
     for item in paths:
         path = Path(item)
         if not path.exists():
             report.rejected.append(Problem(str(path), "no such file or folder"))
             continue
+        resolved = path.resolve()
+        if resolved == store_root or store_root in resolved.parents:
+            report.rejected.append(Problem(str(path), "inside the store itself"))
+            continue
         if path.is_file() and _is_dicomdir(path):
             files.extend(_dicomdir_files(path, report, cancel))
             continue
-        files.extend(_walk(path, report.rejected))
+        files.extend(_walk(path, report.rejected, store_root))
 
     def opener(path: Path) -> Callable[[], IO[bytes]]:
         return lambda: _open_regular(path)
 
     return _run(store, ((str(f), opener(f)) for f in files), len(files), report, cancel, progress)
+
+
+def reindex_file(store: Store, path: Path) -> ImportReport:
+    """Import a file found inside the store's own folder (``check --repair`` on a managed file
+    without a row): the same path as any import, without the guard against the store."""
+    return _run(store, [(str(path), lambda: _open_regular(path))], 1, ImportReport(), None, None)
 
 
 def import_bytes(store: Store, data: bytes, *, source: str = "network") -> ImportReport:

@@ -101,6 +101,17 @@ class Store:
                 self._connections.append(conn)
         return conn
 
+    def release_connection(self) -> None:
+        """Close this thread's connection (a worker thread that is about to end)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._lock:
+            self._connections = [c for c in self._connections if c is not conn]
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
     def close(self) -> None:
         with self._lock:
             connections, self._connections = self._connections, []
