@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self.view.frame_failed.connect(self._on_view_frame_failed)
         self.view.image_shown.connect(self._on_view_image_shown)
         self._shown_since: float | None = None
+        self._decoded: set[int] = set()
 
         self.actions_by_name: dict[str, QAction] = {}
         self._build_menus()
@@ -282,9 +283,13 @@ class MainWindow(QMainWindow):
     def _show_source(self, source: FrameSource | None) -> None:
         old = self._source
         self._source = source
+        self._decoded = set()
         if source is not None:
             source.problem_found.connect(
                 self._on_source_problem_found, Qt.ConnectionType.QueuedConnection
+            )
+            source.frame_ready.connect(
+                self._on_source_frame_ready, Qt.ConnectionType.QueuedConnection
             )
             self.setWindowTitle(f"Lightbox — {source.label()}")
         else:
@@ -293,7 +298,25 @@ class MainWindow(QMainWindow):
         self.view.set_source(source)  # the view lets go of the old frames first
         if old is not None:
             old.problem_found.disconnect(self._on_source_problem_found)
+            old.frame_ready.disconnect(self._on_source_frame_ready)
             old.close()
+
+    def _on_source_frame_ready(self, position: int) -> None:
+        """Decoding progress in the status bar while the rest of the series loads."""
+        source = self._source
+        if self.sender() is not source or source is None:
+            return
+        self._decoded.add(position)
+        total = len(source)
+        if len(self._decoded) >= total:
+            self.statusBar().showMessage(f"All {total} images decoded", 3000)
+        else:
+            self.statusBar().showMessage(f"Decoding… {len(self._decoded)}/{total}")
+
+    @property
+    def decoded_count(self) -> int:
+        """Frames of the shown series decoded so far."""
+        return len(self._decoded)
 
     def _on_source_problem_found(self, position: int, message: str) -> None:
         if self.sender() is not self._source or self._source is None:
