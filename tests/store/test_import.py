@@ -448,3 +448,23 @@ def test_many_single_imports_do_not_leak_connections(store: Store) -> None:
     for i in range(1, 30):
         assert import_bytes(store, to_bytes(make_dataset(instance=i))).imported
     assert len(store._connections) == 1  # only this thread's
+
+
+def test_a_store_locked_too_long_is_a_clear_error(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from viewer.store import StoreError, schema
+
+    blocker = sqlite3.connect(store.db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 200)
+    with Store.open(store.root) as impatient:
+        impatient.connection().execute("PRAGMA busy_timeout = 200")
+        with pytest.raises(StoreError, match="locked by another process"):
+            import_paths(impatient, [write(tmp_path / "a.dcm", make_dataset())])
+        assert list(impatient.tmp_dir.iterdir()) == []
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert check(store).ok and list_studies(store) == []

@@ -39,6 +39,7 @@ import logging
 import os
 import secrets
 import signal
+import sqlite3
 import stat
 import threading
 import warnings
@@ -59,8 +60,8 @@ from viewer.imaging.decode import DecodeError, read_file
 from viewer.model import Problem
 from viewer.store import part10
 from viewer.store.index import InstanceRecord, insert_record
-from viewer.store.schema import write_transaction
-from viewer.store.store import Store, fsync_dir, managed_relpath
+from viewer.store.schema import BUSY_TIMEOUT_MS, write_transaction
+from viewer.store.store import Store, StoreError, fsync_dir, managed_relpath
 
 log = logging.getLogger(__name__)
 
@@ -528,7 +529,7 @@ def _open_regular(path: Path) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
-def _run(
+def _run_unguarded(
     store: Store,
     sources: Iterable[tuple[str, Callable[[], IO[bytes]]]],
     total: int,
@@ -619,6 +620,28 @@ def _dicomdir_files(path: Path, report: ImportReport, cancel: threading.Event | 
     return list(dict.fromkeys(Path(i.path) for i in result.instances))
 
 
+def _run(
+    store: Store,
+    sources: Iterable[tuple[str, Callable[[], IO[bytes]]]],
+    total: int,
+    report: ImportReport,
+    cancel: threading.Event | None,
+    progress: ProgressCallback | None,
+) -> ImportReport:
+    """:func:`_run_unguarded`, with a failure of the index itself said in words."""
+    try:
+        return _run_unguarded(store, sources, total, report, cancel, progress)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreError(
+                f"{store.root}: the store stayed locked by another process for "
+                f"{BUSY_TIMEOUT_MS // 1000} s; nothing was lost, import again later"
+            ) from exc
+        raise StoreError(f"{store.root}: the index failed ({exc})") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"{store.root}: the index failed ({exc})") from exc
+
+
 def import_paths(
     store: Store,
     paths: Iterable[Path | str],
@@ -634,7 +657,8 @@ def import_paths(
 
     Blocks; call it from a worker. ``cancel`` stops between files, after committing what was
     staged (the store stays consistent); ``progress(done, total)`` follows every file.
-    Raises :class:`sqlite3.Error` only when the index itself fails (disc full, locked too long).
+    Raises :class:`viewer.store.StoreError` only when the index itself fails (disc full, locked
+    by another process for longer than the busy timeout).
     """
     report = ImportReport()
     files: list[Path] = []
