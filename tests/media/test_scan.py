@@ -276,3 +276,13 @@ def test_cancel_stops_a_parallel_scan(big_folder: Path) -> None:
     stop = threading.Event()
     stop.set()
     assert scan(big_folder, cancel=stop).instances == []
+
+
+def test_a_dangling_link_is_a_problem_a_link_loop_is_not_followed(folder: Path) -> None:
+    (folder / "gone.dcm").symlink_to(folder / "nowhere.dcm")
+    (folder / "a" / "loop").symlink_to(folder, target_is_directory=True)
+    result = scan(folder)
+    assert len(result.instances) == 4
+    problems = {Path(p.path).name: p.problem for p in result.problems}
+    assert set(problems) == {"broken.dcm", "gone.dcm"}
+    assert "cannot read" in problems["gone.dcm"]

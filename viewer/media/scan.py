@@ -65,6 +65,10 @@ def looks_like_dicom(path: Path) -> bool:
             head = f.read(132)
     except OSError:
         return False
+    return _head_looks_like_dicom(head)
+
+
+def _head_looks_like_dicom(head: bytes) -> bool:
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
     if len(head) < 8:
@@ -247,9 +251,17 @@ class _Tree:
         series.instances.append(instance)
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    """Files under ``root`` in a stable order: each folder's names sorted, files before folders."""
-    for folder, dirs, files in os.walk(root, onerror=None, followlinks=False):
+def _walk(root: Path, problems: list[model.Problem]) -> Iterator[Path]:
+    """Files under ``root`` in a stable order: each folder's names sorted, files before folders.
+
+    Symbolic links to folders are not followed (no loops); a folder that cannot be listed is
+    a problem.
+    """
+
+    def unreadable(error: OSError) -> None:
+        problems.append(model.Problem(str(error.filename), f"cannot list: {error.strerror}"))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=False):
         dirs.sort()
         for name in sorted(files):
             yield Path(folder) / name
@@ -335,8 +347,14 @@ _Outcome = tuple[model.Instance | None, _Description | None, model.Problem | Non
 
 def _read_record(path: Path, *, quiet_non_dicom: bool) -> tuple[_Outcome, pydicom.Dataset | None]:
     """Read one header; the dataset is returned only when it is a DICOMDIR."""
-    if quiet_non_dicom and not looks_like_dicom(path):
-        return (None, None, None), None
+    if quiet_non_dicom:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(132)
+        except OSError as exc:
+            return (None, None, model.Problem(str(path), f"cannot read: {exc.strerror}")), None
+        if not _head_looks_like_dicom(head):
+            return (None, None, None), None
     try:
         ds, warnings = _read_header(path)
     except decode.DecodeError as exc:
@@ -436,7 +454,7 @@ def scan(
     result = ScanResult()
     tree = _Tree()
     if root.is_dir():
-        files = list(_walk(root))
+        files = list(_walk(root, result.problems))
         quiet = True
     elif root.is_file():
         outcome, dicomdir = _read_record(root, quiet_non_dicom=False)
