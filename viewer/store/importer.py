@@ -11,6 +11,10 @@ Every instance goes the same way (issue 3 section 2):
    same instance meanwhile), rename each copy to its managed name, ``fsync`` the directories,
    insert the rows, commit.
 
+Staging runs in a few threads and commits in one more, a batch at a time in order, so copying,
+hashing and parsing go on while a batch is synced and committed (measured against ``shutil.copy``
+by ``benchmarks/bench_store.py``).
+
 So a row is committed only after its file is durable under its final name, and a file reaches its
 final name only when its row is about to be committed. A kill at any point leaves at worst a
 ``tmp/`` copy or a managed file without a row; :func:`viewer.store.check.check` lists both and its
