@@ -278,3 +278,23 @@ def test_a_frame_the_pipeline_refuses_is_reported(qtbot, window: MainWindow) -> 
     QTest.keyClick(window.view, Qt.Key.Key_Up)  # the good frame still shows
     assert window.view.display_buffer() is not None
     window.view.set_source(None)
+
+
+def test_switching_series_quickly_never_waits_and_leaves_nothing(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
+    write_series(tmp_path / "a", count=6)
+    second = tmp_path / "b"
+    second.mkdir()
+    for i in range(6):
+        ds = ct_dataset(32, 32, z=float(i), number=i + 1, series_uid="1.2.3.4.7")
+        ds.SeriesNumber = 5
+        ds.save_as(second / f"{i}.dcm", enforce_file_format=True)
+    with qtbot.waitSignal(window.opened, timeout=30000):
+        window.open_paths([tmp_path])
+    for row in (1, 0, 1, 0, 1):  # faster than the loader can finish
+        window.series_list.setCurrentRow(row)
+    wait_for_image(qtbot, window)
+    assert window.view.corner_lines()["bottom_left"][0] == "Se: 5 Lung 1.0"
+    window.close()  # joins the background closes
+    assert not any(t.name == "SourceClose" and t.is_alive() for t in threading.enumerate())

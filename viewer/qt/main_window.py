@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +86,8 @@ class MainWindow(QMainWindow):
         self.view.image_shown.connect(self._on_view_image_shown)
         self._shown_since: float | None = None
         self._decoded: set[int] = set()
+        # Sources being closed in the background, kept here so that they die in this thread.
+        self._closing: list[tuple[threading.Thread, FrameSource]] = []
 
         self.actions_by_name: dict[str, QAction] = {}
         self._build_menus()
@@ -299,7 +302,14 @@ class MainWindow(QMainWindow):
         if old is not None:
             old.problem_found.disconnect(self._on_source_problem_found)
             old.frame_ready.disconnect(self._on_source_frame_ready)
-            old.close()
+            self._close_in_background(old)
+
+    def _close_in_background(self, source: FrameSource) -> None:
+        """Cancel a series' loading without waiting here for a frame being decoded."""
+        self._closing = [(t, s) for t, s in self._closing if t.is_alive()]
+        thread = threading.Thread(target=source.close, name="SourceClose", daemon=True)
+        thread.start()
+        self._closing.append((thread, source))
 
     def _on_source_frame_ready(self, position: int) -> None:
         """Decoding progress in the status bar while the rest of the series loads."""
@@ -377,6 +387,9 @@ class MainWindow(QMainWindow):
         self.view.stop_cine()
         self._stop_worker()
         self._show_source(None)
+        for thread, _ in self._closing:
+            thread.join()
+        self._closing.clear()
 
 
 def _local_paths(mime: object) -> list[str]:
