@@ -5,14 +5,14 @@
 
 It starts the window exactly as ``lightbox open FILE`` does (:func:`viewer.qt.app.application`
 and :func:`viewer.qt.app.create_main_window`), waits for the first image to be painted, saves
-``QWidget.grab()`` to OUT and, with ``--root``, the X server's whole screen (``import -window
-root``) to ROOT, then quits. Exit code 0 when both were written, 3 on a timeout.
+``QWidget.grab()`` to OUT and, with ``--root``, the X server's whole screen (what the server
+holds, read back through ``QScreen.grabWindow(0)`` as ``import -window root`` would) to ROOT,
+then quits. Exit code 0 when both were written, 3 on a timeout.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 
 from PySide6.QtCore import QPointF, QTimer
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("output")
     parser.add_argument("file")
-    parser.add_argument("--root", help="also save the X screen with ImageMagick's import")
+    parser.add_argument("--root", help="also save the whole X screen")
     parser.add_argument("--size", default="1280x860")
     parser.add_argument("--probe", help="move the mouse to X,Y in the view (pixel value shown)")
     args = parser.parse_args(argv)
@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
             return
         if args.root:
             app.processEvents()
-            subprocess.run(["import", "-window", "root", args.root], check=True, timeout=60)
+            screen = app.primaryScreen()
+            if screen is None or not screen.grabWindow(0).save(args.root):
+                print(f"cannot capture the screen to {args.root}", file=sys.stderr)
+                app.exit(3)
+                return
         outcome["code"] = 0
         window.close()
         app.quit()

@@ -43,6 +43,20 @@ def xvfb_display() -> Iterator[str]:
             process.wait()
 
 
+_GRAB = (
+    "import sys\n"
+    "from PySide6.QtGui import QGuiApplication\n"
+    "app = QGuiApplication(sys.argv[:1])\n"
+    "sys.exit(0 if app.primaryScreen().grabWindow(0).save(sys.argv[1]) else 1)\n"
+)
+
+
+def grab_screen(env: dict[str, str], path: Path) -> None:
+    """The X server's root window to PNG, read back from the server (like ``import -window
+    root``, without needing ImageMagick)."""
+    subprocess.run([sys.executable, "-c", _GRAB, str(path)], env=env, check=True, timeout=60)
+
+
 def _ct_file() -> Path:
     shared = ROOT.parent / "shared" / "data" / "dwv" / "dicompyler-ct.0.dcm"
     if shared.is_file():
@@ -54,7 +68,6 @@ def _ct_file() -> Path:
 
 @pytest.mark.xvfb
 def test_real_window_under_xvfb(xvfb_display: str, tmp_path: Path) -> None:
-    require_tool("import")
     shot, root = tmp_path / "window.png", tmp_path / "root.png"
     env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb")
     result = subprocess.run(
@@ -106,7 +119,6 @@ def test_lightbox_open_under_xvfb_and_clean_exit_on_sigterm(
     import signal
     import threading
 
-    require_tool("import")
     env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb")
     process = subprocess.Popen(
         [sys.executable, "-m", "viewer", "-v", "open", str(_ct_file())],
@@ -127,7 +139,7 @@ def test_lightbox_open_under_xvfb_and_clean_exit_on_sigterm(
                 break
         assert any("first image shown" in line for line in lines), "".join(lines)
         screen = tmp_path / "screen.png"
-        subprocess.run(["import", "-window", "root", str(screen)], env=env, check=True, timeout=60)
+        grab_screen(env, screen)
         pixels = np.asarray(Image.open(screen).convert("L"))
         assert len(np.unique(pixels)) > 100 and pixels.max() > 230
         process.send_signal(signal.SIGTERM)
