@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
 import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 from pynetdicom import AE, evt
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.association import Association
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from viewer.config import app_home
 from viewer.net import contexts, tls
@@ -108,6 +110,77 @@ def _on_conn_open(event: Any) -> None:
     set_nodelay(event.assoc.dul.socket)
 
 
+class _PromptSocket(AssociationSocket):
+    """Reads a PDU with ``recv_into`` a buffer of its size instead of 4 KiB ``recv`` calls
+    (a 256 KiB P-DATA PDU took 64 calls and as many copies)."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        sock = self.socket
+        assert sock is not None
+        buf = bytearray(nr_bytes)
+        view = memoryview(buf)
+        got = 0
+        while got < nr_bytes:
+            n = sock.recv_into(view[got:], nr_bytes - got)
+            if not n:  # connection closed: return what we have, as pynetdicom does
+                del view
+                return buf[:got]
+            got += n
+        return buf
+
+
+class _PromptAssociation(Association):
+    """pynetdicom's acceptor reactor polls its DIMSE queue every millisecond (``time.sleep``);
+    this one waits on the queue, so a C-STORE is served as soon as it is decoded. The release,
+    abort, DUL-alive and network-timeout checks are pynetdicom's (``_run_reactor``)."""
+
+    def _run_reactor(self) -> None:
+        self._is_paused = False
+        while not self._kill:
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+            try:
+                context_id, msg = self.dimse.msg_queue.get(timeout=0.001)
+            except queue.Empty:
+                context_id, msg = None, None
+            if msg:
+                self._serve_request(msg, cast(int, context_id))
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+            if self.acse.is_aborted():
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+            if not self.dul.is_alive():
+                self.kill()
+                return
+            if self.dul.idle_timer_expired():
+                LOG.info("network timeout: aborting the association")
+                self.abort()
+                self.kill()
+                return
+
+
+class _PromptRequestHandler(RequestHandler):
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        assoc.__class__ = _PromptAssociation
+        assoc.dul.socket.__class__ = _PromptSocket
+        # DUL polls its socket and output queue and sleeps 1 ms when idle (pynetdicom's own
+        # knob, `_run_loop_delay`); answer each C-STORE sooner.
+        assoc.dul._run_loop_delay = 0.0002
+        return assoc
+
+
 @dataclass
 class ScpHandle:
     """A running storage SCP: ours (``owned``) or another process's answering our AE title."""
@@ -163,12 +236,21 @@ class StorageScp:
                     (evt.EVT_CONN_OPEN, _on_conn_open),
                     (evt.EVT_C_STORE, handle_store, [self.on_instance, self.folder]),
                 ]
-                self.server = self._ae().start_server(
+                ae = self._ae()
+                server = ae.make_server(
                     (self.local.bind_address, self.local.scp_port),
-                    block=False,
                     evt_handlers=handlers,
                     ssl_context=ctx,
+                    server_class=ThreadedAssociationServer,
+                    request_handler=_PromptRequestHandler,
                 )
+                # What AE.start_server(block=False) does, with our request handler.
+                thread = threading.Thread(
+                    target=server.serve_forever, name="lightbox-storage-scp", daemon=True
+                )
+                thread.start()
+                ae._servers.append(server)
+                self.server = server
             return ScpHandle(self.port, True, self.server)
 
     def stop(self) -> None:

@@ -2,8 +2,9 @@
 
 Each file is offered in its own transfer syntax plus Explicit/Implicit VR Little Endian
 (PS3.5 10.1), one presentation context per (SOP class, compressed syntax) so that the peer can
-accept each independently (PS3.8 9.3.2.2). When the peer accepts the file's own syntax the file is
-streamed from disk as it is, never decoded (pynetdicom's chunked send); when it accepts only the
+accept each independently (PS3.8 9.3.2.2). When the peer accepts the file's own syntax the file's
+bytes are sent as they are, never decoded (:mod:`viewer.net.fastpath`; pynetdicom's chunked send
+over TLS); when it accepts only the
 uncompressed syntaxes a compressed file is decompressed first. Each instance gets its status
 (PS3.4 B.2.3); failures are retried once on a fresh association.
 """
@@ -14,18 +15,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 from pynetdicom import _config
 from pynetdicom.association import Association
+from pynetdicom.dsutils import split_dataset
 from pynetdicom.presentation import PresentationContext, build_context
 
-from viewer.net import contexts, diagnose
+from viewer.net import contexts, diagnose, fastpath
 from viewer.net.connect import close_association, open_association
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import LocalSettings, Node
@@ -48,6 +48,8 @@ class InstanceStatus:
     message: str = ""
     #: Worth another try (a network loss or a peer-side failure), unlike a bad file.
     retryable: bool = True
+    #: Where the data set starts, after the File Meta Information.
+    offset: int = 0
 
     @property
     def ok(self) -> bool:
@@ -73,13 +75,19 @@ class SendResult:
 
 
 def _describe(path: Path) -> InstanceStatus:
+    """What to propose for ``path``, from its File Meta Information (PS3.10 7.1) when it has
+    one, else from the data set itself (a file without meta is sent decoded)."""
     item = InstanceStatus(path)
     try:
-        meta = read_file_meta_info(path)
+        try:
+            meta, item.offset = split_dataset(path)
+        except InvalidDicomError:
+            meta, item.offset = Dataset(), 0
         item.sop_class_uid = str(meta.get("MediaStorageSOPClassUID", ""))
         item.sop_instance_uid = str(meta.get("MediaStorageSOPInstanceUID", ""))
         item.transfer_syntax_uid = str(meta.get("TransferSyntaxUID", ""))
         if not (item.sop_class_uid and item.sop_instance_uid and item.transfer_syntax_uid):
+            item.offset = 0
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
             item.sop_class_uid = item.sop_class_uid or str(ds.get("SOPClassUID", ""))
             item.sop_instance_uid = item.sop_instance_uid or str(ds.get("SOPInstanceUID", ""))
@@ -92,7 +100,7 @@ def _describe(path: Path) -> InstanceStatus:
         item.retryable = False
         return item
     if not item.sop_class_uid or not item.sop_instance_uid:
-        item.message = f"{path}: no SOP Class or SOP Instance UID"
+        item.message = f"{path}: not a DICOM file (no SOP Class or SOP Instance UID)"
         item.retryable = False
     return item
 
@@ -125,16 +133,19 @@ def _accepted(assoc: Association) -> set[tuple[str, str]]:
     return {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts}
 
 
-def _payload(item: InstanceStatus, accepted: set[tuple[str, str]]) -> Path | Any | None:
-    """The path itself when its own syntax was accepted, else a dataset the peer can take."""
+def _payload(item: InstanceStatus, accepted: set[tuple[str, str]]) -> Path | Dataset | None:
+    """The path itself when its own syntax was accepted (sent undecoded), else a data set the
+    peer can take (decompressed when it accepts only uncompressed syntaxes)."""
     own = (item.sop_class_uid, item.transfer_syntax_uid)
-    if own in accepted:
-        return item.path
     plain = [ts for ts in contexts.UNCOMPRESSED if (item.sop_class_uid, ts) in accepted]
-    if not plain:
+    if own in accepted and item.offset:
+        return item.path
+    if own not in accepted and not plain:
         return None
-    ds = pydicom.dcmread(item.path)
-    if UID(item.transfer_syntax_uid).is_compressed:
+    ds = pydicom.dcmread(item.path, force=True)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = UID(item.transfer_syntax_uid)
+    if own not in accepted and UID(item.transfer_syntax_uid).is_compressed:
         # A change of transfer syntax keeps the SOP Instance UID (PS3.5 10: same instance)
         ds.decompress(generate_instance_uid=False)
     return ds
@@ -160,6 +171,15 @@ def _send_batch(
     healthy = False
     try:
         accepted = _accepted(assoc)
+        ids = {
+            (str(cx.abstract_syntax), str(cx.transfer_syntax[0])): int(cx.context_id or 0)
+            for cx in assoc.accepted_contexts
+        }
+        fast = fastpath.usable(assoc)
+        if fast:
+            # The DUL thread polls the socket and sleeps 1 ms when idle: per instance that is
+            # up to 1 ms before the response is seen. Poll faster while we stream.
+            assoc.dul._run_loop_delay = 0.0002
         for index, item in enumerate(items):
             if cancel is not None and cancel.is_set():
                 for rest in items[index:]:
@@ -181,8 +201,22 @@ def _send_batch(
                 item.retryable = False
                 tick()
                 continue
+            msg_id = index % 65535 + 1
             try:
-                status: Dataset | None = assoc.send_c_store(payload)
+                status: Dataset | None
+                if isinstance(payload, Path) and fast and item.offset:
+                    status = fastpath.store_file(
+                        assoc,
+                        ids[(item.sop_class_uid, item.transfer_syntax_uid)],
+                        payload,
+                        item.offset,
+                        item.sop_class_uid,
+                        item.sop_instance_uid,
+                        msg_id,
+                    )
+                else:
+                    fastpath.resume_reactor(assoc)  # pynetdicom pauses it itself
+                    status = assoc.send_c_store(payload, msg_id=msg_id)
             except RuntimeError:  # the association ended under us (peer gone)
                 status = None
             code = int(getattr(status, "Status", -1)) if status else -1
@@ -203,6 +237,7 @@ def _send_batch(
         healthy = True
         return True
     finally:
+        fastpath.resume_reactor(assoc)
         close_association(assoc, abort=not healthy)
 
 
