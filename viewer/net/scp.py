@@ -19,6 +19,7 @@ import logging
 import os
 import queue
 import re
+import struct
 import tempfile
 import threading
 from collections.abc import Callable
@@ -26,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
@@ -62,21 +61,49 @@ def spool_dir() -> Path:
     return path
 
 
-def write_received(event: Any, folder: Path) -> Path:
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\0" if vr == b"UI" else b" "  # PS3.5 6.2: UI pads with NUL, text with space
+    if vr == b"OB":
+        return struct.pack("<HH2sHI", 0x0002, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def file_meta_bytes(
+    sop_class: str, sop_instance: str, transfer_syntax: str, source_ae: str = ""
+) -> bytes:
+    """Preamble, ``DICM`` and the File Meta Information group (PS3.10 7.1), Explicit VR Little
+    Endian; encoded by hand because pydicom's general writer cost a third of the receive time."""
+    body = b"".join(
+        (
+            _meta_element(0x0001, b"OB", b"\x00\x01"),
+            _meta_element(0x0002, b"UI", sop_class.encode("ascii")),
+            _meta_element(0x0003, b"UI", sop_instance.encode("ascii")),
+            _meta_element(0x0010, b"UI", transfer_syntax.encode("ascii")),
+            _meta_element(0x0012, b"UI", contexts.IMPLEMENTATION_CLASS_UID.encode("ascii")),
+            _meta_element(0x0013, b"SH", contexts.IMPLEMENTATION_VERSION_NAME.encode("ascii")),
+            _meta_element(0x0016, b"AE", source_ae.encode("ascii", "replace"))
+            if source_ae
+            else b"",
+        )
+    )
+    group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(body)))
+    return b"\0" * 128 + b"DICM" + group_length + body
+
+
+def write_received(event: Any, folder: Path, source_ae: str = "") -> Path:
     """Write the request's data set as a PS3.10 file in ``folder`` without decoding it."""
     req = event.request
-    sop_class = str(req.AffectedSOPClassUID)
-    sop_instance = str(req.AffectedSOPInstanceUID)
-    meta = event.file_meta
-    meta.MediaStorageSOPClassUID = UID(sop_class)
-    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
-    meta.ImplementationClassUID = UID(contexts.IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = contexts.IMPLEMENTATION_VERSION_NAME
+    head = file_meta_bytes(
+        str(req.AffectedSOPClassUID),
+        str(req.AffectedSOPInstanceUID),
+        str(event.context.transfer_syntax),
+        source_ae,
+    )
     fd, name = tempfile.mkstemp(prefix=".rx-", suffix=".dcm", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(b"\0" * 128 + b"DICM")
-            write_file_meta_info(fh, meta, enforce_standard=True)  # type: ignore[arg-type]
+            fh.write(head)
             fh.write(req.DataSet.getbuffer())
     except BaseException:
         Path(name).unlink(missing_ok=True)
@@ -89,16 +116,17 @@ def handle_store(event: Any, on_instance: OnInstance, folder: Path) -> int:
     sop_instance = str(event.request.AffectedSOPInstanceUID or "")
     if not valid_uid(sop_instance) or not valid_uid(str(event.request.AffectedSOPClassUID or "")):
         LOG.warning(
-            "refused an instance with an invalid UID from %s", event.assoc.requestor.ae_title
+            "refused an instance with an invalid UID from %s", event.assoc.remote["ae_title"]
         )
         return STATUS_CANNOT_UNDERSTAND
+    caller = str(event.assoc.remote["ae_title"]).strip()
     try:
-        path = write_received(event, folder)
+        path = write_received(event, folder, caller)
     except OSError:
         LOG.exception("cannot write a received instance to %s", folder)
         return STATUS_OUT_OF_RESOURCES
     try:
-        return int(on_instance(path, str(event.assoc.requestor.ae_title)))
+        return int(on_instance(path, caller))
     except Exception:
         LOG.exception("the import of a received instance failed")
         return STATUS_PROCESSING_FAILURE
