@@ -57,7 +57,11 @@ def _run_both(a: Path, b: Path, go: Path) -> list[dict[str, list[str]]]:
     ]
     for proc in procs:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
+        line = proc.stdout.readline().strip()
+        if line != "ready":
+            proc.wait(timeout=60)
+            assert proc.stderr is not None
+            raise AssertionError(f"importer did not start: {line!r} {proc.stderr.read()}")
     go.touch()
     results = []
     for proc in procs:
