@@ -286,3 +286,27 @@ def test_a_dangling_link_is_a_problem_a_link_loop_is_not_followed(folder: Path) 
     problems = {Path(p.path).name: p.problem for p in result.problems}
     assert set(problems) == {"broken.dcm", "gone.dcm"}
     assert "cannot read" in problems["gone.dcm"]
+
+
+def test_images_without_uids_are_kept_each_as_its_own_stack(tmp_path: Path) -> None:
+    from viewer.imaging.stack import build_stacks
+
+    for name in ("one", "two"):
+        ds = pydicom.dcmread(TEST_FILES / "CT_small.dcm")
+        del ds.SOPInstanceUID, ds.SeriesInstanceUID
+        del ds.file_meta.MediaStorageSOPInstanceUID
+        ds.save_as(tmp_path / name)
+    ds = pydicom.dcmread(TEST_FILES / "CT_small.dcm", stop_before_pixels=True)
+    del ds.SOPInstanceUID, ds.file_meta.MediaStorageSOPInstanceUID, ds.Rows, ds.Columns
+    ds.save_as(tmp_path / "nothing")
+    result = scan(tmp_path)
+    assert sorted(i.path.name for i in result.instances) == ["one", "two"]
+    assert [Path(p.path).name for p in result.problems] == ["nothing"]
+    stacks = build_stacks(result.instances, series=result.series())
+    assert sorted(s.frames[0].path.name for s in stacks) == ["one", "two"]
+    assert len(result.series()) == 2
+
+
+def test_real_file_without_transfer_syntax_or_uids_is_found(shared_data: Path) -> None:
+    result = scan(shared_data / "hard" / "GH340.dcm")
+    assert len(result.instances) == 1 and not result.problems

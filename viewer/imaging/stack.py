@@ -129,11 +129,15 @@ def build_stacks(
     for inst in instances:
         if inst.rows <= 0 or inst.columns <= 0:
             continue  # no image (a report, a plan): nothing to show in a stack
-        groups.setdefault(inst.series_instance_uid, []).append(inst)
+        # A file without a Series Instance UID (ACR-NEMA, some test files) is a series of
+        # its own: nothing says it belongs with any other.
+        key = inst.series_instance_uid or f"no-series:{inst.path}"
+        groups.setdefault(key, []).append(inst)
 
     ordered: list[tuple[tuple[int, int, int], Stack]] = []
-    for position, (uid, members) in enumerate(groups.items()):
-        meta = info.get(uid)
+    for position, (group, members) in enumerate(groups.items()):
+        uid = members[0].series_instance_uid
+        meta = info.get(uid) if uid else None
         number = meta.series_number if meta is not None else None
         rank = (0 if number is not None else 1, number if number is not None else 0, position)
 
@@ -149,11 +153,11 @@ def build_stacks(
         singles = [m for m in members if m.number_of_frames <= 1]
         multis = sorted((m for m in members if m.number_of_frames > 1), key=_fallback_key)
         if singles:
-            stack = new_stack(uid)
+            stack = new_stack(group)
             stack.frames = [FrameRef(inst.path, 0, inst) for inst in sort_instances(singles)]
             ordered.append((rank, stack))
         for inst in multis:
-            stack = new_stack(f"{uid}/{inst.sop_instance_uid or inst.path}")
+            stack = new_stack(f"{group}/{inst.sop_instance_uid or inst.path}")
             stack.frames = [FrameRef(inst.path, k, inst) for k in range(inst.number_of_frames)]
             ordered.append((rank, stack))
     ordered.sort(key=lambda item: item[0])

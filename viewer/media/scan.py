@@ -238,7 +238,9 @@ class _Tree:
             )
             self.studies[instance.study_instance_uid] = study
             patient.studies.append(study)
-        series = self.series.get(instance.series_instance_uid)
+        # Files without a Series Instance UID are each a series of their own (as in stacks).
+        series_key = instance.series_instance_uid or f"no-series:{instance.path}"
+        series = self.series.get(series_key)
         if series is None:
             series = model.Series(
                 series_instance_uid=instance.series_instance_uid,
@@ -246,7 +248,7 @@ class _Tree:
                 series_number=d.series_number,
                 series_description=d.series_description,
             )
-            self.series[instance.series_instance_uid] = series
+            self.series[series_key] = series
             study.series.append(series)
         series.instances.append(instance)
 
@@ -366,8 +368,10 @@ def _read_record(path: Path, *, quiet_non_dicom: bool) -> tuple[_Outcome, pydico
     if _is_dicomdir_header(ds):
         return (None, None, None), ds
     instance = instance_from_dataset(ds, path)
-    if not instance.sop_instance_uid:
-        problem = "no SOP Instance UID: not a DICOM instance"
+    if not instance.sop_instance_uid and (instance.rows <= 0 or instance.columns <= 0):
+        # Old ACR-NEMA images and some test files lack UIDs and are still shown; a data set
+        # with neither a SOP Instance UID nor an image is not something to list.
+        problem = "no SOP Instance UID and no image: not a DICOM instance"
         return (None, None, model.Problem(str(path), problem)), None
     return (instance, _describe(ds), None), None
 
