@@ -147,3 +147,29 @@ def test_reads_during_an_import_see_whole_batches(tmp_path: Path) -> None:
             importer.BATCH_FILES = old
         assert seen == sorted(seen)
         assert sum(s.num_instances for s in list_studies(store)) == 80
+
+
+def test_received_instances_from_many_threads() -> None:
+    """A storage SCP hands instances over from several association threads at once."""
+    store_threads = 4
+    from tests.store.dicomfiles import to_bytes
+    from viewer.store import import_bytes
+
+    payloads = [to_bytes(make_dataset(1, 1 + i % 3, i)) for i in range(24)]
+    results: list[list[str]] = [[] for _ in range(store_threads)]
+    with Store.open() as store:
+
+        def receive(k: int) -> None:
+            for data in payloads[k::2] + payloads[: k + 1]:  # overlapping, some twice
+                report = import_bytes(store, data, source=f"assoc{k}")
+                results[k].extend(report.imported)
+                assert not report.conflicts and not report.rejected
+
+        threads = [threading.Thread(target=receive, args=(k,)) for k in range(store_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(len(r) for r in results) == 24  # each instance imported exactly once
+        assert _counts(store) == (24, 24, 24)
+        assert check(store).ok
