@@ -131,3 +131,21 @@ def test_a_peer_without_query_service_is_diagnosed(
     finally:
         storescp.stop()
     assert info.value.code == diagnose.NO_CONTEXT
+
+
+@pytest.mark.parametrize("peer", ["orthanc", "dcmqrscp"])
+def test_patient_root_when_the_peer_offers_only_that(
+    peer: str,
+    request: pytest.FixtureRequest,
+    local: LocalSettings,
+    study: peers.StudyFiles,
+) -> None:
+    """Patient Root is hierarchical: patients first, then their studies (PS3.4 C.4.1.2.1)."""
+    if peer == "orthanc":
+        request.getfixturevalue("orthanc").upload(study.files)
+    node: Node = request.getfixturevalue(f"{peer}_node")
+    only = (contexts.PatientRootQueryRetrieveInformationModelFind,)
+    result = find(node, local, FindQuery(patient_name="DOE*"), models=only)
+    assert result.model == contexts.PatientRootQueryRetrieveInformationModelFind
+    assert [m["StudyInstanceUID"] for m in result.matches] == [study.study_instance_uid]
+    assert result.matches[0]["PatientID"] == "LB001"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pydicom
@@ -10,7 +11,7 @@ import pytest
 from tests.net import peers
 from viewer.net import diagnose
 from viewer.net.diagnose import NetError
-from viewer.net.nodes import LocalSettings, Node
+from viewer.net.nodes import LocalSettings, Node, Timeouts
 from viewer.net.send import send
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
@@ -118,3 +119,21 @@ def test_send_to_nobody_raises_a_diagnosis(local: LocalSettings, mixed: peers.St
     with pytest.raises(NetError) as info:
         send(Node("n", "X", "127.0.0.1", peers.free_port()), local, mixed.files[:1])
     assert info.value.code == diagnose.REFUSED
+
+
+def test_a_peer_that_stops_answering_does_not_hang_the_sender(
+    tmp_path: Path, mixed: peers.StudyFiles
+) -> None:
+    """storescp sleeping 10 s inside each store; our DIMSE timeout is 1 s."""
+    storescp = peers.start_storescp(tmp_path, "--sleep-during", "10")
+    local = LocalSettings(timeouts=Timeouts(connect=2, acse=2, dimse=1, network=5))
+    start = time.monotonic()
+    try:
+        result = send(
+            Node("s", "PEER", "127.0.0.1", storescp.port), local, mixed.files[:3], retries=0
+        )
+    finally:
+        storescp.stop()
+    assert time.monotonic() - start < 6
+    assert result.sent == 0 and len(result.failed) == 3
+    assert "DIMSE timeout" in result.failed[0].message

@@ -274,13 +274,17 @@ def find(
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
     limit: int | None = None,
+    models: tuple[str, ...] = contexts.FIND_MODELS,
 ) -> FindResult:
-    """Query ``node``; blocks; raises :class:`NetError` with a diagnosis on failure."""
-    requested = [build_context(m, list(contexts.UNCOMPRESSED)) for m in contexts.FIND_MODELS]
+    """Query ``node``; blocks; raises :class:`NetError` with a diagnosis on failure.
+
+    ``models``: the query models to propose, preferred first (Study Root, then Patient Root).
+    """
+    requested = [build_context(m, list(contexts.UNCOMPRESSED)) for m in models]
     assoc = open_association(node, local, requested)
     healthy = False
     try:
-        model = _pick_model(assoc, contexts.FIND_MODELS)
+        model = _pick_model(assoc, models)
         if (
             model == contexts.PatientRootQueryRetrieveInformationModelFind
             and query.level != "PATIENT"
