@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import PresentationContext
@@ -28,8 +28,12 @@ from viewer.net.nodes import LocalSettings, Node
 
 LOG = logging.getLogger(__name__)
 
-# pynetdicom logs every failure at ERROR with identifiers; our diagnosis says it better.
-logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+# pynetdicom logs every failure at ERROR; our diagnosis says it better. Its identifier logging
+# would put patient names in the log: never (house rule: no patient data at default level).
+if logging.getLogger("pynetdicom").level == logging.NOTSET:
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
 
 
 def set_nodelay(sock: Any) -> None:
@@ -176,20 +180,22 @@ def close_association(assoc: Association, *, abort: bool = False) -> None:
 class CancelWatch:
     """Cancel a running DIMSE operation from a second thread (PS3.7 9.3.2.3 C-CANCEL).
 
-    When ``cancel`` is set: send C-CANCEL for ``msg_id``; if the operation has not ended after
-    ``grace`` seconds (the peer may keep answering), abort the association: the hard stop.
+    When any of ``cancel`` is set: send C-CANCEL for ``msg_id``; if the operation has not ended
+    after ``grace`` seconds (the peer may keep answering), abort the association: the hard stop.
+    The watching thread ends with the ``with`` block.
     """
 
     def __init__(
         self,
         assoc: Association,
-        cancel: threading.Event | None,
+        cancel: threading.Event | Sequence[threading.Event | None] | None,
         msg_id: int,
         query_model: str,
         grace: float = 3.0,
     ) -> None:
         self.assoc = assoc
-        self.cancel = cancel
+        events = cancel if isinstance(cancel, Sequence) else [cancel]
+        self.events = [e for e in events if e is not None]
         self.msg_id = msg_id
         self.query_model = query_model
         self.grace = grace
@@ -199,7 +205,7 @@ class CancelWatch:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> CancelWatch:
-        if self.cancel is not None:
+        if self.events:
             self._thread = threading.Thread(target=self._run, name="net-cancel", daemon=True)
             self._thread.start()
         return self
@@ -210,10 +216,9 @@ class CancelWatch:
             self._thread.join(timeout=self.grace + 5)
 
     def _run(self) -> None:
-        assert self.cancel is not None
-        while not self.done.is_set():
-            if self.cancel.wait(0.05):
-                break
+        while not any(e.is_set() for e in self.events):
+            if self.done.wait(0.02):
+                return
         if self.done.is_set():
             return
         self.cancelled = True

@@ -221,8 +221,7 @@ def run_find(
     matches: list[dict[str, str]] = []
     msg_id = _next_msg_id()
     local_cancel = threading.Event()
-    watch_event = cancel if limit is None else _either(cancel, local_cancel)
-    with CancelWatch(assoc, watch_event, msg_id, model, grace) as watch:
+    with CancelWatch(assoc, [cancel, local_cancel], msg_id, model, grace) as watch:
         for status, ident in assoc.send_c_find(identifier, model, msg_id=msg_id):
             code = int(getattr(status, "Status", -1)) if status else -1
             if code in (0xFF00, 0xFF01):
@@ -248,22 +247,7 @@ def run_find(
                 f"the peer refused the query with status 0x{code:04X}"
                 + (f": {comment}" if comment else ""),
             )
-    return matches, watch.cancelled and (cancel is None or cancel.is_set())
-
-
-def _either(a: threading.Event | None, b: threading.Event) -> threading.Event:
-    """An event set when either is set (the watcher polls it)."""
-    if a is None:
-        return b
-    both = threading.Event()
-
-    def watch() -> None:
-        while not both.is_set():
-            if a.wait(0.05) or b.is_set():
-                both.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    return both
+    return matches, watch.cancelled and cancel is not None and cancel.is_set()
 
 
 def find(
