@@ -25,7 +25,7 @@ from viewer.net.nodes import (
     save_config,
     with_overrides,
 )
-from viewer.net.retrieve import split_for_get
+from viewer.net.retrieve import PER_CLASS, _get_contexts, split_for_get
 from viewer.net.send import InstanceStatus, batches
 
 
@@ -105,10 +105,22 @@ def test_get_split_keeps_each_association_within_128_contexts() -> None:
         ds = Dataset()
         ds.SeriesInstanceUID = f"9.{start}"
         requests.append((ds, set(classes[start : start + 50])))
-    groups = split_for_get(requests)
-    assert sum(len(idents) for _, idents in groups) == 6
-    assert all(len(c) + len(contexts.GET_MODELS) <= 128 for c, _ in groups)
+    few = []
+    for start in range(0, 12):
+        ds = Dataset()
+        ds.SeriesInstanceUID = f"8.{start}"
+        few.append((ds, {classes[start]}))
+    groups = split_for_get(requests + few)
+    assert sum(len(idents) for _, idents in groups) == 6 + 12
     assert set().union(*(c for c, _ in groups)) == set(classes)
+    for group_classes, _ in groups:
+        requested, roles = _get_contexts(group_classes)
+        assert len(requested) <= 128
+        assert {str(r.sop_class_uid) for r in roles} == group_classes
+        assert group_classes <= {str(cx.abstract_syntax) for cx in requested}
+    # the one-class series share associations, each class with its compressed contexts
+    small = [c for c, _ in groups if len(c) < 50]
+    assert len(small) == 2 and all(len(c) * PER_CLASS <= 126 for c in small)
 
 
 def test_send_batches_stay_within_128_contexts() -> None:

@@ -58,6 +58,11 @@ def test_retrieve_from_orthanc_counts_match_its_statistics(
     assert all(p.total == len(study.files) for p in progress)
     assert set(received.callers) == {"ORTHANC"}
     assert_complete_files(received)
+    # each instance arrives in the syntax it is stored in (JPEG stays JPEG, also by C-GET)
+    for path in study.files:
+        sent = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+        got = pydicom.dcmread(received.folder / path.name, stop_before_pixels=True)
+        assert got.file_meta.TransferSyntaxUID == sent
 
 
 @pytest.mark.parametrize("method", ["move", "get"])

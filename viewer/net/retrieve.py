@@ -348,10 +348,30 @@ def _move(
         del handle
 
 
+_COMPRESSED = [ts for ts in contexts.SCP_TRANSFER_SYNTAXES if ts not in contexts.UNCOMPRESSED]
+#: Contexts per storage class when each compressed syntax gets its own (see _get_contexts).
+PER_CLASS = 1 + len(_COMPRESSED)
+_ROOM = contexts.MAX_CONTEXTS - len(contexts.GET_MODELS)
+
+
 def _get_contexts(classes: set[str]) -> tuple[list[PresentationContext], list[Any]]:
-    storage = sorted(classes) if classes else list(contexts.GET_STORAGE_SOP_CLASSES)
+    """Contexts for a C-GET association (PS3.4 C.4.3.1; SCP role, PS3.7 D.3.3.4).
+
+    The peer picks one transfer syntax per context and must send each instance in an accepted
+    one, converting it when none matches. Orthanc, offered one context per class listing every
+    syntax, picked Explicit VR Little Endian and decompressed every JPEG. So when the classes are
+    known and few, each compressed syntax gets its own context and instances arrive as stored;
+    otherwise (classes unknown, or too many) one context per class lists them all.
+    """
     requested = [build_context(m, list(contexts.UNCOMPRESSED)) for m in contexts.GET_MODELS]
-    requested += [build_context(c, list(contexts.SCP_TRANSFER_SYNTAXES)) for c in storage]
+    if classes and len(classes) * PER_CLASS <= _ROOM:
+        storage = sorted(classes)
+        for c in storage:
+            requested.append(build_context(c, list(contexts.UNCOMPRESSED)))
+            requested += [build_context(c, [ts]) for ts in _COMPRESSED]
+    else:
+        storage = sorted(classes) if classes else list(contexts.GET_STORAGE_SOP_CLASSES)
+        requested += [build_context(c, list(contexts.SCP_TRANSFER_SYNTAXES)) for c in storage]
     roles = [build_role(c, scp_role=True) for c in storage]
     return requested, roles
 
@@ -359,20 +379,21 @@ def _get_contexts(classes: set[str]) -> tuple[list[PresentationContext], list[An
 def split_for_get(
     requests: list[tuple[Dataset, set[str]]],
 ) -> list[tuple[set[str], list[Dataset]]]:
-    """Group requests so each association proposes at most 128 contexts (PS3.8 9.3.2.2)."""
-    room = contexts.MAX_CONTEXTS - len(contexts.GET_MODELS)
+    """Group requests so each association proposes at most 128 contexts (PS3.8 9.3.2.2):
+    series are merged while their classes fit with a context per compressed syntax; a series
+    with more classes than that goes alone with one context per class."""
     groups: list[tuple[set[str], list[Dataset]]] = []
     for ident, classes in requests:
         if not classes:
             groups.append((set(), [ident]))
             continue
         for group_classes, idents in groups:
-            if group_classes and len(group_classes | classes) <= room:
+            if group_classes and len(group_classes | classes) * PER_CLASS <= _ROOM:
                 group_classes |= classes
                 idents.append(ident)
                 break
         else:
-            if len(classes) > room:
+            if len(classes) > _ROOM:
                 raise NetError(
                     diagnose.FAILED,
                     f"one series holds {len(classes)} SOP classes: more than one association "
