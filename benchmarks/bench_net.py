@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import _data  # noqa: E402
-from common import interleaved, report  # noqa: E402
+import _data
+from common import interleaved, report
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 
