@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -150,15 +151,16 @@ def test_cancel_mid_retrieve(
     local: LocalSettings,
     received: Received,
 ) -> None:
-    study = big_study(tmp_path)
+    study = big_study(tmp_path, 40)
     orthanc.upload(study.files)
     cancel = threading.Event()
 
     def slow(path: Path, calling: str) -> int:
+        """50 ms per instance: all 40 would take 2 s, cancel + 1 s grace ends it sooner."""
         status = received(path, calling)
         if len(received.uids()) >= 5:
             cancel.set()
-        cancel.wait(0.05)
+        time.sleep(0.05)
         return status
 
     result = retrieve(
@@ -177,14 +179,15 @@ def test_cancel_mid_retrieve(
     assert_complete_files(received)
 
 
+@pytest.mark.parametrize("method", ["move", "get"])
 def test_pacs_killed_mid_retrieve_then_resume_completes(
-    tmp_path: Path, scp_port: int, local: LocalSettings, received: Received
+    method: str, tmp_path: Path, scp_port: int, local: LocalSettings, received: Received
 ) -> None:
     study = big_study(tmp_path)
     folder = tmp_path / "pacs"
     orthanc = peers.start_orthanc(folder, scp_port)
     ports = (orthanc.dicom_port, orthanc.http_port)
-    node = Node("o", "ORTHANC", "127.0.0.1", orthanc.dicom_port, retrieve_method="get")
+    node = Node("o", "ORTHANC", "127.0.0.1", orthanc.dicom_port, retrieve_method=method)  # type: ignore[arg-type]
     try:
         orthanc.upload(study.files)
         queue = TransferQueue()
