@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from pydicom.data import get_testdata_file
 from tests.net import peers
 from tests.net.conftest import Received
 from viewer.net.nodes import LocalSettings
-from viewer.net.scp import StorageScp, ensure_scp, scp_answers, spool_dir
+from viewer.net.scp import StorageScp, ensure_scp, scp_answers, serve_until, spool_dir
 
 
 def test_receive_from_storescu(
@@ -88,4 +90,24 @@ def test_one_scp_per_port(local: LocalSettings, received: Received, tmp_path: Pa
     finally:
         assert scp is not None
         scp.stop()
+    assert not scp_answers(local)
+
+
+def test_serve_until_stops_when_told(
+    local: LocalSettings, received: Received, study: peers.StudyFiles
+) -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=serve_until, args=(local, received, stop))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not scp_answers(local) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result = peers.storescu("STORESCU", "LIGHTBOX", local.scp_port, study.files[:2])
+        assert result.returncode == 0, result.stderr
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert len(received.uids()) == 2
     assert not scp_answers(local)

@@ -317,3 +317,14 @@ def ensure_scp(
         return ScpHandle(local.scp_port, False), None
     scp = StorageScp(local, on_instance, folder)
     return scp.start(), scp
+
+
+def serve_until(
+    local: LocalSettings, on_instance: OnInstance, stop: threading.Event, folder: Path | None = None
+) -> None:
+    """Run the storage SCP until ``stop`` is set (``lightbox listen``: set it on SIGINT/SIGTERM).
+
+    Raises OSError when the port is taken (say so: another SCP, perhaps the GUI's, is there).
+    """
+    with StorageScp(local, on_instance, folder):
+        stop.wait()
