@@ -124,8 +124,10 @@ def start_orthanc(
         text += "\n}\n"
     config = folder / "orthanc.json"
     config.write_text(text)
-    log = (folder / "orthanc.log").open("ab")
-    proc = subprocess.Popen([exe, str(config)], stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    with (folder / "orthanc.log").open("ab") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [exe, str(config)], stdout=log, stderr=subprocess.STDOUT, cwd=folder
+        )
     peer = Orthanc(proc, dicom_port, http_port, folder)
     deadline = time.monotonic() + 30
     while True:
@@ -164,10 +166,13 @@ def start_dcmqrscp(folder: Path, lightbox_port: int) -> Dcmqrscp:
     text = text.replace("(LIGHTBOX, localhost, 11112)", f"(LIGHTBOX, localhost, {lightbox_port})")
     config = folder / "dcmqrscp.cfg"
     config.write_text(text)
-    log = (folder / "dcmqrscp.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "-c", str(config), str(port)], stdout=log, stderr=subprocess.STDOUT, env=DCMTK_ENV
-    )
+    with (folder / "dcmqrscp.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [exe, "-c", str(config), str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=DCMTK_ENV,
+        )
     wait_port(port, proc)
     return Dcmqrscp(proc, port, db)
 

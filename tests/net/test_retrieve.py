@@ -15,6 +15,7 @@ import pytest
 from tests.net import peers
 from tests.net.conftest import Received
 from viewer.net import diagnose
+from viewer.net import retrieve as retrieve_module
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import LocalSettings, Node
 from viewer.net.retrieve import RetrieveProgress, retrieve
@@ -238,3 +239,59 @@ def test_move_uses_an_scp_that_already_answers(
     assert result.completed == len(study.files)
     assert gui.uids() == set(study.sop_instance_uids)
     assert received.uids() == set()
+
+
+def test_get_of_a_study_with_many_classes_splits_associations(
+    tmp_path: Path,
+    orthanc: peers.Orthanc,
+    orthanc_node: Node,
+    local: LocalSettings,
+    received: Received,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """11 SOP classes x (uncompressed + each compressed syntax) exceed 128 contexts."""
+    parts = [
+        ("CT_small.dcm", "CT"),
+        ("MR_small.dcm", "MR"),
+        ("rtdose.dcm", "RTDOSE"),
+        ("rtplan.dcm", "RTPLAN"),
+        ("test-SR.dcm", "SR"),
+        ("waveform_ecg.dcm", "ECG"),
+        ("examples_palette.dcm", "US"),
+        ("liver_1frame.dcm", "SEG"),
+        ("reportsi.dcm", "SR"),
+        ("JPEG2000.dcm", "OT"),
+        ("examples_ybr_color.dcm", "US"),
+    ]
+    study = peers.make_study(
+        tmp_path / "many",
+        patient_name="MANY^CLASSES",
+        patient_id="LB010",
+        accession="ACC010",
+        study_date="20240404",
+        description="CLASSES",
+        parts=[(name, modality, 1) for name, modality in parts],
+    )
+    orthanc.upload(study.files)
+    opened: list[int] = []
+    real_open = retrieve_module.open_association
+
+    def counting(*args: object, **kwargs: object) -> object:
+        opened.append(len(args[2]))  # type: ignore[arg-type]
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(retrieve_module, "open_association", counting)
+    result = retrieve(
+        orthanc_node, local, study.study_instance_uid, method="get", on_instance=received
+    )
+    assert (result.completed, result.failed) == (11, 0)
+    assert received.uids() == set(study.sop_instance_uids)
+    get_associations = opened[1:]  # the first lists the instances (C-FIND)
+    assert len(get_associations) >= 2 and max(get_associations) <= 128
+    for path in study.files:
+        sent = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+        got = pydicom.dcmread(received.folder / path.name, stop_before_pixels=True)
+        if sent.is_compressed:
+            assert got.file_meta.TransferSyntaxUID == sent
+        else:  # implicit may come as explicit VR little endian: the same data
+            assert not got.file_meta.TransferSyntaxUID.is_compressed
