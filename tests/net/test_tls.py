@@ -14,6 +14,7 @@ from tests.net import peers
 from tests.net.conftest import Received
 from viewer.net import diagnose
 from viewer.net.echo import echo
+from viewer.net.find import FindQuery, find
 from viewer.net.nodes import LocalSettings, Node, Tls
 from viewer.net.scp import StorageScp
 from viewer.net.send import send
@@ -179,3 +180,32 @@ def test_dcmtk_storescu_over_tls(
     )
     assert result.returncode == 0, result.stderr
     assert received.uids() == set(p.stem for p in study.files[:2])
+
+
+def test_tls_round_trip_with_orthanc(
+    pki: Pki, tmp_path: Path, scp_port: int, local: LocalSettings, study: peers.StudyFiles
+) -> None:
+    """Orthanc's DICOM TLS (DCMTK inside) with our certificates: echo, store, find."""
+    orthanc = peers.start_orthanc(
+        tmp_path / "orthanc-tls",
+        scp_port,
+        extra={
+            "DicomTlsEnabled": True,
+            "DicomTlsCertificate": str(pki.server_cert),
+            "DicomTlsPrivateKey": str(pki.server_key),
+            "DicomTlsTrustedCertificates": str(pki.ca),
+            "DicomTlsRemoteCertificateRequired": True,
+        },
+    )
+    try:
+        tls = Tls(str(pki.ca), str(pki.client_cert), str(pki.client_key))
+        node = Node("orthanc", "ORTHANC", "127.0.0.1", orthanc.dicom_port, tls=tls)
+        result = echo(node, local)
+        assert result.ok, result.message
+        assert send(node, local, study.files).sent == len(study.files)
+        assert orthanc.statistics()["CountInstances"] == len(study.files)
+        [match] = find(node, local, FindQuery(patient_id="LB001")).matches
+        assert match["StudyInstanceUID"] == study.study_instance_uid
+        assert not echo(Node("plain", "ORTHANC", "127.0.0.1", orthanc.dicom_port), local).ok
+    finally:
+        orthanc.stop()
