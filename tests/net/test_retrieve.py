@@ -295,3 +295,24 @@ def test_get_of_a_study_with_many_classes_splits_associations(
             assert got.file_meta.TransferSyntaxUID == sent
         else:  # implicit may come as explicit VR little endian: the same data
             assert not got.file_meta.TransferSyntaxUID.is_compressed
+
+
+def test_move_when_our_port_is_taken_by_something_else(
+    orthanc: peers.Orthanc,
+    orthanc_node: Node,
+    local: LocalSettings,
+    study: peers.StudyFiles,
+    received: Received,
+) -> None:
+    import socket
+
+    orthanc.upload(study.files)
+    with socket.socket() as squatter:
+        squatter.bind(("", local.scp_port))
+        squatter.listen(1)
+        fast = replace(local, timeouts=replace(local.timeouts, acse=1))
+        with pytest.raises(NetError) as info:
+            retrieve(
+                orthanc_node, fast, study.study_instance_uid, method="move", on_instance=received
+            )
+    assert f"port {local.scp_port} is taken" in info.value.message

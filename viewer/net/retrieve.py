@@ -325,7 +325,15 @@ def _move(
     cancel: threading.Event | None,
     grace: float,
 ) -> bool:
-    handle, own = ensure_scp(local, on_instance)
+    try:
+        _handle, own = ensure_scp(local, on_instance)
+    except OSError as exc:
+        raise NetError(
+            diagnose.FAILED,
+            f"cannot receive the move: port {local.scp_port} is taken by a program that does "
+            f"not answer as {local.ae_title!r} ({exc.strerror or exc}); free the port, choose "
+            "another SCP port (and tell the PACS), or retrieve with C-GET",
+        ) from exc
     try:
         requested = [build_context(m, list(contexts.UNCOMPRESSED)) for m in contexts.MOVE_MODELS]
         assoc = open_association(node, local, requested)
@@ -337,6 +345,7 @@ def _move(
                 with CancelWatch(assoc, cancel, msg_id, model, grace) as watch:
                     responses = assoc.send_c_move(ident, local.ae_title, model, msg_id=msg_id)
                     if _iterate(responses, counter, watch, node, local, True):
+                        healthy = not watch.aborted  # C-CANCEL honoured: release politely
                         return True
             healthy = True
             return False
@@ -345,7 +354,6 @@ def _move(
     finally:
         if own is not None:
             own.stop()
-        del handle
 
 
 _COMPRESSED = [ts for ts in contexts.SCP_TRANSFER_SYNTAXES if ts not in contexts.UNCOMPRESSED]
@@ -429,6 +437,7 @@ def _get(
                 with CancelWatch(assoc, cancel, msg_id, model, grace) as watch:
                     responses = assoc.send_c_get(ident, model, msg_id=msg_id)
                     if _iterate(responses, counter, watch, node, local, False):
+                        healthy = not watch.aborted
                         return True
             healthy = True
         finally:

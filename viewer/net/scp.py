@@ -301,7 +301,8 @@ def scp_answers(local: LocalSettings, host: str = "") -> bool:
     if target in ("0.0.0.0", "::"):
         target = "127.0.0.1"
     node = Node("self", local.ae_title, target, local.scp_port, tls=local.tls)
-    quick = type(local.timeouts)(connect=2.0, acse=5.0, dimse=5.0, network=10.0)
+    t = local.timeouts
+    quick = type(t)(connect=min(t.connect, 2.0), acse=min(t.acse, 3.0), dimse=5.0, network=10.0)
     probe = LocalSettings(ae_title=local.ae_title, scp_port=local.scp_port, timeouts=quick)
     return echo(node, probe).ok
 
