@@ -8,11 +8,21 @@ do it at all. No uncaught traceback reaches the user. PySide6 is imported only i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from viewer import __version__
+
+if TYPE_CHECKING:
+    from viewer.net.nodes import LocalSettings, Node
+    from viewer.store import Store
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -20,10 +30,6 @@ EXIT_USAGE = 2
 EXIT_FAILED = 3
 
 log = logging.getLogger("lightbox")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors already; keep its message, drop nothing."""
 
 
 def _parse_window(text: str) -> tuple[float, float] | str:
@@ -52,13 +58,15 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = argparse.ArgumentParser(
         prog="lightbox",
         description="Lightbox DICOM workstation. With no subcommand, opens the viewer "
         "(on PATH when given: a file, a folder or a DICOMDIR).",
     )
     parser.add_argument("--version", action="version", version=f"lightbox {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more (never patient data)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log more (never patient data)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_open = sub.add_parser("open", help="open the viewer on a file, folder or DICOMDIR")
@@ -75,18 +83,172 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_render.add_argument("files", nargs="+", metavar="FILE")
     p_render.add_argument(
-        "-o", "--output", required=True, metavar="OUT",
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
         help="a PNG file for one input; a folder for several (OUT/<input name>.png)",
     )
     p_render.add_argument("--frame", type=_positive_int, default=1, help="frame number, from 1")
     group = p_render.add_mutually_exclusive_group()
     group.add_argument(
-        "--window", type=_parse_window, metavar="C,W|minmax",
+        "--window",
+        type=_parse_window,
+        metavar="C,W|minmax",
         help="window centre and width in modality units, or minmax",
     )
     group.add_argument("--preset", metavar="NAME", help="a CT preset: brain, lung, bone, ...")
     p_render.add_argument("--no-overlays", action="store_true", help="leave overlays out")
     p_render.set_defaults(func=_cmd_render)
+
+    # -- media and the local store (issue 3) --------------------------------------------------
+    p_ls = sub.add_parser(
+        "ls",
+        help="list what is on media or in a folder, without importing",
+        description="List the patients, studies and series on media (DICOMDIR) or in a folder, "
+        "and every problem of the media health report. Nothing is imported.",
+    )
+    p_ls.add_argument("path", metavar="PATH")
+    p_ls.add_argument("--json", action="store_true", help="print JSON (see the README)")
+    p_ls.set_defaults(func=_cmd_ls)
+
+    p_import = sub.add_parser(
+        "import",
+        help="import files, folders or media into the local store",
+        description="Import into the local store; prints imported / already present / "
+        "conflicts / rejected (with reasons). Ctrl+C cancels and leaves the store consistent.",
+    )
+    p_import.add_argument("paths", nargs="+", metavar="PATH")
+    p_import.set_defaults(func=_cmd_import)
+
+    p_store = sub.add_parser("store", help="the local store: ls, rm, check")
+    store_sub = p_store.add_subparsers(dest="store_command", metavar="STORE_COMMAND", required=True)
+    p_sls = store_sub.add_parser("ls", help="list the store (problems: what check would report)")
+    p_sls.add_argument("--json", action="store_true", help="print JSON (same shape as ls)")
+    p_sls.set_defaults(func=_cmd_store_ls)
+    p_srm = store_sub.add_parser("rm", help="delete a study or series (rows and files)")
+    p_srm.add_argument("uid", metavar="UID", help="a Study or Series Instance UID")
+    p_srm.set_defaults(func=_cmd_store_rm)
+    p_schk = store_sub.add_parser(
+        "check", help="find rows without files, files without rows, hash mismatches"
+    )
+    p_schk.add_argument("--repair", action="store_true", help="fix what can be fixed")
+    p_schk.set_defaults(func=_cmd_store_check)
+
+    # -- network (issue 4) --------------------------------------------------------------------
+    net_common = argparse.ArgumentParser(add_help=False)
+    net_common.add_argument("--aet", metavar="TITLE", help="our AE title for this run")
+    net_common.add_argument("--scp-port", type=int, metavar="N", help="our storage SCP port")
+    node_help = "a configured node name, or AET@HOST:PORT (IPv6: AET@[::1]:PORT)"
+
+    p_echo = sub.add_parser("echo", parents=[net_common], help="C-ECHO a node, with a diagnosis")
+    p_echo.add_argument("node", metavar="NODE", help=node_help)
+    p_echo.set_defaults(func=_cmd_echo)
+
+    p_find = sub.add_parser("find", parents=[net_common], help="C-FIND on a node")
+    p_find.add_argument("node", metavar="NODE", help=node_help)
+    p_find.add_argument("--level", choices=["study", "series", "image"], default="study")
+    p_find.add_argument(
+        "-k",
+        dest="keys",
+        action="append",
+        default=[],
+        metavar="KEYWORD=VALUE",
+        help="a filter or return key by DICOM keyword (repeatable)",
+    )
+    p_find.add_argument("--json", action="store_true", help="print a JSON list keyed by keyword")
+    p_find.set_defaults(func=_cmd_find)
+
+    p_get = sub.add_parser(
+        "get", parents=[net_common], help="retrieve a study or series into the local store"
+    )
+    p_get.add_argument("node", metavar="NODE", help=node_help)
+    p_get.add_argument("--study", required=True, metavar="UID")
+    p_get.add_argument("--series", metavar="UID")
+    p_get.add_argument(
+        "--method",
+        choices=["move", "get"],
+        help="C-MOVE into our storage SCP or C-GET (default: the node's)",
+    )
+    p_get.set_defaults(func=_cmd_get)
+
+    p_send = sub.add_parser("send", parents=[net_common], help="C-STORE to a node")
+    p_send.add_argument("node", metavar="NODE", help=node_help)
+    what = p_send.add_mutually_exclusive_group(required=True)
+    what.add_argument("--study", metavar="UID", help="a study of the local store")
+    what.add_argument("--series", metavar="UID", help="a series of the local store")
+    what.add_argument("paths", nargs="*", metavar="PATH", default=[])
+    p_send.set_defaults(func=_cmd_send)
+
+    p_listen = sub.add_parser(
+        "listen",
+        parents=[net_common],
+        help="run the storage SCP into the local store until interrupted",
+    )
+    p_listen.set_defaults(func=_cmd_listen)
+
+    p_nodes = sub.add_parser("nodes", help="configured peers: add, ls, rm")
+    nodes_sub = p_nodes.add_subparsers(dest="nodes_command", metavar="NODES_COMMAND", required=True)
+    p_nadd = nodes_sub.add_parser("add", help="add or replace a node")
+    p_nadd.add_argument("name", metavar="NAME")
+    p_nadd.add_argument("aet", metavar="AET")
+    p_nadd.add_argument("host", metavar="HOST")
+    p_nadd.add_argument("port", type=int, metavar="PORT")
+    p_nadd.add_argument(
+        "--method", choices=["move", "get"], default="move", help="preferred retrieve method"
+    )
+    p_nadd.add_argument("--tls-ca", metavar="FILE")
+    p_nadd.add_argument("--tls-cert", metavar="FILE")
+    p_nadd.add_argument("--tls-key", metavar="FILE")
+    p_nadd.set_defaults(func=_cmd_nodes_add)
+    p_nls = nodes_sub.add_parser("ls", help="list nodes")
+    p_nls.set_defaults(func=_cmd_nodes_ls)
+    p_nrm = nodes_sub.add_parser("rm", help="remove a node")
+    p_nrm.add_argument("name", metavar="NAME")
+    p_nrm.set_defaults(func=_cmd_nodes_rm)
+
+    # -- media writing (issue 5) --------------------------------------------------------------
+    p_burn = sub.add_parser(
+        "burn",
+        help="write IHE PDI media (folder, ISO image or disc), checked after writing",
+        description="Write IHE PDI media for the chosen studies: DICOMDIR, DICOM/, README.TXT, "
+        "INDEX.HTM; every file is read back and checked after writing.",
+    )
+    p_burn.add_argument(
+        "--study",
+        action="append",
+        default=[],
+        metavar="UID",
+        help="a study (of the store, or of --from PATH); repeatable",
+    )
+    p_burn.add_argument(
+        "--from",
+        dest="source",
+        metavar="PATH",
+        help="take the studies from files, a folder or media instead of the store",
+    )
+    target = p_burn.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", metavar="DIR", help="a folder (or a mounted USB stick)")
+    target.add_argument("--iso", metavar="FILE", help="an ISO 9660 image")
+    target.add_argument("--device", metavar="DEV", help="a disc writer (xorriso)")
+    p_burn.add_argument("--profile", choices=["cd", "dvd-jpeg", "usb-jpeg"], default="cd")
+    p_burn.add_argument(
+        "--medium",
+        choices=["cd", "dvd", "dvd-dl", "usb"],
+        help="the medium whose size limits one disc (default: the profile's)",
+    )
+    p_burn.add_argument(
+        "--label",
+        default="",
+        metavar="TEXT",
+        help="text for the disc label and README.TXT (never the volume ID)",
+    )
+    p_burn.set_defaults(func=_cmd_burn)
+
+    p_verify = sub.add_parser("verify", help="check media (folder or .iso) as MEDIA.md says")
+    p_verify.add_argument("path", metavar="PATH")
+    p_verify.add_argument("--profile", choices=["cd", "dvd-jpeg", "usb-jpeg"])
+    p_verify.set_defaults(func=_cmd_verify)
     return parser
 
 
@@ -102,8 +264,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     if args.preset is not None and args.preset.lower() not in CT_PRESETS:
         names = ", ".join(CT_PRESETS)
-        print(f"lightbox render: unknown preset {args.preset!r} (choose from {names})",
-              file=sys.stderr)
+        print(
+            f"lightbox render: unknown preset {args.preset!r} (choose from {names})",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return run_render(
         args.files,
@@ -113,6 +277,421 @@ def _cmd_render(args: argparse.Namespace) -> int:
         preset=args.preset.lower() if args.preset else None,
         overlays=not args.no_overlays,
     )
+
+
+# -- shared helpers ----------------------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(f"lightbox: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _cancel_on_signals() -> Iterator[threading.Event]:
+    """Ctrl+C / SIGTERM set a cancel event, so long work stops cleanly instead of dying."""
+    cancel = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Progress:
+    """One self-overwriting progress line on stderr when it is a terminal, nothing otherwise."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            print(f"\r{self.what}: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def _open_store() -> Store:
+    from viewer.store import Store
+
+    return Store.open()
+
+
+# -- media and the store (issue 3) -------------------------------------------------------------
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from viewer.media.health import check_media
+    from viewer.media.scan import scan
+    from viewer.store.commands import listing_text, tree_to_json
+
+    path = Path(args.path)
+    if not path.exists():
+        _say(f"{path}: no such file or folder")
+        return EXIT_FAILED
+    with _cancel_on_signals() as cancel:
+        result = scan(path, cancel=cancel)
+        health = check_media(path, cancel=cancel) if not cancel.is_set() else None
+    seen: set[tuple[str, str]] = set()
+    problems = []
+    for problem in [*result.problems, *(health.problems if health else [])]:
+        if (problem.path, problem.problem) not in seen:
+            seen.add((problem.path, problem.problem))
+            problems.append(problem)
+    data = tree_to_json(result.patients, problems)
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else listing_text(data))
+    if cancel.is_set():
+        _say("cancelled: the listing is incomplete")
+        return EXIT_PROBLEMS
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from viewer.store import import_paths
+    from viewer.store.commands import import_summary
+
+    paths = [Path(p) for p in args.paths]
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        _say(f"{p}: no such file or folder")
+    if len(missing) == len(paths):
+        return EXIT_FAILED
+    progress = _Progress("importing")
+    with _open_store() as store, _cancel_on_signals() as cancel:
+        report = import_paths(
+            store, [p for p in paths if p.exists()], cancel=cancel, progress=progress
+        )
+    progress.close()
+    print(import_summary(report))
+    return EXIT_OK if report.ok and not missing else EXIT_PROBLEMS
+
+
+def _cmd_store_ls(args: argparse.Namespace) -> int:
+    from viewer.store.commands import listing, listing_text
+
+    with _open_store() as store:
+        data = listing(store)
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else listing_text(data))
+    return EXIT_PROBLEMS if data["problems"] else EXIT_OK
+
+
+def _cmd_store_rm(args: argparse.Namespace) -> int:
+    from viewer.store import StoreError, delete_uid
+    from viewer.store.commands import delete_summary
+
+    with _open_store() as store:
+        try:
+            result = delete_uid(store, args.uid)
+        except StoreError as exc:
+            _say(str(exc))
+            return EXIT_FAILED
+    print(delete_summary(args.uid, result))
+    return EXIT_OK
+
+
+def _cmd_store_check(args: argparse.Namespace) -> int:
+    from viewer.store import check
+    from viewer.store.commands import check_summary
+
+    progress = _Progress("checking")
+    with _open_store() as store, _cancel_on_signals() as cancel:
+        report = check(store, repair=args.repair, cancel=cancel, progress=progress)
+    progress.close()
+    print(check_summary(report))
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+# -- network (issue 4) -------------------------------------------------------------------------
+
+
+def _net_setup(args: argparse.Namespace) -> tuple[Node, LocalSettings]:
+    from viewer.net.nodes import load_config, with_overrides
+
+    config = load_config()
+    local = with_overrides(config.local, args.aet, args.scp_port)
+    return config.node(args.node), local
+
+
+def _store_receiver(store: Store) -> Callable[[Path, str], int]:
+    """The storage callback for retrieve/listen: every instance goes through the store's one
+    atomic import path; the C-STORE status says what happened (PS3.4 Annex B.2.3)."""
+    from viewer.store import import_paths
+
+    def on_instance(path: Path, calling_ae: str) -> int:
+        report = import_paths(store, [path])
+        if report.imported or report.already_present:
+            return 0x0000
+        if report.conflicts:
+            return 0xA700  # refused: out of resources is the closest; the first copy stays
+        return 0xC000  # cannot understand
+
+    return on_instance
+
+
+def _cmd_echo(args: argparse.Namespace) -> int:
+    from viewer.net.echo import echo
+
+    node, local = _net_setup(args)
+    result = echo(node, local)
+    if result.ok:
+        print(f"{node}: C-ECHO OK ({result.seconds * 1e3:.0f} ms)")
+        return EXIT_OK
+    _say(f"{node}: {result.message}")
+    return EXIT_FAILED
+
+
+def _cmd_find(args: argparse.Namespace) -> int:
+    from viewer.net.find import FindQuery, find
+
+    keys: dict[str, str] = {}
+    for item in args.keys:
+        keyword, sep, value = item.partition("=")
+        if not sep or not keyword:
+            _say(f"-k {item!r}: expected KEYWORD=VALUE")
+            return EXIT_USAGE
+        keys[keyword.strip()] = value
+    try:
+        query = FindQuery.from_keys(args.level.upper(), keys)
+    except ValueError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
+    node, local = _net_setup(args)
+    with _cancel_on_signals() as cancel:
+        result = find(node, local, query, cancel=cancel)
+    if args.json:
+        print(json.dumps(result.matches, indent=2, ensure_ascii=False))
+    else:
+        for match in result.matches:
+            print("  ".join(f"{k}={v}" for k, v in match.items() if v))
+        print(f"{len(result.matches)} match(es)", file=sys.stderr)
+    return EXIT_PROBLEMS if result.cancelled else EXIT_OK
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from viewer.net.retrieve import RetrieveProgress, retrieve
+    from viewer.store import has_instance
+
+    node, local = _net_setup(args)
+
+    def progress(p: RetrieveProgress) -> None:
+        print(
+            f"completed {p.completed}, failed {p.failed}, warning {p.warning}, "
+            f"remaining {p.remaining} of {p.total}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    with _open_store() as store, _cancel_on_signals() as cancel:
+        result = retrieve(
+            node,
+            local,
+            args.study,
+            args.series,
+            method=args.method,
+            on_instance=_store_receiver(store),
+            is_present=lambda uid: has_instance(store, uid),
+            cancel=cancel,
+            progress=progress,
+        )
+    print(
+        f"completed: {result.completed}, failed: {result.failed}, warning: {result.warning}, "
+        f"already present: {result.skipped}" + (", cancelled" if result.cancelled else "")
+    )
+    for uid in result.failed_uids:
+        print(f"  failed: {uid}")
+    return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+def _paths_of(args: argparse.Namespace) -> list[Path]:
+    """Files to send: a study or series of the store, or files and folders (DICOM files only)."""
+    from viewer.store import StoreError, instance_paths, study_instance_paths
+
+    if args.study or args.series:
+        with _open_store() as store:
+            found = (
+                study_instance_paths(store, args.study)
+                if args.study
+                else instance_paths(store, args.series)
+            )
+        if not found:
+            raise StoreError(f"{args.study or args.series}: not in the local store")
+        return found
+    from viewer.media.scan import scan
+
+    files: list[Path] = []
+    for raw in args.paths:
+        path = Path(raw)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        files.extend(i.path for i in scan(path).instances) if path.is_dir() else files.append(path)
+    return files
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from viewer.net.send import send
+
+    try:
+        paths = _paths_of(args)
+    except (OSError, ValueError) as exc:
+        _say(str(exc))
+        return EXIT_FAILED
+    node, local = _net_setup(args)
+    progress = _Progress("sending")
+    with _cancel_on_signals() as cancel:
+        result = send(node, local, paths, cancel=cancel, progress=progress)
+    progress.close()
+    print(
+        f"sent: {result.sent}, warnings: {result.warnings}, failed: {len(result.failed)}"
+        + (", cancelled" if result.cancelled else "")
+    )
+    for item in result.failed:
+        status = "no answer" if item.status is None else f"status 0x{item.status:04X}"
+        print(f"  {item.path}: {status} {item.message}".rstrip())
+    return EXIT_OK if not result.failed and not result.cancelled else EXIT_PROBLEMS
+
+
+def _cmd_listen(args: argparse.Namespace) -> int:
+    from viewer.net.nodes import load_config, with_overrides
+    from viewer.net.scp import serve_until
+
+    local = with_overrides(load_config().local, args.aet, args.scp_port)
+    with _open_store() as store, _cancel_on_signals() as stop:
+        print(
+            f"listening as {local.ae_title} on port {local.scp_port} (Ctrl+C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            serve_until(local, _store_receiver(store), stop)
+        except OSError as exc:
+            _say(
+                f"cannot listen on port {local.scp_port}: {exc.strerror or exc} "
+                "(is another storage SCP, perhaps Lightbox's GUI, using it?)"
+            )
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def _cmd_nodes_add(args: argparse.Namespace) -> int:
+    from viewer.net.nodes import Node, Tls, add_node
+
+    tls = Tls(ca=args.tls_ca or "", cert=args.tls_cert or "", key=args.tls_key or "")
+    for label, value in (("--tls-ca", tls.ca), ("--tls-cert", tls.cert), ("--tls-key", tls.key)):
+        if value and not Path(value).is_file():
+            _say(f"{label} {value}: no such file")
+            return EXIT_USAGE
+    node = Node(args.name, args.aet, args.host, args.port, tls=tls, retrieve_method=args.method)
+    add_node(node)
+    print(f"{args.name}: {node}")
+    return EXIT_OK
+
+
+def _cmd_nodes_ls(args: argparse.Namespace) -> int:
+    from viewer.net.nodes import load_config
+
+    config = load_config()
+    local = config.local
+    print(f"our AE: {local.ae_title}, storage SCP port {local.scp_port}")
+    for name, node in sorted(config.nodes.items()):
+        tls = " TLS" if node.tls.enabled else ""
+        print(f"{name}: {node} ({node.retrieve_method}){tls}")
+    return EXIT_OK
+
+
+def _cmd_nodes_rm(args: argparse.Namespace) -> int:
+    from viewer.net.nodes import load_config, remove_node
+
+    if args.name not in load_config().nodes:
+        _say(f"no node named {args.name!r}")
+        return EXIT_FAILED
+    remove_node(args.name)
+    return EXIT_OK
+
+
+# -- media writing (issue 5) -------------------------------------------------------------------
+
+
+def _burn_sources(args: argparse.Namespace) -> list[Path]:
+    from viewer.store import StoreError, study_instance_paths
+
+    if args.source:
+        from viewer.media.scan import scan
+
+        source = Path(args.source)
+        if not source.exists():
+            raise FileNotFoundError(f"{source}: no such file or folder")
+        result = scan(source)
+        for problem in result.problems:
+            _say(str(problem))
+        wanted = set(args.study)
+        return [i.path for i in result.instances if not wanted or i.study_instance_uid in wanted]
+    paths: list[Path] = []
+    with _open_store() as store:
+        for uid in args.study:
+            found = study_instance_paths(store, uid)
+            if not found:
+                raise StoreError(f"study {uid}: not in the local store")
+            paths.extend(found)
+    return paths
+
+
+def _cmd_burn(args: argparse.Namespace) -> int:
+    from viewer.media.writer import MediaError
+
+    if not args.study and not args.source:
+        _say("burn: name the studies (--study UID ...) or a source (--from PATH)")
+        return EXIT_USAGE
+    try:
+        paths = _burn_sources(args)
+    except (OSError, ValueError) as exc:
+        _say(str(exc))
+        return EXIT_FAILED
+    if not paths:
+        _say("burn: nothing to write (no instances found)")
+        return EXIT_FAILED
+    options: dict[str, Any] = {"profile": args.profile, "medium": args.medium, "label": args.label}
+    progress = _Progress("writing")
+    try:
+        with _cancel_on_signals() as cancel:
+            options.update(cancel=cancel, progress=progress)
+            if args.to:
+                from viewer.media.writer import write_media
+
+                report = write_media(paths, args.to, **options)
+            elif args.iso:
+                from viewer.media.iso import write_iso
+
+                report = write_iso(paths, args.iso, **options)
+            else:
+                from viewer.media.iso import burn
+
+                report = burn(paths, args.device, **options)
+    except MediaError as exc:
+        progress.close()
+        _say(str(exc))
+        return EXIT_FAILED
+    progress.close()
+    print(report.summary())
+    return EXIT_OK if report.ok and not report.skipped else EXIT_PROBLEMS
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from viewer.media.verify import verify
+
+    path = Path(args.path)
+    if not path.exists():
+        _say(f"{path}: no such file or folder")
+        return EXIT_FAILED
+    report = verify(path, args.profile)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
 def _normalise_argv(argv: Sequence[str], subcommands: Sequence[str]) -> list[str]:
@@ -126,9 +705,7 @@ def _normalise_argv(argv: Sequence[str], subcommands: Sequence[str]) -> list[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    subparsers = next(
-        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-    )
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     args_list = _normalise_argv(sys.argv[1:] if argv is None else argv, list(subparsers.choices))
     try:
         args = parser.parse_args(args_list)
@@ -147,9 +724,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("lightbox: interrupted", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # the last line of defence: a message, never a traceback
-        log.debug("unexpected error", exc_info=True)
-        print(f"lightbox: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        code, message = _explain(exc)
+        log.debug("failed", exc_info=True)
+        print(f"lightbox: {message}", file=sys.stderr)
+        return code
+
+
+def _explain(exc: Exception) -> tuple[int, str]:
+    """Exit code and message for an error a subcommand let through. The error classes are
+    looked up only in modules already imported, so the CLI's start-up stays light."""
+    nodes = sys.modules.get("viewer.net.nodes")
+    if nodes is not None and isinstance(exc, nodes.ConfigError):
+        return EXIT_USAGE, str(exc)
+    diagnose = sys.modules.get("viewer.net.diagnose")
+    if diagnose is not None and isinstance(exc, diagnose.NetError):
+        return EXIT_FAILED, exc.message
+    store = sys.modules.get("viewer.store.store")
+    if store is not None and isinstance(exc, store.StoreError):
+        return EXIT_FAILED, f"local store: {exc}"
+    if isinstance(exc, OSError):
+        return EXIT_FAILED, str(exc)
+    return EXIT_FAILED, f"{type(exc).__name__}: {exc}"
 
 
 if __name__ == "__main__":

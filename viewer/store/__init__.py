@@ -14,11 +14,13 @@ from viewer.store.index import (
     StudyRow,
     add_records,
     delete_uid,
+    has_instance,
     instance_paths,
     list_series,
     list_studies,
     series_instances,
     store_tree,
+    study_instance_paths,
 )
 from viewer.store.store import Store, StoreError
 
@@ -35,6 +37,7 @@ __all__ = [
     "add_records",
     "check",
     "delete_uid",
+    "has_instance",
     "import_bytes",
     "import_dataset",
     "import_paths",
@@ -43,4 +46,5 @@ __all__ = [
     "list_studies",
     "series_instances",
     "store_tree",
+    "study_instance_paths",
 ]

@@ -61,6 +61,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 
 from viewer.imaging.decode import DecodeError, read_file
+from viewer.media.health import read_header as read_media_header
 from viewer.model import Problem
 from viewer.store import part10
 from viewer.store.index import InstanceRecord, insert_record
@@ -149,6 +150,12 @@ def _read_headers(path: Path) -> tuple[pydicom.Dataset, list[str]]:
         read = read_file(path, headers_only=True)
     except DecodeError as exc:
         raise _Rejected(exc.reason) from exc
+    # The header reader stops before the pixels; the media walker goes to the end of the file,
+    # so a truncated copy (a scratched CD, an interrupted download) is refused, never kept as
+    # if it were complete.
+    problem = read_media_header(path).problem
+    if problem:
+        raise _Rejected(problem)
     return read.dataset, read.warnings
 
 

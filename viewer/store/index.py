@@ -546,3 +546,22 @@ def delete_uid(store: Store, uid: str) -> DeleteResult:
         delete_instance_rows(conn, ids)
     removed = remove_pending_files(store)
     return DeleteResult(kind, len(ids), removed)
+
+
+def has_instance(store: Store, sop_instance_uid: str) -> bool:
+    """Is this SOP instance indexed? (Retrieve skips what is already present: issue 4 resume.)"""
+    row = (
+        store.connection()
+        .execute("SELECT 1 FROM instances WHERE sop_instance_uid = ? LIMIT 1", (sop_instance_uid,))
+        .fetchone()
+    )
+    return row is not None
+
+
+def study_instance_paths(store: Store, study_instance_uid: str) -> list[Path]:
+    """The managed files of one study, series by series (for send and burn)."""
+    return [
+        path
+        for row in list_series(store, study_instance_uid)
+        for path in instance_paths(store, row.series_instance_uid)
+    ]
