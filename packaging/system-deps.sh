@@ -7,6 +7,7 @@ packages=(
   python3-venv orthanc dcmtk dicom3tools xvfb xauth xorriso
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xkb1
   libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libegl1 libgl1 libfontconfig1 libdbus-1-3
+  fonts-dejavu-core
 )
 command -v dpkg-query >/dev/null 2>&1 || { echo "system-deps: not a Debian system; install the equivalents of: ${packages[*]}"; exit 0; }
 missing=()
