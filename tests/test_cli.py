@@ -30,7 +30,10 @@ def test_a_bare_path_means_open(argv: list[str], expected: list[str]) -> None:
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "viewer", *args], capture_output=True, text=True, cwd=ROOT,
+        [sys.executable, "-m", "viewer", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         timeout=120,
     )
 

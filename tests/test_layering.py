@@ -1,4 +1,4 @@
-"""The core and the CLI import no Qt: every module outside viewer/qt imports with PySide6 blocked."""
+"""The core and the CLI import no Qt: every module outside viewer/qt imports without PySide6."""
 
 from __future__ import annotations
 
@@ -50,7 +50,10 @@ def test_core_imports_without_pyside6() -> None:
 def test_cli_help_and_version_without_qt() -> None:
     for args, expected in ((["--version"], "lightbox "), (["--help"], "render")):
         result = subprocess.run(
-            [sys.executable, "-m", "viewer", *args], capture_output=True, text=True, cwd=ROOT,
+            [sys.executable, "-m", "viewer", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
             timeout=60,
         )
         assert result.returncode == 0, result.stderr
