@@ -199,9 +199,11 @@ def test_dicomdir_matches_names_case_insensitively_and_lists_missing(fileset: Pa
     result = scan(fileset / "DICOMDIR")
     assert len(result.instances) == len(ids) - 1
     assert renamed.with_name(renamed.name.lower()) in {i.path for i in result.instances}
-    assert len(result.problems) == 1
-    assert "\\".join(ids[1]) in result.problems[0].problem
-    assert "missing" in result.problems[0].problem
+    missing = [p for p in result.problems if "missing" in p.problem]
+    assert [p.path for p in missing] == [str(gone)]
+    assert "\\".join(ids[1]) not in missing[0].problem  # named by its path on disc
+    (fuzzy,) = [p for p in result.problems if p not in missing]
+    assert "case" in fuzzy.problem and renamed.name.lower() in fuzzy.problem
 
 
 def test_dicomdir_refuses_references_leaving_the_root(fileset: Path) -> None:
@@ -215,8 +217,10 @@ def test_dicomdir_refuses_references_leaving_the_root(fileset: Path) -> None:
     ds.save_as(fileset / "DICOMDIR")
     result = scan(fileset / "DICOMDIR")
     assert secret not in {i.path.resolve() for i in result.instances}
-    assert len(result.problems) == 2
+    refused = [p for p in result.problems if p.problem.endswith("refused")]
+    assert len(refused) == 2
     assert all("DICOMDIR" in p.path for p in result.problems)
+    assert len(result.instances) == len(referenced(fileset)) - 2
 
 
 def test_folder_walk_does_not_list_the_dicomdir_as_an_instance(fileset: Path) -> None:
@@ -228,14 +232,19 @@ def test_folder_walk_does_not_list_the_dicomdir_as_an_instance(fileset: Path) ->
 def test_real_orphan_dicomdir_lists_its_44_missing_files(shared_data: Path) -> None:
     result = scan(shared_data / "dwv" / "orphan_dicomdir" / "DICOMDIR")
     assert not result.instances
-    assert len(result.problems) == 44
-    assert all(isinstance(p, model.Problem) and "missing" in p.problem for p in result.problems)
+    assert len(result.problems) == 45
+    assert all(
+        isinstance(p, model.Problem) and "missing" in p.problem for p in result.problems[:44]
+    )
+    assert result.problems[44].problem.endswith("the folder was scanned instead")
 
 
 def test_real_dwv_dicomdir_with_odd_name_and_meta(shared_data: Path) -> None:
     result = scan(shared_data / "dwv" / "bbmri_media" / "bbmri.dcmdir")
     assert len(result.instances) == 4
-    assert not result.problems
+    # Its malformed records are listed, and every instance still loads.
+    assert any("offsets are wrong" in p.problem for p in result.problems)
+    assert all(p.path.endswith("bbmri.dcmdir") for p in result.problems)
 
 
 @pytest.fixture()
@@ -310,3 +319,38 @@ def test_images_without_uids_are_kept_each_as_its_own_stack(tmp_path: Path) -> N
 def test_real_file_without_transfer_syntax_or_uids_is_found(shared_data: Path) -> None:
     result = scan(shared_data / "hard" / "GH340.dcm")
     assert len(result.instances) == 1 and not result.problems
+
+
+def test_a_folder_holding_a_dicomdir_reads_it_and_lists_unreferenced_files(
+    fileset: Path,
+) -> None:
+    extra = fileset / "EXTRA"
+    write_ct(extra, series="7.7", number=1, z=0.0)
+    result = scan(fileset)
+    assert len(result.instances) == len(referenced(fileset)) + 1
+    assert [p.path for p in result.problems] == [str(extra)]
+    assert result.problems[0].problem == "not referenced by the DICOMDIR"
+
+
+def test_unreadable_dicomdir_falls_back_to_a_folder_scan(fileset: Path) -> None:
+    directory = fileset / "DICOMDIR"
+    count = len(referenced(fileset))
+    directory.write_bytes(bytes(128) + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + b"\xff" * 8)
+    result = scan(directory)
+    assert len(result.instances) == count
+    assert result.problems[-1].path == str(directory)
+    assert "the folder was scanned" in result.problems[-1].problem
+    assert len(result.problems) == 2  # why it is unreadable, and what was done instead
+
+
+def test_a_dicomdir_whose_files_are_all_missing_falls_back_to_the_files_present(
+    fileset: Path,
+) -> None:
+    for parts in referenced(fileset):
+        fileset.joinpath(*parts).unlink()
+    kept = fileset / "OTHER" / "IM1"
+    write_ct(kept, series="8.8", number=1, z=0.0)
+    result = scan(fileset / "DICOMDIR")
+    assert [i.path for i in result.instances] == [kept]
+    assert sum("but missing" in p.problem for p in result.problems) == len(referenced(fileset))
+    assert result.problems[-1].problem.endswith("the folder was scanned instead")

@@ -7,10 +7,16 @@ preamble or meta (as older media hold them) are recognised by a plausible first 
 (PS3.5 section 7.1). Anything else is skipped silently; something that looks like DICOM and
 fails to read is listed as a problem, and the rest still loads.
 
-A DICOMDIR (PS3.10 section 8, PS3.3 F.3) is read through its Directory Record Sequence; each
-Referenced File ID (PS3.10 section 8.2: at most 8 components, relative to the file-set root) is
-resolved inside the root, matching names case-insensitively as media written on other systems
-need, and a reference that would leave the root is refused.
+A DICOMDIR (PS3.10 section 8, PS3.3 F.3), named directly or found in the folder given, is read
+by :func:`viewer.media.dicomdir.read_dicomdir`: record by record (one bad record never stops the
+rest), Philips ``DIRFILE`` lower directories followed, File IDs resolved inside the media root
+only (``..``, absolute IDs and links leading out are refused), names matched ignoring case, ``;1``
+and an extension. Its problems (missing files, refused paths, broken records) are the scan's.
+The referenced files' headers are then read, in record order, for what a record does not carry
+(geometry to sort a series). A folder holding a DICOMDIR also lists the DICOM files no record
+references, each named as a problem, so that nothing on the disc stays hidden. A directory that
+cannot be read at all, or whose referenced files are all missing, is replaced by a scan of the
+folder, and the problems say so.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,7 @@ import pydicom
 
 from viewer import model
 from viewer.imaging import decode
+from viewer.media import dicomdir as dicomdir_reader
 
 log = logging.getLogger(__name__)
 
@@ -275,73 +282,6 @@ def _is_dicomdir_header(ds: pydicom.Dataset) -> bool:
     return sop_class == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds
 
 
-def _find_entry(folder: Path, name: str, listings: dict[Path, dict[str, str]]) -> Path | None:
-    """``name`` inside ``folder``: exact, then case-insensitive, then with ISO 9660 ';1'."""
-    if folder not in listings:
-        try:
-            entries = os.listdir(folder)
-        except OSError:
-            entries = []
-        table: dict[str, str] = {}
-        for entry in sorted(entries):
-            table.setdefault(entry, entry)
-            table.setdefault(entry.casefold(), entry)
-            stripped = entry.split(";", 1)[0].rstrip(".")
-            table.setdefault(stripped.casefold(), entry)
-        listings[folder] = table
-    table = listings[folder]
-    hit = table.get(name) or table.get(name.casefold())
-    return folder / hit if hit is not None else None
-
-
-def resolve_file_id(
-    root: Path, components: Iterable[str], listings: dict[Path, dict[str, str]]
-) -> Path | None:
-    """A Referenced File ID resolved inside ``root`` (PS3.10 8.2), or None if absent or unsafe."""
-    parts = [str(c).strip() for c in components]
-    if not parts or any(
-        not p or p in (".", "..") or "/" in p or "\\" in p or "\0" in p or ":" in p for p in parts
-    ):
-        return None
-    current = root
-    for part in parts:
-        found = _find_entry(current, part, listings)
-        if found is None:
-            return None
-        current = found
-    try:
-        real = current.resolve()
-        real.relative_to(root.resolve())
-    except (OSError, ValueError):
-        return None
-    return current
-
-
-def _dicomdir_references(
-    dicomdir: Path, ds: pydicom.Dataset, problems: list[model.Problem]
-) -> list[Path]:
-    root = dicomdir.parent
-    listings: dict[Path, dict[str, str]] = {}
-    paths: list[Path] = []
-    seen: set[Path] = set()
-    for record in ds.get("DirectoryRecordSequence", []) or []:
-        file_id = record.get("ReferencedFileID")
-        if file_id is None:
-            continue
-        components = [file_id] if isinstance(file_id, str) else list(file_id)
-        shown = "\\".join(str(c) for c in components)
-        path = resolve_file_id(root, components, listings)
-        if path is None:
-            leaves = any(str(c).strip() in ("..", ".") or "/" in str(c) for c in components)
-            reason = "refers outside the file-set" if leaves else "is missing"
-            problems.append(model.Problem(str(dicomdir), f"referenced file {shown} {reason}"))
-            continue
-        if path not in seen:
-            seen.add(path)
-            paths.append(path)
-    return paths
-
-
 #: What reading one file gave: an instance and its description, a problem, or nothing
 #: (not DICOM, or a DICOMDIR met while walking a folder).
 _Outcome = tuple[model.Instance | None, _Description | None, model.Problem | None]
@@ -443,13 +383,63 @@ def _outcomes_here(
         yield [_read_record(path, quiet_non_dicom=quiet)[0]]
 
 
+def _read_dicomdir(
+    path: Path, result: ScanResult, cancel: threading.Event | None
+) -> list[Path] | None:
+    """The present files a DICOMDIR references, in record order, its problems added to
+    ``result``; None (with a problem saying why) when the folder must be scanned instead."""
+    try:
+        directory = dicomdir_reader.read_dicomdir(path, cancel=cancel)
+    except dicomdir_reader.DicomdirError as exc:
+        result.problems.append(model.Problem(str(exc.path), exc.reason))
+        result.problems.append(
+            model.Problem(str(exc.path), "the DICOMDIR cannot be used: the folder was scanned")
+        )
+        return None
+    except OSError as exc:
+        result.problems.append(model.Problem(str(path), f"cannot read: {exc.strerror or exc}"))
+        result.problems.append(
+            model.Problem(str(path), "the DICOMDIR cannot be used: the folder was scanned")
+        )
+        return None
+    if directory.all_missing and not directory.cancelled:
+        # The reader advises a scan; say instead that it was done.
+        result.problems.extend(
+            p for p in directory.problems if not p.problem.endswith("scan the folder instead")
+        )
+        result.problems.append(
+            model.Problem(
+                str(directory.path),
+                "no file the DICOMDIR references is present: the folder was scanned instead",
+            )
+        )
+        return None
+    result.problems.extend(directory.problems)
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for reference in directory.references:
+        if reference.status == "present" and reference.instance is not None:
+            file = reference.path
+            if file is not None and file not in seen:
+                seen.add(file)
+                files.append(file)
+    return files
+
+
+def _unreferenced(root: Path, referenced: set[Path], problems: list[model.Problem]) -> list[Path]:
+    """Files under ``root`` that no record references (read quietly: non-DICOM is skipped)."""
+    known = {os.path.normcase(os.path.abspath(p)) for p in referenced}
+    return [f for f in _walk(root, problems) if os.path.normcase(os.path.abspath(f)) not in known]
+
+
 def scan(
     path: str | os.PathLike[str],
     *,
     cancel: threading.Event | None = None,
     progress: ProgressCallback | None = None,
 ) -> ScanResult:
-    """Instances and problems under ``path`` (a file, a folder walked recursively, or a DICOMDIR).
+    """Instances and problems under ``path`` (a file, a folder walked recursively, a DICOMDIR
+    or a folder holding one; see the module docstring).
 
     Blocks; call it from a worker. ``cancel`` stops between files (the result then holds what
     was read so far); ``progress(done, total)`` is called after each file.
@@ -457,12 +447,28 @@ def scan(
     root = Path(path)
     result = ScanResult()
     tree = _Tree()
+    # Files read with non-DICOM skipped quietly, then files a DICOMDIR references (loud).
+    quiet_files: list[Path] = []
+    loud_files: list[Path] = []
+    unreferenced_note = False
     if root.is_dir():
-        files = list(_walk(root, result.problems))
-        quiet = True
+        found = dicomdir_reader.find_dicomdir(root)
+        referenced = _read_dicomdir(found, result, cancel) if found is not None else None
+        if referenced is None:
+            quiet_files = list(_walk(root, result.problems))
+        else:
+            loud_files = referenced
+            quiet_files = _unreferenced(root, set(referenced), result.problems)
+            unreferenced_note = True
     elif root.is_file():
-        outcome, dicomdir = _read_record(root, quiet_non_dicom=False)
-        if dicomdir is None:
+        # PS3.10 8.6: the file named DICOMDIR is the directory whatever its bytes say.
+        is_directory = dicomdir_reader._norm(
+            root.name
+        ) == "DICOMDIR" or dicomdir_reader._looks_like_directory(root)
+        if not is_directory:  # a header read only when the first bytes say it is no DICOMDIR
+            outcome, header = _read_record(root, quiet_non_dicom=False)
+            is_directory = header is not None
+        if not is_directory:
             _apply(outcome, result, tree)
             if not result.instances and not result.problems:
                 result.problems.append(model.Problem(str(root), "not a DICOM file"))
@@ -470,19 +476,31 @@ def scan(
             if progress is not None:
                 progress(1, 1)
             return result
-        files = _dicomdir_references(root, dicomdir, result.problems)
-        quiet = False
+        referenced = _read_dicomdir(root, result, cancel)
+        if referenced is None:
+            quiet_files = [
+                f for f in _walk(root.parent, result.problems) if f.resolve() != root.resolve()
+            ]
+        else:
+            loud_files = referenced
     else:
         result.problems.append(model.Problem(str(root), "no such file or folder"))
         return result
 
-    total = len(files)
+    total = len(loud_files) + len(quiet_files)
     done = 0
-    for batch in _outcomes(files, quiet, cancel):
-        for outcome in batch:
-            _apply(outcome, result, tree)
-        done += len(batch)
-        if progress is not None:
-            progress(done, total)
+    for files, quiet in ((loud_files, False), (quiet_files, True)):
+        before = len(result.instances)
+        for batch in _outcomes(files, quiet, cancel):
+            for outcome in batch:
+                _apply(outcome, result, tree)
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
+        if quiet and unreferenced_note:
+            result.problems.extend(
+                model.Problem(str(i.path), "not referenced by the DICOMDIR")
+                for i in result.instances[before:]
+            )
     result.patients = list(tree.patients.values())
     return result
