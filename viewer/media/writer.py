@@ -36,12 +36,13 @@ import os
 import re
 import shutil
 import struct
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
@@ -61,6 +62,9 @@ from viewer.media.profiles import (
     get_profile,
     smallest_medium_for,
 )
+
+if TYPE_CHECKING:
+    from viewer.media.deidentify import Deidentifier
 
 IMPLEMENTATION_CLASS_UID = "2.25.193876086383559275422850512442602528774"
 """Ours (PS3.7 D.3.3.2, 2.25 root of PS3.5 B.2). The same value as ``viewer.net.contexts``; kept
@@ -200,6 +204,9 @@ class WriteReport:
     skipped: list[str]
     timings: dict[str, float] = field(default_factory=dict)
     verification: list[Any] = field(default_factory=list)
+    deidentification: str = ""
+    """The de-identification profile and options applied (empty: none)."""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -218,6 +225,9 @@ class WriteReport:
             f"{len(self.skipped)} file(s) not written",
             *(f"  {s}" for s in self.skipped),
         ]
+        if self.deidentification:
+            lines.append(f"de-identified: {self.deidentification}")
+        lines += [f"warning: {w}" for w in self.warnings]
         for result in self.verification:
             lines.append(str(result.summary()) if hasattr(result, "summary") else str(result))
         return "\n".join(lines)
@@ -716,13 +726,117 @@ def write_media(
     plan: Plan | None = None,
     cancel: threading.Event | None = None,
     progress: ProgressCallback | None = None,
+    deidentify: Deidentifier | None = None,
 ) -> WriteReport:
     """Write the files as one or more complete file-sets under ``target`` (``target_N`` when
     split), with DICOMDIR, README.TXT and (``web``) INDEX.HTM + IHE_PDI/, then read them back.
 
     ``label`` is the text for the printed label and the README; it never reaches the File-set
     ID, the volume ID or a file ID. Raises :class:`MediaError`; bad input files are reported.
+
+    ``deidentify`` (PS3.15 Annex E, :mod:`viewer.media.deidentify`): every file is first
+    de-identified into a temporary folder and the media are built from those copies alone, so
+    that no original value reaches a file, the DICOMDIR, README.TXT or the web pages; a ``plan``
+    made from the originals gives only its profile and medium (the plan is redone).
     """
+    if deidentify is not None:
+        return _write_deidentified(
+            paths,
+            target,
+            deidentify,
+            profile=plan.profile if plan is not None else profile,
+            medium=plan.medium if plan is not None else medium,
+            label=label,
+            made_by=made_by,
+            fileset_id=fileset_id,
+            web=web,
+            verify=verify,
+            cancel=cancel,
+            progress=progress,
+        )
+    return _write(
+        paths,
+        target,
+        profile=profile,
+        medium=medium,
+        label=label,
+        made_by=made_by,
+        fileset_id=fileset_id,
+        web=web,
+        verify=verify,
+        plan=plan,
+        cancel=cancel,
+        progress=progress,
+    )
+
+
+def _write_deidentified(
+    paths: Sequence[str | os.PathLike[str]],
+    target: str | os.PathLike[str],
+    deidentifier: Deidentifier,
+    *,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    **options: Any,
+) -> WriteReport:
+    from dataclasses import replace
+
+    from viewer.media.deidentify import deidentify_files
+
+    count = len(paths)
+
+    def first_half(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, 2 * total)
+
+    def second_half(done: int, total: int) -> None:
+        if progress is not None:
+            progress(count + done, count + total)
+
+    with tempfile.TemporaryDirectory(prefix="lightbox-deid-") as scratch:
+        copies = deidentify_files(paths, scratch, deidentifier, cancel=cancel, progress=first_half)
+        if not copies.files:
+            raise MediaError("nothing to write: " + ("; ".join(copies.skipped) or "no files"))
+        report = _write(
+            list(copies.files),
+            target,
+            cancel=cancel,
+            progress=second_half,
+            deidentified=deidentifier.options.describe(),
+            **options,
+        )
+
+    def original(text: str) -> str:
+        for copy, source in copies.files.items():
+            text = text.replace(copy, source)
+        return text
+
+    report.changes = [replace(c, source=original(c.source)) for c in report.changes]
+    report.skipped = copies.skipped + [original(s) for s in report.skipped]
+    for disc in report.discs:
+        for written in disc.files:
+            written.source = original(written.source)
+    report.deidentification = deidentifier.options.describe()
+    report.warnings.extend(copies.warnings)
+    return report
+
+
+def _write(
+    paths: Sequence[str | os.PathLike[str]],
+    target: str | os.PathLike[str],
+    *,
+    profile: str | Profile | None = None,
+    medium: str | Medium | None = None,
+    label: str = "",
+    made_by: str = "",
+    fileset_id: str | None = None,
+    web: bool = True,
+    verify: bool = True,
+    plan: Plan | None = None,
+    cancel: threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+    deidentified: str = "",
+) -> WriteReport:
     timings: dict[str, float] = {}
     clock = _Clock(timings)
     plan = plan or plan_media(paths, profile=profile, medium=medium)
@@ -779,7 +893,15 @@ def write_media(
 
             extra.update(web_pages.write_web(root, disc, result_disc))
             clock.lap("web")
-        text = readme_text(plan, disc, result_disc, label=label, made_by=made_by, web=web)
+        text = readme_text(
+            plan,
+            disc,
+            result_disc,
+            label=label,
+            made_by=made_by,
+            web=web,
+            deidentified=deidentified,
+        )
         data = text.encode("utf-8")
         (root / "README.TXT").write_bytes(data)
         extra["README.TXT"] = hashlib.sha256(data).hexdigest()
@@ -789,7 +911,15 @@ def write_media(
         (root / MANIFEST).write_text(manifest_text(result_disc.expected()), encoding="ascii")
         results.append(result_disc)
         clock.lap("readme")
-    report = WriteReport(plan.profile.name, plan.medium.name, results, changes, skipped, timings)
+    report = WriteReport(
+        plan.profile.name,
+        plan.medium.name,
+        results,
+        changes,
+        skipped,
+        timings,
+        deidentification=deidentified,
+    )
     if verify:
         from viewer.media.verify import verify_written
 
@@ -897,6 +1027,7 @@ def readme_text(
     made_by: str = "",
     web: bool = True,
     now: _dt.datetime | None = None,
+    deidentified: str = "",
 ) -> str:
     """README.TXT (IHE RAD TF-3 4.47.4.1.2.2): who made the media, with what application, when,
     what is on it and how to read it. CRLF line ends for any text editor."""
@@ -955,6 +1086,13 @@ def readme_text(
         "images were never re-compressed).",
         "",
     ]
+    if deidentified:
+        lines[-4:-1] = [
+            "DE-IDENTIFIED for research or teaching (DICOM PS3.15 Annex E):",
+            f"  {deidentified}.",
+            "Names, IDs, UIDs and, unless retained, dates were replaced or removed; the",
+            "pixels were not changed and may still show identifying text.",
+        ]
     return "\r\n".join(lines)
 
 
