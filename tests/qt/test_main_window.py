@@ -14,7 +14,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from tests.qt.conftest import ct_dataset, write_series
-from viewer.qt import workers
+from viewer.qt import browser
 from viewer.qt.main_window import MainWindow
 
 
@@ -39,13 +39,13 @@ def test_open_file_by_menu_scans_off_the_gui_thread(  # type: ignore[no-untyped-
 ) -> None:
     paths = write_series(tmp_path / "ct", count=3)
     threads: list[threading.Thread] = []
-    real_scan = workers.scan
+    real_scan = browser.scan
 
     def spying_scan(*args, **kwargs):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread())
         return real_scan(*args, **kwargs)
 
-    monkeypatch.setattr(workers, "scan", spying_scan)
+    monkeypatch.setattr(browser, "scan", spying_scan)
     monkeypatch.setattr(window, "ask_files", lambda: [str(p) for p in paths])
     with qtbot.waitSignal(window.opened, timeout=30000) as opened:
         window.actions_by_name["open_file"].trigger()

@@ -63,29 +63,42 @@ def application() -> QApplication:
     return app
 
 
-def start_paths(paths: list[str]) -> list[str]:
-    """What to open: the given paths, else the demo study (until the store's browser exists)."""
-    if paths:
-        return paths
-    from viewer.media.demo import demo_paths
+def store_is_empty(window: MainWindow) -> bool:
+    """True when the local store holds no study (or cannot be opened): then the demo shows."""
+    store = window.browser.store
+    if store is None:
+        return True
+    from viewer.store import StoreError, list_studies
 
-    return [str(p) for p in demo_paths()]
+    try:
+        return not list_studies(store)
+    except StoreError:
+        return True
 
 
 def create_main_window(paths: list[str]) -> MainWindow:
-    """A shown main window that is opening ``paths`` (or the demo study)."""
+    """A shown main window: ``paths`` opened in the browser with their first series shown;
+    without paths the browser on the local store, and on an empty store the demo study in the
+    view (shown, never imported: issue 3 section 2)."""
     window = MainWindow()
     window.resize(1280, 900)
     window.show()
+    if paths:
+        window.open_paths(paths)
+        return window
+    if not store_is_empty(window):
+        return window
     try:
-        targets = start_paths(paths)
+        from viewer.media.demo import demo_paths
+
+        targets = [str(p) for p in demo_paths()]
     except Exception as exc:  # the demo study missing is a message, the window still opens
         from viewer import model
 
         window.report_problems([model.Problem("demo study", f"cannot be found: {exc}")])
         targets = []
     if targets:
-        window.open_paths(targets)
+        window.view_paths(targets)
     return window
 
 

@@ -1,9 +1,12 @@
-"""The main window: the image view, the series list, the problems panel and the menus.
+"""The main window: the study browser, the image view, the series list, the problems panel.
 
-Opening runs :class:`viewer.qt.workers.OpenWorker` in its own thread; a chosen stack is decoded
-by a :class:`viewer.qt.source.LoaderSource` (worker processes). The GUI thread only paints.
-Problems (a file that cannot be read, a frame that cannot be decoded) are listed in the panel
-and on stderr, naming the file, while the rest loads.
+Opening media (File > Open, drag-and-drop, the command line, a removable medium) goes through the
+browser (:class:`viewer.qt.browser.BrowserWidget`), which scans in a worker thread, lists the
+studies and hands the stacks to the view; the demo study is only shown
+(:meth:`MainWindow.view_paths`, :class:`viewer.qt.workers.OpenWorker`), never listed for import.
+A chosen stack is decoded by a :class:`viewer.qt.source.LoaderSource` (worker processes). The
+GUI thread only paints. Problems (a file that cannot be read, a frame that cannot be decoded)
+are listed in the panel and on stderr, naming the file, while the rest loads.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -31,9 +35,13 @@ from PySide6.QtWidgets import (
 from viewer import model
 from viewer.imaging.display import CT_PRESETS
 from viewer.imaging.stack import Stack
+from viewer.media.scan import ScanResult
+from viewer.qt.browser import BrowserWidget
 from viewer.qt.image_view import ImageView
+from viewer.qt.removable import StorageLike
 from viewer.qt.source import FrameSource, LoaderSource, stack_label
 from viewer.qt.workers import OpenResult, OpenWorker
+from viewer.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +49,20 @@ CONTROLS_DOC = Path(__file__).resolve().parents[2] / "docs" / "controls.md"
 
 
 class MainWindow(QMainWindow):
-    """One study on screen: series on the left, the image in the middle, problems below."""
+    """The study browser on top, series on the left, the image in the middle, problems below."""
 
     opened = Signal(int)  # number of stacks found by the last open
     problems_reported = Signal(list)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        store: Store | None = None,
+        volume_source: Callable[[], list[StorageLike]] | None = None,
+    ) -> None:
+        """``store`` defaults to ``Store.open()`` (``app_home()/store``); ``volume_source`` to
+        Qt's mounted volumes (tests pass fakes)."""
         super().__init__(parent)
         self.setWindowTitle("Lightbox")
         self.setAcceptDrops(True)
@@ -75,6 +91,21 @@ class MainWindow(QMainWindow):
         self.problems_dock.setWidget(self.problems_list)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.problems_dock)
         self.problems_dock.hide()
+
+        self.browser = BrowserWidget(self, store=store, volume_source=volume_source)
+        self.browser.media_opened.connect(self._on_browser_media_opened)
+        self.browser.series_opened.connect(self._on_browser_series_opened)
+        self.browser.problems_found.connect(self.report_problems)
+        self.browser_dock = QDockWidget("Studies", self)
+        self.browser_dock.setObjectName("browser_dock")
+        self.browser_dock.setWidget(self.browser)
+        self.browser_dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(Qt.DockWidgetArea.TopDockWidgetArea, self.browser_dock)
+        self.resizeDocks([self.browser_dock], [420], Qt.Orientation.Vertical)
 
         self.pixel_label = QLabel()
         self.pixel_label.setObjectName("pixel_label")
@@ -114,7 +145,21 @@ class MainWindow(QMainWindow):
         open_folder.setShortcut(QKeySequence("Ctrl+Shift+O"))
         quit_action = self._action("quit", "&Quit", self.close)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        open_file.setToolTip("Open DICOM files or a DICOMDIR in the browser")
+        open_folder.setToolTip("Open a folder or a disc in the browser")
         file_menu.addActions([open_file, open_folder])
+        file_menu.addSeparator()
+        browser = self.browser
+        show_store = self._action("show_store", "Local &store", browser.show_store)
+        show_store.setShortcut(QKeySequence("Ctrl+L"))
+        import_media = self._action("import_media", "&Import medium", browser.start_import)
+        import_media.setShortcut(QKeySequence("Ctrl+I"))
+        health = self._action("media_health", "Medium &health…", browser.start_health_check)
+        health.setShortcut(QKeySequence("Ctrl+H"))
+        refresh_media = self._action(
+            "refresh_volumes", "&Refresh removable media", browser.refresh_volumes
+        )
+        file_menu.addActions([show_store, import_media, health, refresh_media])
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
 
@@ -139,6 +184,13 @@ class MainWindow(QMainWindow):
         window_menu.addAction(invert)
 
         view_menu = bar.addMenu("&View")
+        toggle_browser = self.browser_dock.toggleViewAction()
+        toggle_browser.setObjectName("toggle_browser")
+        toggle_browser.setText("Study &browser")
+        toggle_browser.setShortcut(QKeySequence("Ctrl+B"))
+        self.actions_by_name["toggle_browser"] = toggle_browser
+        view_menu.addAction(toggle_browser)
+        view_menu.addSeparator()
         for name, text, slot in (
             ("fit", "Fit to window\tF", view.fit),
             ("actual_pixels", "1:1 pixels\tN", view.actual_pixels),
@@ -215,7 +267,24 @@ class MainWindow(QMainWindow):
             self.open_paths([folder])
 
     def open_paths(self, paths: list[str] | list[Path]) -> None:
-        """Scan and group ``paths`` in a worker thread; the view follows when that is done."""
+        """Open ``paths`` (files, folders, DICOMDIRs) in the browser, scanned in a worker
+        thread, and show their first series when that is done (nothing is imported)."""
+        self.statusBar().showMessage("Opening…")
+        self.browser_dock.show()
+        self.browser.open_media([Path(p) for p in paths], show_first=True)
+
+    def _on_browser_media_opened(self, result: ScanResult, stacks: list[Stack]) -> None:
+        self.statusBar().clearMessage()
+        self._set_stacks(stacks)
+        self.opened.emit(len(stacks))
+
+    def _on_browser_series_opened(self, stacks: list[Stack], row: int) -> None:
+        self._set_stacks(stacks, current=row)
+        self.opened.emit(len(stacks))
+
+    def view_paths(self, paths: list[str] | list[Path]) -> None:
+        """Show ``paths`` in the view only (the demo study): scanned in a worker thread, not
+        listed in the browser, so that it cannot be imported."""
         self._stop_worker()
         self.statusBar().showMessage("Opening…")
         worker = OpenWorker([Path(p) for p in paths])
@@ -245,7 +314,7 @@ class MainWindow(QMainWindow):
         self._set_stacks(result.stacks)
         self.opened.emit(len(result.stacks))
 
-    def _set_stacks(self, stacks: list[Stack]) -> None:
+    def _set_stacks(self, stacks: list[Stack], current: int = 0) -> None:
         self._stacks = stacks
         self.series_list.blockSignals(True)
         self.series_list.clear()
@@ -255,7 +324,7 @@ class MainWindow(QMainWindow):
             self.series_list.addItem(item)
         self.series_list.blockSignals(False)
         if stacks:
-            self.series_list.setCurrentRow(0)  # shows the first stack
+            self.series_list.setCurrentRow(min(max(current, 0), len(stacks) - 1))  # shows it
         else:
             self._show_source(None)
             self.statusBar().showMessage("No images found", 5000)
@@ -386,6 +455,7 @@ class MainWindow(QMainWindow):
         """Stop the open worker and the series loader; nothing runs after the window."""
         self.view.stop_cine()
         self._stop_worker()
+        self.browser.shutdown()
         self._show_source(None)
         for thread, _ in self._closing:
             thread.join()

@@ -1,0 +1,915 @@
+"""The study browser: what is on an opened disc or folder, and what is in the local store.
+
+One widget shows either source through the same study list (patient name, ID, birth date, study
+date, description, modalities, accession, series and image counts; sortable by any column) and
+the same filters (name and ID with C-FIND wildcards ``*`` and ``?``, PS3.4 C.2.2.2.4; a study
+date range; a modality). Media are listed straight from the scan (before anything is imported);
+the store through :func:`viewer.store.list_studies`. Below the list, a strip of the chosen
+study's series with thumbnails made in the background (:mod:`viewer.qt.thumbnails`); a double
+click opens a series in the image view.
+
+Everything slow runs in :class:`BackgroundJob` threads and reaches the widgets through queued
+signals: scanning media, importing (with progress and cancel, through
+:func:`viewer.store.import_paths`), the media health report
+(:func:`viewer.media.health.check_media`) and the thumbnails. Study-list queries run here: an
+indexed SQLite read in WAL mode, which never waits for an import writing at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QModelIndex,
+    QObject,
+    QRegularExpression,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import (
+    QColor,
+    QIcon,
+    QImage,
+    QPixmap,
+    QRegularExpressionValidator,
+    QStandardItem,
+    QStandardItemModel,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QProgressDialog,
+    QPushButton,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer import model
+from viewer.imaging.stack import Stack, build_stacks
+from viewer.media.health import HealthReport, check_media
+from viewer.media.scan import ScanResult, scan
+from viewer.qt.health_dialog import HealthDialog
+from viewer.qt.removable import UNTESTED_NOTE, StorageLike, Volume, removable_volumes
+from viewer.qt.thumbnails import ThumbnailWorker
+from viewer.store import (
+    ImportReport,
+    SeriesRow,
+    Store,
+    StoreError,
+    StudyFilter,
+    StudyRow,
+    import_paths,
+    list_series,
+    list_studies,
+    series_instances,
+)
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "Patient name",
+    "Patient ID",
+    "Birth date",
+    "Study date",
+    "Description",
+    "Modalities",
+    "Accession",
+    "Series",
+    "Images",
+)
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+KEY_ROLE = Qt.ItemDataRole.UserRole + 2
+MODALITIES = ("", "CT", "MR", "CR", "DX", "US", "NM", "PT", "XA", "RF", "MG", "OT", "SR", "SEG")
+
+Progress = Callable[[int, int], None]
+
+
+# ------------------------------------------------------------------------------ pure helpers
+def person_name(value: str) -> str:
+    """A DICOM PN (PS3.5 6.2: ``family^given^middle^prefix^suffix``, ``=`` between the
+    alphabetic, ideographic and phonetic forms) as a list shows it: "Family, Given Middle"."""
+    alphabetic = value.split("=")[0]
+    parts = [p.strip() for p in alphabetic.split("^")]
+    family = parts[0] if parts else ""
+    rest = " ".join(p for p in parts[1:3] if p)
+    if not rest:
+        return family or value.replace("^", " ").strip()
+    return f"{family}, {rest}" if family else rest
+
+
+def show_date(value: str) -> str:
+    """DA ``YYYYMMDD`` (PS3.5 6.2) as ``YYYY-MM-DD``; anything else as it is."""
+    value = value.strip()
+    if len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value
+
+
+def name_pattern(text: str) -> str:
+    """What the user typed as a matching pattern: a text without ``*`` or ``?`` matches names
+    that start with it (typing "mull" finds "Müller^..." only if it starts so); wildcards are
+    kept as typed (PS3.4 C.2.2.2.4)."""
+    text = text.strip()
+    if not text:
+        return ""
+    return text if ("*" in text or "?" in text) else text + "*"
+
+
+def wildcard_regex(pattern: str) -> re.Pattern[str]:
+    """``*`` any run, ``?`` one character, everything else literal; case-insensitive."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(body, re.IGNORECASE | re.DOTALL)
+
+
+def study_matches(row: StudyRow, where: StudyFilter) -> bool:
+    """The store's filter (:func:`viewer.store.list_studies`) applied to a scanned study."""
+    if where.patient_name and not wildcard_regex(where.patient_name).fullmatch(
+        row.patient_name.casefold()
+    ):
+        return False
+    if where.patient_id and not wildcard_regex(where.patient_id).fullmatch(
+        (row.patient_id or "").casefold()
+    ):
+        return False
+    if where.date_from and not row.study_date >= where.date_from:
+        return False
+    if where.date_to and not (row.study_date and row.study_date <= where.date_to):
+        return False
+    modality = where.modality.strip().upper()
+    return not modality or modality in {m.upper() for m in row.modalities}
+
+
+def media_studies(result: ScanResult) -> list[tuple[StudyRow, model.Study]]:
+    """Study-list rows for what a scan found (the same shape as the store's rows)."""
+    rows: list[tuple[StudyRow, model.Study]] = []
+    for patient in result.patients:
+        for study in patient.studies:
+            row = StudyRow(
+                study_instance_uid=study.study_instance_uid,
+                patient_name=patient.patient_name,
+                patient_id=patient.patient_id,
+                birth_date=patient.birth_date,
+                sex=patient.sex,
+                study_date=study.study_date,
+                study_time=study.study_time,
+                study_description=study.study_description,
+                accession_number=study.accession_number,
+                modalities=tuple(sorted({s.modality for s in study.series if s.modality})),
+                num_series=len(study.series),
+                num_instances=sum(len(s.instances) for s in study.series),
+            )
+            rows.append((row, study))
+    return rows
+
+
+def merge_scans(results: list[ScanResult]) -> ScanResult:
+    merged = ScanResult()
+    for result in results:
+        merged.instances.extend(result.instances)
+        merged.problems.extend(result.problems)
+        merged.patients.extend(result.patients)
+    return merged
+
+
+def representative(series: model.Series) -> model.Instance | None:
+    """The instance a thumbnail shows: the middle one by Instance Number (a mid-volume slice
+    says more than the first, often a scout or an edge slice)."""
+    if not series.instances:
+        return None
+    ordered = sorted(
+        series.instances,
+        key=lambda i: (i.instance_number is None, i.instance_number or 0, str(i.path)),
+    )
+    return ordered[len(ordered) // 2]
+
+
+def scan_paths(paths: list[Path], cancel: threading.Event, progress: Progress) -> ScanResult:
+    """Scan each path (file, folder, DICOMDIR); a path that fails is a problem, not a crash."""
+    results: list[ScanResult] = []
+    for path in paths:
+        if cancel.is_set():
+            break
+        try:
+            results.append(scan(path, cancel=cancel, progress=progress))
+        except Exception as exc:
+            log.debug("scan failed", exc_info=True)
+            results.append(
+                ScanResult(problems=[model.Problem(str(path), f"cannot be read: {exc}")])
+            )
+    merged = merge_scans(results)
+    if not merged.instances and not merged.problems:
+        merged.problems.extend(model.Problem(str(p), "holds no DICOM images") for p in paths)
+    return merged
+
+
+# ------------------------------------------------------------------------------ jobs
+class BackgroundJob(QObject):
+    """Runs ``work(cancel, progress)`` in a thread of its own (STYLE.md threads rule 1 and 3).
+
+    ``progress_changed`` and ``finished`` are emitted from that thread and queued to the
+    receivers in the GUI thread. ``finished`` carries the result, or the exception the work
+    raised (a message for the user, never a silent thread death).
+    """
+
+    progress_changed = Signal(int, int)
+    finished = Signal(object)
+
+    def __init__(self, name: str, work: Callable[[threading.Event, Progress], object]) -> None:
+        super().__init__()
+        self.name = name
+        self._work = work
+        self.cancel_event = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> None:
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def _progress(self, done: int, total: int) -> None:
+        self.progress_changed.emit(done, total)
+
+    def _run(self) -> None:
+        try:
+            result: object = self._work(self.cancel_event, self._progress)
+        except Exception as exc:
+            log.debug("%s failed", self.name, exc_info=True)
+            result = exc
+        self.finished.emit(result)
+
+
+@dataclass(slots=True)
+class _SeriesEntry:
+    series: model.Series
+    thumbnail_key: str = ""
+
+
+# ------------------------------------------------------------------------------ the widget
+class BrowserWidget(QWidget):
+    """The study list, its filters, the series strip and the media actions.
+
+    Signals: ``media_opened(ScanResult, list[Stack])`` when an opened medium has been scanned
+    (every stack of it, for the view); ``series_opened(list[Stack], int)`` on a double click
+    (the study's stacks and the one to show); ``problems_found(list[Problem])``;
+    ``studies_listed(int)`` after every refresh of the list; ``import_finished(ImportReport)``;
+    ``health_checked(HealthReport)``.
+    """
+
+    media_opened = Signal(object, list)
+    series_opened = Signal(list, int)
+    problems_found = Signal(list)
+    studies_listed = Signal(int)
+    import_finished = Signal(object)
+    health_checked = Signal(object)
+    thumbnails_done = Signal()
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        store: Store | None = None,
+        volume_source: Callable[[], list[StorageLike]] | None = None,
+        thumbnails: ThumbnailWorker | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("browser")
+        self._store = store
+        self._store_error = ""
+        if self._store is None:
+            try:
+                self._store = Store.open()
+            except StoreError as exc:
+                self._store_error = str(exc)
+        self._volume_source = volume_source
+        self._jobs: list[BackgroundJob] = []
+        self._scan_job: BackgroundJob | None = None
+        self._import_job: BackgroundJob | None = None
+        self._health_job: BackgroundJob | None = None
+        self._media_paths: list[Path] = []
+        self._media: ScanResult | None = None
+        self._media_rows: list[tuple[StudyRow, model.Study]] = []
+        self._show_first = False
+        self._series: list[_SeriesEntry] = []
+        self._pending_thumbnails: set[str] = set()
+        self.thumbnails = thumbnails or ThumbnailWorker()
+        self.thumbnails.thumbnail_ready.connect(self._on_thumbnails_thumbnail_ready)
+        self.thumbnails.thumbnail_failed.connect(self._on_thumbnails_thumbnail_failed)
+        self.health_dialog: HealthDialog | None = None
+        self.progress_dialog: QProgressDialog | None = None
+        self.last_import: ImportReport | None = None
+        self.volumes: list[Volume] = []
+        self._build()
+        self.refresh_volumes()
+        self.refresh()
+
+    # ----------------------------------------------------------------- layout
+    def _build(self) -> None:
+        self.source_combo = QComboBox()
+        self.source_combo.setObjectName("source_combo")
+        self.source_combo.addItem("Local store")
+        self.source_combo.setToolTip("Show the local store or the medium opened last")
+        self.source_combo.currentIndexChanged.connect(self._on_source_combo_changed)
+
+        self.volumes_combo = QComboBox()
+        self.volumes_combo.setObjectName("volumes_combo")
+        self.volumes_combo.setMinimumContentsLength(18)
+        self.volumes_combo.setToolTip(UNTESTED_NOTE)
+        self.volumes_combo.activated.connect(self._on_volumes_combo_activated)
+        self.refresh_volumes_button = QToolButton()
+        self.refresh_volumes_button.setObjectName("refresh_volumes")
+        self.refresh_volumes_button.setText("↻")
+        self.refresh_volumes_button.setToolTip("Look again for mounted discs and USB media")
+        self.refresh_volumes_button.clicked.connect(self.refresh_volumes)
+
+        self.import_button = QPushButton("Import")
+        self.import_button.setObjectName("import_button")
+        self.import_button.setToolTip("Copy the opened medium into the local store")
+        self.import_button.clicked.connect(self.start_import)
+        self.health_button = QPushButton("Health…")
+        self.health_button.setObjectName("health_button")
+        self.health_button.setToolTip(
+            "Check the opened medium: missing, unreferenced and unreadable files, executable "
+            "preambles, records that disagree with their files"
+        )
+        self.health_button.clicked.connect(self.start_health_check)
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show:"))
+        top.addWidget(self.source_combo, 1)
+        top.addWidget(QLabel("Removable media:"))
+        top.addWidget(self.volumes_combo)
+        top.addWidget(self.refresh_volumes_button)
+        top.addStretch(0)
+        top.addWidget(self.import_button)
+        top.addWidget(self.health_button)
+
+        date_check = QRegularExpressionValidator(QRegularExpression(r"\d{0,8}"), self)
+
+        def field(name: str, placeholder: str, tip: str, width: int) -> QLineEdit:
+            edit = QLineEdit()
+            edit.setObjectName(name)
+            edit.setPlaceholderText(placeholder)
+            edit.setToolTip(tip)
+            edit.setClearButtonEnabled(True)
+            edit.setMaximumWidth(width)
+            edit.textChanged.connect(self._on_filter_changed)
+            return edit
+
+        wild = "* matches any run of characters, ? one; without them, names starting so"
+        self.name_filter = field("name_filter", "Patient name", wild, 220)
+        self.id_filter = field("id_filter", "Patient ID", wild, 160)
+        self.date_from = field("date_from", "From YYYYMMDD", "First study date", 120)
+        self.date_to = field("date_to", "To YYYYMMDD", "Last study date", 120)
+        for edit in (self.date_from, self.date_to):
+            edit.setValidator(date_check)
+        self.modality_filter = QComboBox()
+        self.modality_filter.setObjectName("modality_filter")
+        self.modality_filter.setEditable(True)
+        self.modality_filter.addItems(list(MODALITIES))
+        self.modality_filter.setToolTip("Studies with a series of this modality")
+        self.modality_filter.currentTextChanged.connect(self._on_filter_changed)
+
+        filters = QHBoxLayout()
+        for widget in (self.name_filter, self.id_filter, self.date_from, self.date_to):
+            filters.addWidget(widget)
+        filters.addWidget(QLabel("Modality:"))
+        filters.addWidget(self.modality_filter)
+        filters.addStretch(1)
+
+        self.model = QStandardItemModel(0, len(COLUMNS), self)
+        self.model.setHorizontalHeaderLabels(list(COLUMNS))
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setObjectName("study_table")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(3, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        for column, width in ((0, 190), (1, 110), (2, 90), (3, 90), (5, 90), (6, 100)):
+            self.table.setColumnWidth(column, width)
+        self.table.selectionModel().currentRowChanged.connect(self._on_table_current_row_changed)
+
+        self.series_strip = QListWidget()
+        self.series_strip.setObjectName("series_strip")
+        self.series_strip.setViewMode(QListView.ViewMode.IconMode)
+        self.series_strip.setFlow(QListView.Flow.LeftToRight)
+        self.series_strip.setWrapping(False)
+        self.series_strip.setMovement(QListView.Movement.Static)
+        self.series_strip.setIconSize(QSize(96, 96))
+        self.series_strip.setGridSize(QSize(132, 150))
+        self.series_strip.setFixedHeight(172)
+        self.series_strip.setWordWrap(True)
+        self.series_strip.setToolTip("Double-click a series to open it in the view")
+        self.series_strip.itemDoubleClicked.connect(self._on_series_strip_item_double_clicked)
+        self.series_strip.itemActivated.connect(self._on_series_strip_item_double_clicked)
+
+        self.status_label = QLabel()
+        self.status_label.setObjectName("browser_status")
+        self.status_label.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addLayout(filters)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.series_strip)
+        layout.addWidget(self.status_label)
+        self._placeholder = self._placeholder_icon()
+
+    @staticmethod
+    def _placeholder_icon() -> QIcon:
+        pixmap = QPixmap(96, 96)
+        pixmap.fill(QColor(40, 40, 40))
+        return QIcon(pixmap)
+
+    # ----------------------------------------------------------------- state
+    @property
+    def store(self) -> Store | None:
+        return self._store
+
+    @property
+    def showing_media(self) -> bool:
+        return self.source_combo.currentIndex() == 1
+
+    @property
+    def media_paths(self) -> list[Path]:
+        return list(self._media_paths)
+
+    @property
+    def media(self) -> ScanResult | None:
+        return self._media
+
+    def current_filter(self) -> StudyFilter:
+        """The filter the fields describe; a date not yet complete (8 digits) is not applied."""
+
+        def date(edit: QLineEdit) -> str:
+            text = edit.text().strip()
+            return text if len(text) == 8 else ""
+
+        return StudyFilter(
+            patient_name=name_pattern(self.name_filter.text()),
+            patient_id=name_pattern(self.id_filter.text()),
+            date_from=date(self.date_from),
+            date_to=date(self.date_to),
+            modality=self.modality_filter.currentText().strip(),
+        )
+
+    def _update_buttons(self) -> None:
+        busy = self._import_job is not None
+        has_media = bool(self._media_paths) and self._media is not None
+        self.import_button.setEnabled(has_media and not busy and self._store is not None)
+        folder_like = any(
+            p.is_dir() or p.name.upper().startswith("DICOMDIR") for p in self._media_paths
+        )
+        self.health_button.setEnabled(has_media and self._health_job is None and folder_like)
+
+    def set_status(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    # ----------------------------------------------------------------- listing
+    def refresh(self) -> None:
+        """List the studies of the shown source that pass the filter (keeps the sort)."""
+        where = self.current_filter()
+        rows: list[tuple[StudyRow, object]] = []
+        if self.showing_media:
+            rows = [(r, k) for k, (r, _s) in enumerate(self._media_rows) if study_matches(r, where)]
+        elif self._store is not None:
+            try:
+                rows = [(r, r.study_instance_uid) for r in list_studies(self._store, where)]
+            except (ValueError, StoreError) as exc:
+                self.set_status(str(exc))
+        elif self._store_error:
+            self.set_status(self._store_error)
+        self._fill(rows)
+        self._update_buttons()
+        self.studies_listed.emit(len(rows))
+
+    def _fill(self, rows: list[tuple[StudyRow, object]]) -> None:
+        self.model.removeRows(0, self.model.rowCount())
+        for row, key in rows:
+            values: list[tuple[str, Any]] = [
+                (person_name(row.patient_name), row.patient_name.casefold()),
+                (row.patient_id or "", (row.patient_id or "").casefold()),
+                (show_date(row.birth_date), row.birth_date),
+                (show_date(row.study_date), row.study_date + row.study_time),
+                (row.study_description, row.study_description.casefold()),
+                (", ".join(row.modalities), ",".join(row.modalities)),
+                (row.accession_number, row.accession_number),
+                (str(row.num_series), row.num_series),
+                (str(row.num_instances), row.num_instances),
+            ]
+            items = []
+            for text, sort_key in values:
+                item = QStandardItem(text)
+                item.setData(sort_key, SORT_ROLE)
+                item.setData(key, KEY_ROLE)
+                items.append(item)
+            items[0].setToolTip(row.patient_name)
+            self.model.appendRow(items)
+        self.series_strip.clear()
+        self._series = []
+        if self.proxy.rowCount():
+            self.table.selectRow(0)
+
+    def studies(self) -> list[list[str]]:
+        """The list as shown (sorted, filtered): one list of cell texts per study."""
+        return [
+            [self.proxy.index(r, c).data() for c in range(len(COLUMNS))]
+            for r in range(self.proxy.rowCount())
+        ]
+
+    def _on_filter_changed(self, _text: str = "") -> None:
+        self.refresh()
+
+    def _on_source_combo_changed(self, _index: int) -> None:
+        self.refresh()
+
+    def show_store(self) -> None:
+        if self.source_combo.currentIndex() != 0:
+            self.source_combo.setCurrentIndex(0)  # refreshes
+        else:
+            self.refresh()
+
+    # ----------------------------------------------------------------- series strip
+    def _on_table_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            return
+        key = current.data(KEY_ROLE)
+        self._set_series(self._series_of(key))
+
+    def _series_of(self, key: object) -> list[model.Series]:
+        if self.showing_media:
+            if isinstance(key, int) and 0 <= key < len(self._media_rows):
+                return list(self._media_rows[key][1].series)
+            return []
+        if self._store is None or not isinstance(key, str):
+            return []
+        return [self._store_series(row) for row in list_series(self._store, key)]
+
+    def _store_series(self, row: SeriesRow) -> model.Series:
+        assert self._store is not None
+        return model.Series(
+            series_instance_uid=row.series_instance_uid,
+            modality=row.modality,
+            series_number=row.series_number,
+            series_description=row.series_description,
+            instances=series_instances(self._store, row.series_instance_uid),
+        )
+
+    def _set_series(self, series_list: list[model.Series]) -> None:
+        self.thumbnails.clear_pending()
+        self.series_strip.clear()
+        self._series = []
+        self._pending_thumbnails = set()
+        for index, series in enumerate(series_list):
+            entry = _SeriesEntry(series)
+            count = len(series.instances)
+            number = f"Se {series.series_number} " if series.series_number is not None else ""
+            text = f"{number}{series.modality}\n{series.series_description}\n{count} images"
+            item = QListWidgetItem(self._placeholder, text.replace("\n\n", "\n"))
+            item.setData(Qt.ItemDataRole.UserRole, index)
+            item.setToolTip(f"{series.series_description or series.series_instance_uid}")
+            self.series_strip.addItem(item)
+            instance = representative(series)
+            if instance is not None:
+                key, image = self.thumbnails.request(instance.sop_instance_uid, instance.path)
+                entry.thumbnail_key = key
+                if image is not None:
+                    item.setIcon(QIcon(QPixmap.fromImage(image)))
+                else:
+                    self._pending_thumbnails.add(key)
+            self._series.append(entry)
+        if not self._pending_thumbnails:
+            self.thumbnails_done.emit()
+
+    def series_icons_ready(self) -> int:
+        """How many series in the strip show their thumbnail (not the placeholder)."""
+        return sum(
+            1
+            for e in self._series
+            if e.thumbnail_key and e.thumbnail_key not in self._pending_thumbnails
+        )
+
+    def _on_thumbnails_thumbnail_ready(self, key: str, image: QImage) -> None:
+        if key not in self._pending_thumbnails:
+            return
+        self._pending_thumbnails.discard(key)
+        icon = QIcon(QPixmap.fromImage(image))
+        for row, entry in enumerate(self._series):
+            if entry.thumbnail_key == key:
+                self.series_strip.item(row).setIcon(icon)
+        if not self._pending_thumbnails:
+            self.thumbnails_done.emit()
+
+    def _on_thumbnails_thumbnail_failed(self, key: str, message: str) -> None:
+        if key in self._pending_thumbnails:
+            self._pending_thumbnails.discard(key)
+            self.problems_found.emit([model.Problem(message.split(": ", 1)[0], message)])
+            if not self._pending_thumbnails:
+                self.thumbnails_done.emit()
+
+    def _on_series_strip_item_double_clicked(self, item: QListWidgetItem) -> None:
+        self.open_series(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    def open_series(self, index: int) -> None:
+        """Open the study's series in the view, showing series ``index`` of the strip."""
+        if not 0 <= index < len(self._series):
+            return
+        series_list = [e.series for e in self._series]
+        instances = [i for s in series_list for i in s.instances]
+        stacks = [s for s in build_stacks(instances, series=series_list) if s.frames]
+        chosen = self._series[index].series
+        chosen_paths = {i.path for i in chosen.instances}
+        row = next(
+            (
+                k
+                for k, stack in enumerate(stacks)
+                if stack.series_instance_uid == chosen.series_instance_uid
+                and stack.frames
+                and stack.frames[0].path in chosen_paths
+            ),
+            0,
+        )
+        if stacks:
+            self.series_opened.emit(stacks, row)
+
+    # ----------------------------------------------------------------- opening media
+    def open_media(self, paths: list[Path] | list[str], *, show_first: bool = True) -> None:
+        """Scan ``paths`` (files, folders, DICOMDIRs) on a worker and list what they hold.
+
+        Nothing is imported. With ``show_first`` the scan's stacks go to the view as well
+        (``media_opened``), the first one shown.
+        """
+        self._stop_job(self._scan_job)
+        targets = [Path(p) for p in paths]
+        self._show_first = show_first
+        job = BackgroundJob("MediaScan", lambda c, p: scan_paths(targets, c, p))
+        job.progress_changed.connect(self._on_scan_progress_changed)
+        job.finished.connect(self._on_scan_finished)
+        self._scan_job = job
+        self._start(job)
+        self._media_paths = targets
+        self.set_status(f"Reading {self._media_label(targets)}…")
+        self._update_buttons()
+
+    @staticmethod
+    def _media_label(paths: list[Path]) -> str:
+        if len(paths) == 1:
+            return str(paths[0])
+        return f"{paths[0]} and {len(paths) - 1} more"
+
+    def _on_scan_progress_changed(self, done: int, total: int) -> None:
+        if self.sender() is self._scan_job:
+            self.set_status(f"Reading {self._media_label(self._media_paths)}… {done}/{total} files")
+
+    def _on_scan_finished(self, result: object) -> None:
+        job = self.sender()
+        if job is not self._scan_job or self._scan_job is None:
+            return
+        self._forget(self._scan_job)
+        self._scan_job = None
+        if isinstance(result, Exception):
+            names = self._media_label(self._media_paths)
+            result = ScanResult(problems=[model.Problem(names, f"cannot be opened: {result}")])
+        assert isinstance(result, ScanResult)
+        self._media = result
+        self._media_rows = media_studies(result)
+        label = f"Medium: {self._media_label(self._media_paths)}"
+        if self.source_combo.count() < 2:
+            self.source_combo.addItem(label)
+        else:
+            self.source_combo.setItemText(1, label)
+        self.source_combo.setItemData(1, str(self._media_paths[0]), Qt.ItemDataRole.ToolTipRole)
+        if self.source_combo.currentIndex() != 1:
+            self.source_combo.setCurrentIndex(1)  # refreshes
+        else:
+            self.refresh()
+        studies = len(self._media_rows)
+        self.set_status(
+            f"{studies} {'study' if studies == 1 else 'studies'}, {len(result.instances)} images, "
+            f"{len(result.problems)} problems on {self._media_label(self._media_paths)} "
+            "(not imported)"
+        )
+        if result.problems:
+            self.problems_found.emit(list(result.problems))
+        stacks: list[Stack] = []
+        if self._show_first:
+            stacks = [s for s in build_stacks(result.instances, series=result.series()) if s.frames]
+        self.media_opened.emit(result, stacks)
+
+    # ----------------------------------------------------------------- removable media
+    def refresh_volumes(self) -> None:
+        """List the mounted removable media again (see :mod:`viewer.qt.removable`)."""
+        try:
+            if self._volume_source is not None:
+                self.volumes = removable_volumes(self._volume_source)
+            else:
+                self.volumes = removable_volumes()
+        except Exception as exc:  # a platform call failing is a message, not a crash
+            self.volumes = []
+            self.set_status(f"cannot list removable media: {exc}")
+        self.volumes_combo.clear()
+        if not self.volumes:
+            self.volumes_combo.addItem("(none mounted)")
+            self.volumes_combo.setEnabled(False)
+            return
+        self.volumes_combo.setEnabled(True)
+        self.volumes_combo.addItem("Choose a medium…")
+        for volume in self.volumes:
+            self.volumes_combo.addItem(volume.label, str(volume.root))
+
+    def _on_volumes_combo_activated(self, index: int) -> None:
+        if 1 <= index <= len(self.volumes):
+            self.volumes_combo.setCurrentIndex(0)
+            self.open_media([self.volumes[index - 1].root])
+
+    # ----------------------------------------------------------------- import
+    def start_import(self) -> None:
+        """Import the opened medium into the store on a worker, with a progress dialog."""
+        if self._store is None or not self._media_paths or self._import_job is not None:
+            return
+        store = self._store
+        paths = list(self._media_paths)
+
+        def work(cancel: threading.Event, progress: Progress) -> ImportReport:
+            try:
+                return import_paths(store, paths, cancel=cancel, progress=progress)
+            finally:
+                store.release_connection()
+
+        dialog = QProgressDialog("Importing into the local store…", "Cancel", 0, 0, self)
+        dialog.setObjectName("import_progress")
+        dialog.setWindowTitle("Import")
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.setMinimumDuration(0)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        self.progress_dialog = dialog
+        job = BackgroundJob("StoreImport", work)
+        job.progress_changed.connect(self._on_import_progress_changed)
+        job.finished.connect(self._on_import_finished)
+        dialog.canceled.connect(job.cancel)
+        self._import_job = job
+        self._update_buttons()
+        dialog.show()
+        self._start(job)
+
+    def _on_import_progress_changed(self, done: int, total: int) -> None:
+        dialog = self.progress_dialog
+        if dialog is None or self.sender() is not self._import_job:
+            return
+        dialog.setMaximum(max(total, 1))
+        dialog.setValue(min(done, max(total, 1)))
+        dialog.setLabelText(f"Importing into the local store… {done}/{total} files")
+
+    def _on_import_finished(self, result: object) -> None:
+        job = self._import_job
+        if self.sender() is not job or job is None:
+            return
+        self._forget(job)
+        self._import_job = None
+        if self.progress_dialog is not None:
+            self.progress_dialog.canceled.disconnect(job.cancel)
+            self.progress_dialog.reset()
+            self.progress_dialog.hide()
+            self.progress_dialog.deleteLater()
+            self.progress_dialog = None
+        if isinstance(result, Exception):
+            self.set_status(f"Import failed: {result}")
+            self.problems_found.emit(
+                [model.Problem(str(self._media_paths[0]), f"import failed: {result}")]
+            )
+            self._update_buttons()
+            return
+        assert isinstance(result, ImportReport)
+        self.last_import = result
+        self.set_status(import_summary(result))
+        problems = [*result.conflicts, *result.rejected]
+        if problems:
+            self.problems_found.emit(problems)
+        if result.cancelled:
+            self.refresh()
+        else:
+            self.show_store()
+        self.import_finished.emit(result)
+
+    # ----------------------------------------------------------------- health
+    def start_health_check(self) -> None:
+        """Check the opened medium on a worker; the report opens in a dialog."""
+        if not self._media_paths or self._health_job is not None:
+            return
+        target = self._media_paths[0]
+        job = BackgroundJob("MediaHealth", lambda c, p: check_media(target, cancel=c, progress=p))
+        job.progress_changed.connect(self._on_health_progress_changed)
+        job.finished.connect(self._on_health_finished)
+        self._health_job = job
+        self._update_buttons()
+        self.set_status(f"Checking {target}…")
+        self._start(job)
+
+    def _on_health_progress_changed(self, done: int, total: int) -> None:
+        if self.sender() is self._health_job:
+            self.set_status(f"Checking the medium… {done}/{total} files")
+
+    def _on_health_finished(self, result: object) -> None:
+        job = self._health_job
+        if self.sender() is not job or job is None:
+            return
+        self._forget(job)
+        self._health_job = None
+        self._update_buttons()
+        if isinstance(result, Exception):
+            self.set_status(f"The health check failed: {result}")
+            return
+        assert isinstance(result, HealthReport)
+        self.set_status(f"Health of {result.root}: {len(result.problems)} problems")
+        if self.health_dialog is not None:
+            self.health_dialog.close()
+            self.health_dialog.deleteLater()
+        self.health_dialog = HealthDialog(result, self)
+        self.health_dialog.open()
+        self.health_checked.emit(result)
+
+    # ----------------------------------------------------------------- jobs
+    def _start(self, job: BackgroundJob) -> None:
+        self._jobs.append(job)
+        job.start()
+
+    def _forget(self, job: BackgroundJob) -> None:
+        job.join()  # it has emitted its last signal: ends at once
+        if job in self._jobs:
+            self._jobs.remove(job)
+
+    def _stop_job(self, job: BackgroundJob | None) -> None:
+        if job is not None:
+            job.finished.disconnect()
+            job.cancel()
+            self._forget(job)
+
+    def busy(self) -> bool:
+        return any(job.is_running() for job in self._jobs)
+
+    def shutdown(self) -> None:
+        """Cancel and join every job and the thumbnail thread; close dialogs."""
+        for job in list(self._jobs):
+            job.cancel()
+        for job in list(self._jobs):
+            job.join()
+        self._jobs.clear()
+        self._scan_job = self._import_job = self._health_job = None
+        self.thumbnails.stop()
+        if self.progress_dialog is not None:
+            self.progress_dialog.reset()
+            self.progress_dialog.deleteLater()
+            self.progress_dialog = None
+        if self.health_dialog is not None:
+            self.health_dialog.close()
+
+
+def import_summary(report: ImportReport) -> str:
+    """One line a person reads after an import."""
+    parts = [
+        f"{len(report.imported)} imported",
+        f"{len(report.already_present)} already present",
+        f"{len(report.conflicts)} conflicts",
+        f"{len(report.rejected)} rejected",
+    ]
+    text = "Import: " + ", ".join(parts)
+    if report.cancelled:
+        text += f"; cancelled, {report.not_processed} files not processed"
+    return text
