@@ -1,0 +1,240 @@
+"""The application-wide network service: our storage SCP wired to the store, and the settings.
+
+One :class:`NetworkService` per application (STYLE.md, threads rule 4). It owns the storage SCP
+(:class:`viewer.net.scp.StorageScp`), started at launch when the settings say so and stopped on
+quit. Each received instance — pushed to our SCP by a modality, sent back by a PACS for our
+C-MOVE, or arriving as a C-GET sub-operation — goes through :meth:`import_instance`, the store's
+atomic import, in the network library's own thread; the service then tells the GUI thread which
+study grew, through a queued signal, so that the browser refreshes live.
+
+The net layer knows nothing of the store (STYLE.md, "Which way the imports run"): this module is
+where the two meet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
+
+from viewer.net.nodes import ConfigError, LocalSettings, NetConfig, load_config, save_config
+from viewer.net.scp import (
+    STATUS_CANNOT_UNDERSTAND,
+    STATUS_OUT_OF_RESOURCES,
+    STATUS_PROCESSING_FAILURE,
+    STATUS_SUCCESS,
+    StorageScp,
+    valid_uid,
+)
+from viewer.net.transfers import TransferQueue
+from viewer.store import Store, StoreError, import_paths
+
+log = logging.getLogger(__name__)
+
+
+class NetworkService(QObject):
+    """Settings, the storage SCP and the store import for everything received.
+
+    Signals (always delivered in the GUI thread):
+
+    - ``study_received(str)``: a Study Instance UID that gained instances (once per burst).
+    - ``scp_state_changed(bool, str)``: the SCP runs (True) or not, and why in words.
+    - ``config_changed()``: the settings or nodes were saved.
+    """
+
+    study_received = Signal(str)
+    scp_state_changed = Signal(bool, str)
+    config_changed = Signal()
+    _received = Signal()  # from pynetdicom's threads, queued to _on_received
+
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        *,
+        config_path: Path | None = None,
+        store_root: Path | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.config_path = config_path
+        self.store_root = store_root
+        self._store: Store | None = None
+        self._store_lock = threading.Lock()
+        self._pending: dict[str, None] = {}
+        self._pending_lock = threading.Lock()
+        self._scp: StorageScp | None = None
+        self._on_shutdown: list[Callable[[], None]] = []
+        #: The Network menu, once installed (:func:`viewer.qt.network.install_network_menu`).
+        self.menu: QObject | None = None
+        self.scp_message = "the storage service is not running"
+        self.config_problem = ""
+        self.config = self._load()
+        self.transfers = TransferQueue()
+        self._received.connect(self._on_received, Qt.ConnectionType.QueuedConnection)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+
+    # ------------------------------------------------------------------ settings
+    def _load(self) -> NetConfig:
+        try:
+            return load_config(self.config_path)
+        except ConfigError as exc:
+            self.config_problem = str(exc)
+            log.warning("%s", exc)
+            return NetConfig()
+
+    @property
+    def local(self) -> LocalSettings:
+        return self.config.local
+
+    def save(self, config: NetConfig) -> None:
+        """Save settings and nodes (atomic write); restart the SCP if our own AE changed."""
+        previous = self.config.local
+        save_config(config, self.config_path)
+        self.config = config
+        self.config_problem = ""
+        if self.scp_running() and (config.local != previous or not config.local.start_with_app):
+            self.stop_scp()
+        if config.local.start_with_app and not self.scp_running():
+            self.start_scp()
+        self.config_changed.emit()
+
+    # ------------------------------------------------------------------ the storage SCP
+    def scp_running(self) -> bool:
+        return self._scp is not None
+
+    def start_scp(self) -> bool:
+        """Listen on our port (binding is immediate: no network wait on the GUI thread).
+
+        A taken port or bad TLS files are a message in ``scp_state_changed``, never a crash.
+        """
+        if self._scp is not None:
+            return True
+        local = self.config.local
+        scp = StorageScp(local, self.import_instance)
+        try:
+            scp.start()
+        except (OSError, ConfigError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self.scp_message = (
+                f"the storage service cannot listen on port {local.scp_port}: {reason} "
+                "(another program, perhaps another Lightbox, uses the port; choose another in "
+                "Network > Settings)"
+            )
+            log.warning("%s", self.scp_message)
+            self.scp_state_changed.emit(False, self.scp_message)
+            return False
+        self._scp = scp
+        where = local.bind_address or "all addresses"
+        self.scp_message = f"receiving as {local.ae_title} on port {scp.port} ({where})"
+        self.scp_state_changed.emit(True, self.scp_message)
+        return True
+
+    def stop_scp(self) -> None:
+        if self._scp is None:
+            return
+        self._scp.stop()
+        self._scp = None
+        self.scp_message = "the storage service is stopped"
+        self.scp_state_changed.emit(False, self.scp_message)
+
+    @property
+    def scp_port(self) -> int | None:
+        return self._scp.port if self._scp is not None else None
+
+    def start_if_configured(self) -> None:
+        if self.config.local.start_with_app:
+            self.start_scp()
+
+    def call_on_shutdown(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` when the service shuts down (a dialog joining its workers)."""
+        self._on_shutdown.append(hook)
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop the SCP and close the store (quit); safe to call twice."""
+        hooks, self._on_shutdown = self._on_shutdown, []
+        for hook in hooks:  # the dialogs join their workers first: they import into the store
+            hook()
+        self.stop_scp()
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    # ------------------------------------------------------------------ the store
+    def store(self) -> Store:
+        """The store, opened once (thread-safe: each thread gets its own SQLite connection)."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = Store.open(self.store_root)
+            return self._store
+
+    def is_present(self, sop_instance_uid: str) -> bool:
+        """Retrieve's ``is_present``: already in the store, so not fetched again."""
+        store = self.store()
+        try:
+            row = (
+                store.connection()
+                .execute(
+                    "SELECT 1 FROM instances WHERE sop_instance_uid = ? LIMIT 1",
+                    (sop_instance_uid,),
+                )
+                .fetchone()
+            )
+        finally:
+            store.release_connection()  # worker threads come and go: close their connection
+        return row is not None
+
+    def import_instance(self, path: Path, calling_ae: str) -> int:
+        """``on_instance`` of the SCP and of retrieves: spooled file -> store (atomic import).
+
+        Runs in the network library's threads, several at once; returns the C-STORE status
+        (PS3.4 B.2.3). The spool file is deleted by the caller afterwards.
+        """
+        try:
+            header = pydicom.dcmread(
+                path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]
+            )
+            study_uid = str(header.get("StudyInstanceUID", "")).strip("\0 ")
+        except Exception:
+            log.info("refused a received instance from %s: not readable DICOM", calling_ae)
+            return STATUS_CANNOT_UNDERSTAND
+        try:
+            store = self.store()
+        except StoreError as exc:
+            log.warning("%s", exc)
+            return STATUS_OUT_OF_RESOURCES
+        try:
+            report = import_paths(store, [path])
+        except StoreError as exc:
+            log.warning("%s", exc)
+            return STATUS_OUT_OF_RESOURCES
+        finally:
+            store.release_connection()
+        if report.rejected:
+            log.info("refused a received instance from %s: %s", calling_ae, report.rejected[0])
+            return STATUS_CANNOT_UNDERSTAND
+        if report.conflicts:
+            log.info("a received instance from %s conflicts with the store", calling_ae)
+            return STATUS_PROCESSING_FAILURE
+        if report.imported and valid_uid(study_uid):
+            with self._pending_lock:
+                first = not self._pending
+                self._pending[study_uid] = None
+            if first:
+                self._received.emit()
+        return STATUS_SUCCESS
+
+    @Slot()
+    def _on_received(self) -> None:
+        """GUI thread: one ``study_received`` per study for the instances that arrived since
+        the last call (a study of 300 images refreshes the browser a few times, not 300)."""
+        with self._pending_lock:
+            studies, self._pending = list(self._pending), {}
+        for uid in studies:
+            self.study_received.emit(uid)
