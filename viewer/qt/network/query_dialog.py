@@ -196,6 +196,8 @@ class QueryDialog(QDialog):
         self.results.itemDoubleClicked.connect(self._on_results_item_double_clicked)
         header = self.results.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         for column, width in enumerate((200, 90, 90, 220, 90, 90, 55, 55)):
             self.results.setColumnWidth(column, width)
 
