@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication
 from tests.qt.conftest import ct_dataset, write_series
 from viewer.qt import browser
 from viewer.qt.main_window import MainWindow
+from viewer.store import Store, check, import_paths, list_studies
 
 
 @pytest.fixture
@@ -175,6 +176,48 @@ def test_demo_study_when_no_path(qtbot) -> None:  # type: ignore[no-untyped-def]
     assert opened.args[0] >= 3
     wait_for_image(qtbot, main)
     assert main.view.edge_letters()  # the demo CT has its orientation
+    # Shown, never imported: the store stays empty and the browser offers nothing to import.
+    assert main.browser.store is not None and not list_studies(main.browser.store)
+    assert not main.browser.showing_media and main.browser.studies() == []
+    assert not main.browser.import_button.isEnabled()
+    main.close()
+    with Store.open() as store:
+        assert not list_studies(store) and check(store).ok and check(store).instances == 0
+
+
+def test_no_path_on_a_store_with_studies_shows_the_store_not_the_demo(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path
+) -> None:
+    from viewer.qt.app import create_main_window
+
+    with Store.open() as store:
+        report = import_paths(store, write_series(tmp_path / "kept", count=2))
+        assert len(report.imported) == 2
+    main = create_main_window([])
+    qtbot.addWidget(main)
+    assert main._worker is None  # no demo being opened
+    assert [row[0] for row in main.browser.studies()] == ["Müller, Jürgen"]
+    assert main.browser.series_strip.count() == 1
+    main.close()
+
+
+def test_a_path_opens_in_the_browser_and_shows_its_first_series(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path
+) -> None:
+    from viewer.qt.app import create_main_window
+
+    write_series(tmp_path / "disc" / "a", count=3)
+    main = create_main_window([str(tmp_path / "disc")])
+    qtbot.addWidget(main)
+    with qtbot.waitSignal(main.opened, timeout=30000) as opened:
+        pass
+    assert opened.args == [1]
+    wait_for_image(qtbot, main)
+    assert main.browser.showing_media and main.browser.media_paths == [tmp_path / "disc"]
+    assert main.browser.studies()[0][:2] == ["Müller, Jürgen", "PID-42"]
+    assert main.series_list.currentRow() == 0 and main.view.count() == 3
+    with Store.open() as store:
+        assert not list_studies(store)  # opening is not importing
     main.close()
 
 
@@ -212,8 +255,8 @@ def test_closing_while_opening_leaves_no_thread(qtbot, tmp_path: Path) -> None: 
     main = MainWindow()
     qtbot.addWidget(main)
     main.open_paths([folder])
-    main.close()  # cancels and joins the open worker
-    assert main._worker is None
+    main.close()  # cancels and joins the scan
+    assert main._worker is None and not main.browser.busy()
     assert not any(t.name == "SeriesLoader" and t.is_alive() for t in threading.enumerate())
 
 

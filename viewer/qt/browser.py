@@ -434,9 +434,9 @@ class BrowserWidget(QWidget):
         self.series_strip.setGridSize(QSize(132, 150))
         self.series_strip.setFixedHeight(172)
         self.series_strip.setWordWrap(True)
-        self.series_strip.setToolTip("Double-click a series to open it in the view")
-        self.series_strip.itemDoubleClicked.connect(self._on_series_strip_item_double_clicked)
-        self.series_strip.itemActivated.connect(self._on_series_strip_item_double_clicked)
+        self.series_strip.setToolTip("Double-click a series (or press Enter) to open it")
+        # Activation is the platform's gesture: a double click, or Enter on the current item.
+        self.series_strip.itemActivated.connect(self._on_series_strip_item_activated)
 
         self.status_label = QLabel()
         self.status_label.setObjectName("browser_status")
@@ -643,7 +643,7 @@ class BrowserWidget(QWidget):
             if not self._pending_thumbnails:
                 self.thumbnails_done.emit()
 
-    def _on_series_strip_item_double_clicked(self, item: QListWidgetItem) -> None:
+    def _on_series_strip_item_activated(self, item: QListWidgetItem) -> None:
         self.open_series(int(item.data(Qt.ItemDataRole.UserRole)))
 
     def open_series(self, index: int) -> None:

@@ -1,0 +1,409 @@
+"""The study browser: filters and sorting on media and on the store, thumbnails and their cache,
+opening a series, import with progress and cancel, the health report, removable media."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QImage
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QPushButton
+
+from tests.qt.conftest import ct_dataset
+from viewer.config import app_home
+from viewer.qt import browser as browser_module
+from viewer.qt.browser import BrowserWidget, name_pattern, person_name, study_matches
+from viewer.qt.main_window import MainWindow
+from viewer.qt.removable import is_removable_root, removable_volumes, system_volumes
+from viewer.store import Store, StudyFilter, StudyRow, check, import_paths, list_studies
+
+#: (patient name, ID, study date, [(modality, series number, description, images)])
+STUDIES = [
+    ("Müller^Jürgen", "PID-42", "20240131", [("CT", 3, "Lung", 6), ("CT", 4, "Bone", 5)]),
+    ("Smith^Anna", "X-7", "20230615", [("MR", 1, "T1", 2)]),
+    ("Smythe^Bob", "X-8", "20220101", [("CR", 1, "Chest", 1)]),
+]
+TOTAL = sum(n for *_, series in STUDIES for *_, n in series)
+
+
+def write_studies(root: Path) -> Path:
+    """Three patients, four series, 14 small images, each series in a folder of its own."""
+    for s, (name, pid, date, series_list) in enumerate(STUDIES):
+        for k, (modality, number, description, count) in enumerate(series_list):
+            folder = root / f"st{s}" / f"se{k}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.full((16, 16), 100 * (i + 1), dtype=np.uint16)
+                pixels[:8, :8] = 3000
+                ds = ct_dataset(16, 16, z=float(i), number=i + 1, pixels=pixels)
+                ds.StudyInstanceUID = f"1.2.826.0.1.3680043.10.9.{s}"
+                ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.10.9.{s}.{k}"
+                ds.PatientName, ds.PatientID, ds.StudyDate = name, pid, date
+                ds.AccessionNumber = f"ACC{s}"
+                ds.Modality, ds.SeriesNumber, ds.SeriesDescription = modality, number, description
+                ds.save_as(folder / f"IM{i}.dcm", enforce_file_format=True)
+    return root
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
+    return write_studies(tmp_path / "disc")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "store")
+    yield opened
+    opened.close()
+
+
+def make_browser(qtbot, store: Store, **kwargs) -> BrowserWidget:  # type: ignore[no-untyped-def]
+    widget = BrowserWidget(store=store, volume_source=kwargs.pop("volume_source", list), **kwargs)
+    qtbot.addWidget(widget)
+    widget.resize(1100, 600)
+    widget.show()
+    return widget
+
+
+@pytest.fixture
+def browser(qtbot, store: Store) -> Iterator[BrowserWidget]:  # type: ignore[no-untyped-def]
+    widget = make_browser(qtbot, store)
+    yield widget
+    widget.shutdown()
+
+
+def open_media(qtbot, widget: BrowserWidget, path: Path) -> None:  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(widget.media_opened, timeout=30000):
+        widget.open_media([path], show_first=False)
+
+
+def names(widget: BrowserWidget) -> list[str]:
+    return [row[0] for row in widget.studies()]
+
+
+def type_into(qtbot, edit, text: str) -> None:  # type: ignore[no-untyped-def]
+    edit.clear()
+    qtbot.keyClicks(edit, text)
+
+
+# ------------------------------------------------------------------------------ filters, sort
+@pytest.mark.parametrize("source", ["media", "store"])
+def test_filters_by_name_wildcards_id_date_range_and_modality(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, store: Store, media: Path, source: str
+) -> None:
+    if source == "media":
+        open_media(qtbot, browser, media)
+        assert browser.showing_media
+    else:
+        assert not import_paths(store, [media]).rejected
+        browser.show_store()
+        assert not browser.showing_media
+    assert sorted(names(browser)) == ["Müller, Jürgen", "Smith, Anna", "Smythe, Bob"]
+    müller = next(r for r in browser.studies() if r[0].startswith("Müller"))
+    assert müller == [
+        "Müller, Jürgen", "PID-42", "1960-02-29", "2024-01-31", "CT THORAX", "CT", "ACC0", "2",
+        "11",
+    ]  # fmt: skip
+
+    type_into(qtbot, browser.name_filter, "sm*th*")
+    assert sorted(names(browser)) == ["Smith, Anna", "Smythe, Bob"]
+    type_into(qtbot, browser.name_filter, "SM?TH^*")
+    assert names(browser) == ["Smith, Anna"]
+    type_into(qtbot, browser.name_filter, "smy")  # no wildcard: names starting so
+    assert names(browser) == ["Smythe, Bob"]
+    browser.name_filter.setText("MÜ")  # QTest types ASCII only; case folds beyond it too
+    assert names(browser) == ["Müller, Jürgen"]
+    browser.name_filter.clear()
+
+    type_into(qtbot, browser.id_filter, "x-8")
+    assert names(browser) == ["Smythe, Bob"]
+    type_into(qtbot, browser.id_filter, "X-?")
+    assert len(names(browser)) == 2
+    browser.id_filter.clear()
+
+    qtbot.keyClicks(browser.date_from, "2023")  # incomplete: not applied yet
+    assert len(names(browser)) == 3
+    qtbot.keyClicks(browser.date_from, "0101")
+    assert sorted(names(browser)) == ["Müller, Jürgen", "Smith, Anna"]
+    type_into(qtbot, browser.date_to, "20231231")
+    assert names(browser) == ["Smith, Anna"]
+    browser.date_from.clear()
+    assert sorted(names(browser)) == ["Smith, Anna", "Smythe, Bob"]
+    browser.date_to.clear()
+
+    browser.modality_filter.setCurrentText("CR")
+    assert names(browser) == ["Smythe, Bob"]
+    browser.modality_filter.setCurrentText("ct")
+    assert names(browser) == ["Müller, Jürgen"]
+    browser.modality_filter.setCurrentText("")
+    assert len(names(browser)) == 3
+
+
+def click_header(qtbot, widget: BrowserWidget, column: int) -> None:  # type: ignore[no-untyped-def]
+    header = widget.table.horizontalHeader()
+    x = header.sectionViewportPosition(column) + header.sectionSize(column) // 2
+    QTest.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(x, 5))
+
+
+def test_sorting_by_clicking_column_headers(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, media: Path
+) -> None:
+    open_media(qtbot, browser, media)
+    # Newest study first by default.
+    assert [r[3] for r in browser.studies()] == ["2024-01-31", "2023-06-15", "2022-01-01"]
+    images = browser.studies()[0].index("11")
+    click_header(qtbot, browser, images)
+    first = [r[images] for r in browser.studies()]
+    click_header(qtbot, browser, images)
+    second = [r[images] for r in browser.studies()]
+    assert sorted([first, second]) == [["1", "2", "11"], ["11", "2", "1"]]  # numbers, not text
+    click_header(qtbot, browser, 0)
+    by_name = names(browser)
+    assert by_name in (
+        ["Müller, Jürgen", "Smith, Anna", "Smythe, Bob"],
+        ["Smythe, Bob", "Smith, Anna", "Müller, Jürgen"],
+    )
+
+
+def test_wildcards_match_like_the_store() -> None:
+    row = StudyRow("1", "Smith^Anna", "X-7", "", "", "20230615", "", "", "", ("MR",), 1, 2)
+    assert study_matches(row, StudyFilter(patient_name=name_pattern("smi")))
+    assert not study_matches(row, StudyFilter(patient_name=name_pattern("mith")))
+    assert study_matches(row, StudyFilter(patient_name="*MITH*"))
+    assert not study_matches(row, StudyFilter(patient_name="[s]*"))  # brackets are literal
+    assert not study_matches(row, StudyFilter(date_to="20230614"))
+    assert person_name("Smith^Anna^Maria^Dr") == "Smith, Anna Maria"
+    assert person_name("=山田^太郎") == "=山田^太郎".replace("^", " ").strip()
+
+
+# ------------------------------------------------------------------------------ thumbnails
+def choose_study(widget: BrowserWidget, name: str) -> None:
+    row = names(widget).index(name)
+    widget.table.selectRow(row)
+
+
+def test_thumbnails_made_in_background_then_from_the_cache(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, store: Store, media: Path
+) -> None:
+    open_media(qtbot, browser, media)
+    choose_study(browser, "Müller, Jürgen")
+    assert browser.series_strip.count() == 2
+    qtbot.waitUntil(lambda: browser.series_icons_ready() == 2, timeout=30000)
+    assert browser.thumbnails.rendered == 2 and browser.thumbnails.from_disk == 0
+    cached = sorted((app_home() / "thumbnails").glob("*.png"))
+    assert len(cached) == 2
+    image = QImage(str(cached[0]))
+    assert not image.isNull() and image.width() == 16  # a small image keeps its size
+    assert image.pixelColor(2, 2) != image.pixelColor(12, 12)  # the marker block is drawn
+    # Back to the same study: from memory, no new work.
+    choose_study(browser, "Smith, Anna")
+    qtbot.waitUntil(lambda: browser.series_icons_ready() == 1, timeout=30000)
+    choose_study(browser, "Müller, Jürgen")
+    assert browser.series_icons_ready() == 2
+    assert browser.thumbnails.rendered == 3 and browser.thumbnails.from_memory == 2
+
+    # A new session reads them from disk (keyed by SOP Instance UID, so also for the store).
+    second = make_browser(qtbot, store)
+    try:
+        open_media(qtbot, second, media)
+        choose_study(second, "Müller, Jürgen")
+        qtbot.waitUntil(lambda: second.series_icons_ready() == 2, timeout=30000)
+        assert second.thumbnails.from_disk == 2 and second.thumbnails.rendered == 0
+    finally:
+        second.shutdown()
+
+
+# ------------------------------------------------------------------------------ main window
+@pytest.fixture
+def window(qtbot, store: Store) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    main = MainWindow(store=store, volume_source=list)
+    qtbot.addWidget(main)
+    main.resize(1200, 900)
+    main.show()
+    qtbot.waitExposed(main)
+    yield main
+    main.close()
+
+
+def test_double_click_opens_the_series_in_the_view(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, media: Path
+) -> None:
+    with qtbot.waitSignal(window.opened, timeout=30000) as opened:
+        window.open_paths([media])
+    assert opened.args == [4]  # every series of the medium, the first shown
+    qtbot.waitUntil(window.view.is_displayable, timeout=30000)
+    strip = window.browser.series_strip
+    choose_study(window.browser, "Müller, Jürgen")
+    item = strip.item(1)
+    assert item.text().startswith("Se 4 CT\nBone")
+    centre = strip.visualItemRect(item).center()
+    with qtbot.waitSignal(window.opened, timeout=30000) as opened:
+        # A real double click: press, release, then the double-click event.
+        QTest.mouseClick(strip.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+        QTest.mouseDClick(strip.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+    assert opened.args == [2]
+    assert window.series_list.currentRow() == 1
+    assert window.series_list.currentItem().text() == "Se 4: CT Bone (5 images)"
+    qtbot.waitUntil(window.view.is_displayable, timeout=30000)
+    assert window.view.count() == 5
+
+
+# ------------------------------------------------------------------------------ import
+def test_import_with_progress_then_the_store_lists_it_and_again_is_already_present(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, store: Store, media: Path
+) -> None:
+    open_media(qtbot, browser, media)
+    assert browser.import_button.isEnabled()
+    seen: list[tuple[int, int]] = []
+    with qtbot.waitSignal(browser.import_finished, timeout=60000) as finished:
+        qtbot.mouseClick(browser.import_button, Qt.MouseButton.LeftButton)
+        dialog = browser.progress_dialog
+        assert dialog is not None and dialog.isVisible()
+        dialog.canceled.connect(lambda: seen.append((-1, -1)))
+        browser._import_job.progress_changed.connect(lambda d, t: seen.append((d, t)))  # type: ignore[union-attr]
+    report = finished.args[0]
+    assert len(report.imported) == TOTAL and not report.rejected and not report.cancelled
+    assert browser.progress_dialog is None
+    assert seen and seen[-1] == (TOTAL, TOTAL) and (-1, -1) not in seen
+    assert not browser.showing_media  # the store, refreshed
+    assert sorted(names(browser)) == ["Müller, Jürgen", "Smith, Anna", "Smythe, Bob"]
+    assert browser.status_label.text().startswith(f"Import: {TOTAL} imported, 0 already")
+    # The store's series open from the store's files.
+    choose_study(browser, "Müller, Jürgen")
+    assert browser.series_strip.count() == 2
+    paths = [i.path for e in browser._series for i in e.series.instances]
+    assert all(store.root in p.parents for p in paths)
+
+    browser.source_combo.setCurrentIndex(1)  # the medium again
+    with qtbot.waitSignal(browser.import_finished, timeout=60000) as finished:
+        qtbot.mouseClick(browser.import_button, Qt.MouseButton.LeftButton)
+    again = finished.args[0]
+    assert not again.imported and len(again.already_present) == TOTAL
+    assert f"0 imported, {TOTAL} already present" in browser.status_label.text()
+    assert len(list_studies(store)) == 3
+
+
+def test_cancel_import_leaves_the_store_consistent(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, store: Store, media: Path, monkeypatch
+) -> None:
+    reached, go = threading.Event(), threading.Event()
+    real = browser_module.import_paths
+
+    def gated(target, paths, *, cancel, progress):  # type: ignore[no-untyped-def]
+        def gate(done: int, total: int) -> None:
+            progress(done, total)
+            if done == 3:
+                reached.set()
+                go.wait(30)
+
+        return real(target, paths, cancel=cancel, progress=gate)
+
+    monkeypatch.setattr(browser_module, "import_paths", gated)
+    open_media(qtbot, browser, media)
+    with qtbot.waitSignal(browser.import_finished, timeout=60000) as finished:
+        qtbot.mouseClick(browser.import_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(reached.is_set, timeout=30000)
+        dialog = browser.progress_dialog
+        assert dialog is not None
+        (cancel,) = dialog.findChildren(QPushButton)
+        qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)
+        go.set()
+    report = finished.args[0]
+    assert report.cancelled and 3 <= len(report.imported) < TOTAL
+    assert report.not_processed == TOTAL - len(report.imported)
+    assert "cancelled" in browser.status_label.text()
+    assert check(store).ok
+    indexed = sum(row.num_instances for row in list_studies(store))
+    assert indexed == len(report.imported)
+    assert browser.showing_media  # still the medium: it was not all imported
+
+
+# ------------------------------------------------------------------------------ health
+def test_health_dialog_lists_a_missing_file_of_a_dicomdir(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, tmp_path: Path
+) -> None:
+    tiny = Path(str(get_testdata_file("CT_small.dcm"))).parent / "dicomdirtests" / "TINY_ALPHA"
+    root = tmp_path / "TINY"
+    shutil.copytree(tiny, root)
+    gone = sorted(root.glob("PT*/ST*/SE*/IM*"))[1]
+    gone.unlink()
+    open_media(qtbot, browser, root / "DICOMDIR")
+    assert browser.health_button.isEnabled()
+    with qtbot.waitSignal(browser.health_checked, timeout=30000):
+        qtbot.mouseClick(browser.health_button, Qt.MouseButton.LeftButton)
+    dialog = browser.health_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.section("missing") == [str(gone.relative_to(root))]
+    assert "1 missing" in dialog.summary_label.text()
+    assert len(dialog.section("present")) == len(dialog.section("referenced")) - 1
+
+
+# ------------------------------------------------------------------------------ removable media
+class FakeStorage:
+    def __init__(self, root: str, name: str = "", *, ready: bool = True) -> None:
+        self._root, self._name, self._ready = root, name, ready
+
+    def rootPath(self) -> str:
+        return self._root
+
+    def displayName(self) -> str:
+        return self._name
+
+    def isValid(self) -> bool:
+        return True
+
+    def isReady(self) -> bool:
+        return self._ready
+
+
+def test_removable_media_filter_by_mount_point() -> None:
+    fakes = [
+        FakeStorage("/"),
+        FakeStorage("/home"),
+        FakeStorage("/media/anna/PATIENT_CD", "PATIENT_CD"),
+        FakeStorage("/run/media/anna/USB"),
+        FakeStorage("/mnt/disc"),
+        FakeStorage("/mnt"),
+        FakeStorage("/media/anna/EMPTY_TRAY", ready=False),
+        FakeStorage("/mediaextra/x"),
+    ]
+    roots = [str(v.root) for v in removable_volumes(lambda: fakes, platform="linux")]
+    assert roots == ["/media/anna/PATIENT_CD", "/mnt/disc", "/run/media/anna/USB"]
+    assert is_removable_root("D:/", "win32") and is_removable_root("E:\\", "win32")
+    assert not is_removable_root("C:/", "win32") and not is_removable_root("/media/x", "win32")
+    assert is_removable_root("/Volumes/CD", "darwin") and not is_removable_root("/", "darwin")
+
+
+def test_real_mounted_volumes_are_listed_without_error() -> None:
+    assert any(info.rootPath() == "/" for info in system_volumes())
+    assert isinstance(removable_volumes(), list)
+
+
+def test_the_browser_lists_a_volume_and_opens_it(  # type: ignore[no-untyped-def]
+    qtbot, store: Store
+) -> None:
+    volumes = [FakeStorage("/"), FakeStorage("/media/anna/PATIENT_CD", "PATIENT_CD")]
+    widget = make_browser(qtbot, store, volume_source=lambda: volumes)
+    try:
+        combo = widget.volumes_combo
+        assert combo.isEnabled() and "removable" in combo.toolTip().lower()
+        assert combo.itemText(1) == "PATIENT_CD (/media/anna/PATIENT_CD)"
+        volumes.pop()
+        qtbot.mouseClick(widget.refresh_volumes_button, Qt.MouseButton.LeftButton)
+        assert not combo.isEnabled() and combo.itemText(0) == "(none mounted)"
+        volumes.append(FakeStorage("/media/anna/PATIENT_CD", "PATIENT_CD"))
+        widget.refresh_volumes()
+        with qtbot.waitSignal(widget.media_opened, timeout=30000) as opened:
+            combo.activated.emit(1)  # what choosing the item does
+        result = opened.args[0]
+        assert [p.path for p in result.problems] == ["/media/anna/PATIENT_CD"]
+        assert widget.media_paths == [Path("/media/anna/PATIENT_CD")]
+    finally:
+        widget.shutdown()
