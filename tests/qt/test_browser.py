@@ -407,3 +407,29 @@ def test_the_browser_lists_a_volume_and_opens_it(  # type: ignore[no-untyped-def
         assert widget.media_paths == [Path("/media/anna/PATIENT_CD")]
     finally:
         widget.shutdown()
+
+
+def test_a_series_without_images_gets_no_thumbnail_and_no_problem(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, media: Path
+) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    sr = Dataset()
+    sr.file_meta = FileMetaDataset()
+    sr.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    sr.SOPClassUID = sr.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    sr.SOPInstanceUID = sr.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    sr.StudyInstanceUID = "1.2.826.0.1.3680043.10.9.1"  # Smith's study
+    sr.SeriesInstanceUID = generate_uid()
+    sr.PatientName, sr.PatientID, sr.Modality, sr.SeriesNumber = "Smith^Anna", "X-7", "SR", 9
+    sr.save_as(media / "report.dcm", enforce_file_format=True)
+    problems: list[object] = []
+    browser.problems_found.connect(problems.append)
+    open_media(qtbot, browser, media)
+    problems.clear()  # what the scan said (nothing here) is not the thumbnails' business
+    choose_study(browser, "Smith, Anna")
+    assert browser.series_strip.count() == 2
+    qtbot.waitUntil(lambda: browser.series_icons_ready() == 1, timeout=30000)
+    assert not problems and not (app_home() / "thumbnails" / f"{sr.SOPInstanceUID}.png").exists()
+    assert sorted(e.thumbnail_key == "" for e in browser._series) == [False, True]

@@ -189,12 +189,13 @@ def merge_scans(results: list[ScanResult]) -> ScanResult:
 
 
 def representative(series: model.Series) -> model.Instance | None:
-    """The instance a thumbnail shows: the middle one by Instance Number (a mid-volume slice
+    """The instance a thumbnail shows: the middle image by Instance Number (a mid-volume slice
     says more than the first, often a scout or an edge slice)."""
-    if not series.instances:
-        return None
+    images = [i for i in series.instances if i.rows > 0 and i.columns > 0]
+    if not images:
+        return series.instances[0] if series.instances else None
     ordered = sorted(
-        series.instances,
+        images,
         key=lambda i: (i.instance_number is None, i.instance_number or 0, str(i.path)),
     )
     return ordered[len(ordered) // 2]
@@ -606,7 +607,8 @@ class BrowserWidget(QWidget):
             item.setToolTip(f"{series.series_description or series.series_instance_uid}")
             self.series_strip.addItem(item)
             instance = representative(series)
-            if instance is not None:
+            # Only images get a thumbnail: an SR or a key object note has nothing to draw.
+            if instance is not None and instance.rows > 0 and instance.columns > 0:
                 key, image = self.thumbnails.request(instance.sop_instance_uid, instance.path)
                 entry.thumbnail_key = key
                 if image is not None:
