@@ -433,3 +433,22 @@ def test_a_series_without_images_gets_no_thumbnail_and_no_problem(  # type: igno
     qtbot.waitUntil(lambda: browser.series_icons_ready() == 1, timeout=30000)
     assert not problems and not (app_home() / "thumbnails" / f"{sr.SOPInstanceUID}.png").exists()
     assert sorted(e.thumbnail_key == "" for e in browser._series) == [False, True]
+
+
+def test_keyboard_shortcuts_toggle_the_browser_and_show_the_store(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, media: Path
+) -> None:
+    with qtbot.waitSignal(window.opened, timeout=30000):
+        window.open_paths([media])
+    assert window.browser.showing_media
+    window.view.setFocus()
+    qtbot.keyClick(window.view, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+    assert not window.browser.showing_media and window.browser.studies() == []
+    qtbot.keyClick(window.view, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert not window.browser_dock.isVisible()
+    qtbot.keyClick(window.view, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert window.browser_dock.isVisible()
+    assert not window.view.inverted  # Ctrl+I is import, not the view's I (invert)
+    with qtbot.waitSignal(window.browser.import_finished, timeout=60000) as finished:
+        qtbot.keyClick(window.view, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)
+    assert len(finished.args[0].imported) == TOTAL and not window.view.inverted
