@@ -109,11 +109,24 @@ def test_find_expand_retrieve_opens_the_study(qtbot, app: App, study) -> None:  
 
     received: list[str] = []
     app.service.study_received.connect(received.append)
-    dialog.results.setCurrentItem(item)
+    # one series first (the selected child row)
+    first = item.child(0)
+    assert first.text(0) == "Series 1"
+    dialog.results.setCurrentItem(first)
     assert dialog.retrieve_button.isEnabled()
     qtbot.mouseClick(dialog.retrieve_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: app.opened == [study.study_instance_uid], timeout=30_000)
     assert study.study_instance_uid in received  # the browser is told as instances arrive
+    with Store.open() as store:
+        [row] = list_studies(store)
+        assert (row.num_series, row.num_instances) == (1, 3)
+
+    # then the whole study: the series already here is skipped
+    app.opened.clear()
+    dialog.results.setCurrentItem(item)
+    qtbot.mouseClick(dialog.retrieve_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: app.opened == [study.study_instance_uid], timeout=30_000)
+    assert "done: 3 received, 3 already here" in dialog.transfers.topLevelItem(1).text(3)  # type: ignore[union-attr]
 
     with Store.open() as store:
         [row] = list_studies(store)
@@ -121,17 +134,17 @@ def test_find_expand_retrieve_opens_the_study(qtbot, app: App, study) -> None:  
         assert row.num_instances == 6
         assert row.num_series == 3
         assert check(store).ok
-    assert dialog.transfers.topLevelItemCount() == 1
-    assert dialog.transfers.topLevelItem(0).text(3).startswith("done: 6 received")  # type: ignore[union-attr]
+    assert dialog.transfers.topLevelItemCount() == 2
+    assert dialog.transfers.topLevelItem(0).text(0).endswith("/ Series 1")  # type: ignore[union-attr]
 
     # again: everything is present, nothing fetched, the study opens again
     app.opened.clear()
     dialog.retrieve([item])
     qtbot.waitUntil(lambda: app.opened == [study.study_instance_uid], timeout=30_000)
-    assert "0 received, 6 already here" in dialog.transfers.topLevelItem(1).text(3)  # type: ignore[union-attr]
+    assert "0 received, 6 already here" in dialog.transfers.topLevelItem(2).text(3)  # type: ignore[union-attr]
 
     if os.environ.get("LIGHTBOX_SCREENSHOTS"):
-        dialog.resize(1100, 620)
+        dialog.resize(1100, 700)
         assert dialog.grab().save(str(ROOT / "docs" / "screenshot-query.png"))
 
 

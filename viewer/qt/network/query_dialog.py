@@ -249,6 +249,7 @@ class QueryDialog(QDialog):
         splitter.addWidget(transfers_box)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([400, 220])  # room for a few transfers under the results
 
         layout = QVBoxLayout(self)
         layout.addWidget(filters)
