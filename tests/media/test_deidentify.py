@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import shutil
 import warnings
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from tests.conftest import require_tool
 from tests.media.test_writer import run_validators
 from viewer.media import writer
 from viewer.media.deidentify import (
@@ -298,12 +298,14 @@ def test_pixels_that_may_carry_identity_are_warned_about(tmp_path: Path) -> None
     assert "warning:" in report.summary()
 
 
-def test_overlays_curves_and_private_data_are_removed() -> None:
+def test_overlays_curves_private_data_and_group_lengths_are_removed() -> None:
     ds = _read(Path(TEST_FILES / "examples_overlay.dcm"))
     assert any(e.tag.group == 0x6000 for e in ds) and any(e.tag.is_private for e in ds)
     ds.add_new(0x50000010, "US", 1)  # a retired curve
+    ds.add_new(0x00080000, "UL", 1234)  # a retired group length, wrong after removals
     Deidentifier().deidentify(ds)
     assert not any(e.tag.group in (0x5000, 0x6000) or e.tag.is_private for e in ds.iterall())
+    assert 0x00080000 not in ds
 
 
 def test_options_that_exclude_each_other_are_refused() -> None:
@@ -349,15 +351,24 @@ def test_cancel_while_de_identifying_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "OUT").exists() or not any((tmp_path / "OUT").iterdir())
 
 
-def test_iso_target_carries_the_de_identified_media(sources: list[Path], tmp_path: Path) -> None:
-    if shutil.which("xorriso") is None:
-        pytest.skip("xorriso absent")
-    from viewer.media.iso import write_iso
+@pytest.mark.parametrize("target", ["iso", "disc"])
+def test_iso_and_disc_targets_carry_the_de_identified_media(
+    target: str, sources: list[Path], tmp_path: Path
+) -> None:
+    """The ``deidentify`` hook passes through write_iso and burn (the disc through xorriso's
+    ``stdio:`` pseudo-drive on a file: no real drive here)."""
+    require_tool("xorriso")
+    from viewer.media import iso
 
     image = tmp_path / "DEID.iso"
-    report = write_iso(sources, image, deidentify=Deidentifier(), fileset_id="DEID")
+    if target == "iso":
+        report = iso.write_iso(sources, image, deidentify=Deidentifier(), fileset_id="DEID")
+    else:
+        report = iso.burn(sources, f"stdio:{image}", deidentify=Deidentifier(), web=False)
     assert report.ok, report.summary()
+    assert report.deidentification
     blob = image.read_bytes()
     sensitive = _sensitive(sources)
-    for kind in ("names", "birth_dates", "uids", "identity"):
-        assert not _present(blob, sensitive[kind]), kind
+    assert b"ANON" in blob and b"DICOMDIR" in blob
+    for kind in ("names", "ids", "birth_dates", "dates", "uids", "identity"):
+        assert not _present(blob, sensitive[kind]), (kind, _present(blob, sensitive[kind]))

@@ -434,6 +434,9 @@ class Deidentifier:
                 continue
             if group == 0x0002:
                 continue
+            if tag & 0xFFFF == 0:
+                del ds[elem.tag]  # a retired group length: wrong once elements are removed
+                continue
             self._element(ds, elem, strict=strict)
 
     def _element(self, ds: Dataset, elem: DataElement, *, strict: bool) -> None:
