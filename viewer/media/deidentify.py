@@ -16,14 +16,15 @@ Retain Device Identity                113109    ``keep_device``
 Retain UIDs                           113110    ``keep_uids``
 ====================================  ========  ==================================================
 
-Why not a library: dicognito (0.19, checked with ``pip download``) replaces names and IDs with
-invented ones and shifts every date by a random offset, but it follows its own list of elements,
-not Table E.1-1, and has none of the Retain Patient Characteristics / Device Identity / UIDs
-options; pydicom's ``deid`` needs recipes written by hand. pydicom does not ship the table. So the
-action table below is derived from PS3.15 Table E.1-1 (read in the machine-readable form of the
-standard published by Innolitics, ``confidentiality_profile_attributes.json``), one line per
-attribute: tag, Basic Profile action, and which of our options keep (or, for Modified Dates,
-shift) it.
+Why not a library (both fetched with ``pip download`` and read, November 2026): dicognito 0.19
+replaces names and IDs with invented ones and shifts every date by a random offset, but follows
+its own list of elements, not Table E.1-1, and has none of the Retain Patient Characteristics /
+Device Identity / UIDs options nor the CID 7050 codes; deid 0.4.13 ships pixel-cleaning filters
+(``deid.dicom``: regions to black out per scanner model) and leaves the header actions to recipes
+written by hand, and pulls in matplotlib. pydicom does not ship the table. So the action table
+below is derived from PS3.15 Table E.1-1 (read in the machine-readable form of the standard
+published by Innolitics, ``confidentiality_profile_attributes.json``), one entry per attribute:
+tag, Basic Profile action, and which of our options keep (or, for Modified Dates, shift) it.
 
 Actions (PS3.15 E.1.1): ``X`` remove, ``Z`` zero length (or a dummy), ``D`` dummy value, ``U``
 a new UID (one per original UID across the whole export, so references in other files and in
