@@ -80,7 +80,7 @@ def create_main_window(paths: list[str]) -> MainWindow:
     """A shown main window: ``paths`` opened in the browser with their first series shown;
     without paths the browser on the local store, and on an empty store the demo study in the
     view (shown, never imported: issue 3 section 2)."""
-    window = MainWindow()
+    window = MainWindow(start_services=True)
     window.resize(1280, 900)
     window.show()
     if paths:

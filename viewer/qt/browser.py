@@ -566,6 +566,26 @@ class BrowserWidget(QWidget):
         else:
             self.refresh()
 
+    def select_study(self, study_instance_uid: str, *, open_first: bool = True) -> bool:
+        """Show the local store with this study selected (a retrieved study, for example) and,
+        with ``open_first``, its first series in the view. False when the store lacks it."""
+        self.show_store()
+        for row in range(self.proxy.rowCount()):
+            if self.proxy.index(row, 0).data(KEY_ROLE) == study_instance_uid:
+                self.table.selectRow(row)
+                if open_first and self._series:
+                    self.open_series(0)
+                return True
+        return False
+
+    def selected_paths(self) -> list[Path]:
+        """The files of the selected study (store or opened media), for send and export."""
+        index = self.table.selectionModel().currentIndex()
+        if not index.isValid():
+            return []
+        key = index.data(KEY_ROLE)
+        return [i.path for series in self._series_of(key) for i in series.instances]
+
     # ----------------------------------------------------------------- series strip
     def _on_table_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if not current.isValid():

@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
         *,
         store: Store | None = None,
         volume_source: Callable[[], list[StorageLike]] | None = None,
+        start_services: bool = False,
     ) -> None:
         """``store`` defaults to ``Store.open()`` (``app_home()/store``); ``volume_source`` to
         Qt's mounted volumes (tests pass fakes)."""
@@ -122,6 +123,18 @@ class MainWindow(QMainWindow):
 
         self.actions_by_name: dict[str, QAction] = {}
         self._build_menus()
+        # The Network menu and the application-wide storage SCP; the SCP starts only for the
+        # real application (start_services), so tests building windows claim no port.
+        from viewer.qt.network import install_network_menu
+
+        self.network = install_network_menu(
+            self,
+            open_study=self.browser.select_study,
+            selection=self.browser.selected_paths,
+            store_root=self.browser.store.root if self.browser.store is not None else None,
+            start=start_services,
+        )
+        self.network.study_received.connect(self._on_network_study_received)
         self._on_view_window_changed()
         self._on_view_view_changed()
 
@@ -451,8 +464,13 @@ class MainWindow(QMainWindow):
         self.shutdown()
         super().closeEvent(event)
 
+    def _on_network_study_received(self, _study_instance_uid: str) -> None:
+        if not self.browser.showing_media:
+            self.browser.refresh()
+
     def shutdown(self) -> None:
         """Stop the open worker and the series loader; nothing runs after the window."""
+        self.network.shutdown()
         self.view.stop_cine()
         self._stop_worker()
         self.browser.shutdown()

@@ -116,6 +116,7 @@ def install_network_menu(
     selection: Callable[[], list[Path]],
     config_path: Path | None = None,
     store_root: Path | None = None,
+    start: bool = True,
 ) -> NetworkService:
     """Add the "Network" menu to ``window`` and start the network service.
 
@@ -124,11 +125,12 @@ def install_network_menu(
     The storage SCP starts now when the settings say so; it stops when the application quits
     (``QCoreApplication.aboutToQuit``) or when ``service.shutdown()`` is called, for example in
     the window's own shutdown. ``config_path`` and ``store_root`` default to the application
-    data folder (tests pass their own).
+    data folder (tests pass their own); ``start=False`` leaves the SCP to ``start_if_configured``.
     """
     service = NetworkService(window, config_path=config_path, store_root=store_root)
     menu = NetworkMenu(window, service, open_study, selection)
     window.menuBar().addMenu(menu)
     service.menu = menu
-    service.start_if_configured()
+    if start:
+        service.start_if_configured()
     return service

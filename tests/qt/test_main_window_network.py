@@ -1,0 +1,63 @@
+"""The main window's Network menu: retrieved or received studies reach the browser."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.qt.test_browser import write_studies
+from viewer.qt.main_window import MainWindow
+from viewer.store import Store, import_paths
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "store")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def window(qtbot, store: Store) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    main = MainWindow(store=store, volume_source=list)
+    qtbot.addWidget(main)
+    main.resize(1200, 900)
+    main.show()
+    yield main
+    main.close()
+
+
+def test_network_menu_is_installed_without_claiming_a_port(window: MainWindow) -> None:
+    titles = [a.text() for a in window.menuBar().actions()]
+    assert "&Network" in titles
+    assert not window.network.scp_running()  # only the real application starts the SCP
+    assert window.network.store().root == window.browser.store.root  # type: ignore[union-attr]
+
+
+def test_open_study_shows_it_and_selection_gives_its_files(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, store: Store, tmp_path: Path
+) -> None:
+    media = write_studies(tmp_path / "disc")
+    report = import_paths(store, [media])
+    assert len(report.imported) == 14
+    uid = "1.2.826.0.1.3680043.10.9.0"  # Müller: two CT series, 6 + 5 images
+    with qtbot.waitSignal(window.opened, timeout=30000):
+        assert window.browser.select_study(uid)
+    qtbot.waitUntil(window.view.is_displayable, timeout=30000)
+    selected = window.browser.selected_paths()
+    assert len(selected) == 11
+    assert all(p.is_file() and store.root in p.parents for p in selected)
+    assert not window.browser.select_study("1.2.3.999")
+
+
+def test_a_received_study_refreshes_the_store_list(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, store: Store, tmp_path: Path
+) -> None:
+    window.browser.show_store()
+    assert window.browser.studies() == []
+    import_paths(store, [write_studies(tmp_path / "disc")])
+    with qtbot.waitSignal(window.browser.studies_listed, timeout=10000) as listed:
+        window.network.study_received.emit("1.2.826.0.1.3680043.10.9.0")
+    assert listed.args == [3]
