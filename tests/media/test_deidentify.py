@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -372,3 +374,33 @@ def test_iso_and_disc_targets_carry_the_de_identified_media(
     assert b"ANON" in blob and b"DICOMDIR" in blob
     for kind in ("names", "ids", "birth_dates", "dates", "uids", "identity"):
         assert not _present(blob, sensitive[kind]), (kind, _present(blob, sensitive[kind]))
+
+
+def _iod_errors(root: Path) -> list[str]:
+    """dciodvfy's Error lines for every file of the media, UIDs masked (they differ)."""
+    errors = []
+    for path in sorted((root / "DICOM").rglob("*")):
+        out = subprocess.run(
+            ["dciodvfy", str(path)], capture_output=True, text=True, errors="replace"
+        )
+        for line in (out.stdout + out.stderr).splitlines():
+            if line.startswith("Error"):
+                errors.append(re.sub(r"[0-9]+(\.[0-9]+)+", "UID", line))
+    return sorted(errors)
+
+
+def test_de_identification_adds_no_iod_error(sources: list[Path], tmp_path: Path) -> None:
+    """Removing and emptying attributes must not break the IODs: dciodvfy finds in every
+    de-identified file no error it did not find in the same file written as it was."""
+    require_tool("dciodvfy")
+    files = [*sources, TEST_FILES / "SC_rgb_rle.dcm", TEST_FILES / "JPEG2000.dcm"]
+    writer.write_media(files, tmp_path / "ORIG")
+    baseline = _iod_errors(tmp_path / "ORIG")
+    for name, options in {
+        "BASIC": DeidentifyOptions(),
+        "SHIFT": DeidentifyOptions(shift_dates=-30, keep_device=True),
+        "KEEP": DeidentifyOptions(keep_dates=True, keep_characteristics=True, keep_uids=True),
+    }.items():
+        writer.write_media(files, tmp_path / name, deidentify=Deidentifier(options))
+        added = set(_iod_errors(tmp_path / name)) - set(baseline)
+        assert not added, (name, added)

@@ -53,6 +53,10 @@ Information Modified (0028,0303), PS3.3 C.7.1.1 and C.7.6.1.
 Pixel data are not touched: Burned In Annotation ``YES``, ultrasound and secondary capture images
 (which often carry names in their pixels) give a warning (the Clean Pixel Data option is not
 offered).
+
+One deviation from the table as read: Treatment Machine Name (300A,00B2) is ``X`` there but Type 2
+in the RT Beams Module (PS3.3 C.8.8.14), so an RT Plan without it fails ``dciodvfy``: it gets
+``X/Z`` (emptied, not removed).
 """
 
 from __future__ import annotations
@@ -139,7 +143,7 @@ _TABLE_E1_1 = """
 30060004 X;30060009 X/D T;00324000 X;00080020 Z T;00081030 X;00200010 Z;00320012 X
 0020000D U U;00080030 Z T;00200200 U U;00182042 U U;0040A354 X;0040DB0D U U;0040DB0C U U
 40004000 X;20300020 X;00080201 X T;00880910 X;00880912 X;00880906 X;00880904 X;00620021 U U
-00081195 U U;00185011 X D;30080250 X/D T;300A00B2 X D;300A0608 D;300A0609 U U;300A0700 U U
+00081195 U U;00185011 X D;30080250 X/D T;300A00B2 X/Z D;300A0608 D;300A0609 U U;300A0700 U U
 30100077 D;3010007A Z;30080251 X/D T;300A0736 D T;300A0734 D;0018100A X D;0040A124 U
 00181009 X D;30100033 D;30100034 D;0040A352 X;0040A358 X;0040A088 Z;0040A075 D;0040A073 D
 0040A027 D;00384000 X;00189371 D D;00189373 X D;00189367 D D
