@@ -30,11 +30,10 @@ def wizard(qtbot) -> Iterator[ExportWizard]:  # type: ignore[no-untyped-def]
     qtbot.addWidget(dialog)
     qtbot.waitExposed(dialog)
     yield dialog
-    dialog.shutdown()
+    # Every worker ended through its own signals and was joined (none left to the teardown).
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=30000)
+    assert not dialog._jobs
     dialog.close()
-    assert not any(
-        t.name in ("ExportWriter", "PlanMedia") and t.is_alive() for t in threading.enumerate()
-    )
 
 
 def click_next(qtbot, wizard: ExportWizard) -> None:  # type: ignore[no-untyped-def]
