@@ -145,9 +145,9 @@ class TargetPage(QWizardPage):
         self.drive_status = QLabel("")
         self.detect_button = QPushButton("Detect drives")
         self.detect_button.clicked.connect(self._on_detect_button_clicked)
-        folder_browse = QPushButton("Browse…")
+        self.folder_browse = folder_browse = QPushButton("Browse…")
         folder_browse.clicked.connect(self._on_folder_browse_clicked)
-        iso_browse = QPushButton("Browse…")
+        self.iso_browse = iso_browse = QPushButton("Browse…")
         iso_browse.clicked.connect(self._on_iso_browse_clicked)
 
         layout = QVBoxLayout(self)
@@ -194,7 +194,9 @@ class TargetPage(QWizardPage):
     def _on_kind_toggled(self) -> None:
         kind = self.kind
         self.folder_edit.setEnabled(kind == TARGET_FOLDER)
+        self.folder_browse.setEnabled(kind == TARGET_FOLDER)
         self.iso_edit.setEnabled(kind == TARGET_ISO)
+        self.iso_browse.setEnabled(kind == TARGET_ISO)
         self.drive_combo.setEnabled(kind == TARGET_DISC)
         self.detect_button.setEnabled(kind == TARGET_DISC)
         if kind == TARGET_DISC and self.drive_combo.count() == 0 and not self._wizard.busy:
