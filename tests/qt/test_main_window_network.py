@@ -61,3 +61,21 @@ def test_a_received_study_refreshes_the_store_list(  # type: ignore[no-untyped-d
     with qtbot.waitSignal(window.browser.studies_listed, timeout=10000) as listed:
         window.network.study_received.emit("1.2.826.0.1.3680043.10.9.0")
     assert listed.args == [3]
+
+
+def test_export_needs_a_selection_then_opens_the_wizard(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    told: list[str] = []
+    monkeypatch.setattr(QMessageBox, "information", lambda _p, _t, text: told.append(text))
+    window.browser.show_store()
+    window.actions_by_name["export_media"].trigger()
+    assert told == ["Select a study in the browser first."]
+    import_paths(store, [write_studies(tmp_path / "disc")])
+    assert window.browser.select_study("1.2.826.0.1.3680043.10.9.2", open_first=False)
+    window.actions_by_name["export_media"].trigger()
+    wizard = window._export_wizard
+    assert wizard is not None and wizard.isVisible()
+    assert len(wizard.paths) == 1  # Smythe^Bob: one CR image

@@ -37,6 +37,7 @@ from viewer.imaging.display import CT_PRESETS
 from viewer.imaging.stack import Stack
 from viewer.media.scan import ScanResult
 from viewer.qt.browser import BrowserWidget
+from viewer.qt.export_wizard import ExportWizard, open_export_wizard
 from viewer.qt.image_view import ImageView
 from viewer.qt.removable import StorageLike
 from viewer.qt.source import FrameSource, LoaderSource, stack_label
@@ -122,6 +123,7 @@ class MainWindow(QMainWindow):
         self._closing: list[tuple[threading.Thread, FrameSource]] = []
 
         self.actions_by_name: dict[str, QAction] = {}
+        self._export_wizard: ExportWizard | None = None
         self._build_menus()
         # The Network menu and the application-wide storage SCP; the SCP starts only for the
         # real application (start_services), so tests building windows claim no port.
@@ -129,7 +131,7 @@ class MainWindow(QMainWindow):
 
         self.network = install_network_menu(
             self,
-            open_study=self.browser.select_study,
+            open_study=self._on_network_study_retrieved,
             selection=self.browser.selected_paths,
             store_root=self.browser.store.root if self.browser.store is not None else None,
             start=start_services,
@@ -173,6 +175,11 @@ class MainWindow(QMainWindow):
             "refresh_volumes", "&Refresh removable media", browser.refresh_volumes
         )
         file_menu.addActions([show_store, import_media, health, refresh_media])
+        file_menu.addSeparator()
+        export = self._action("export_media", "&Export to CD/DVD/USB…", self._on_export_triggered)
+        export.setShortcut(QKeySequence("Ctrl+E"))
+        export.setToolTip("Write the selected study as IHE PDI media, checked after writing")
+        file_menu.addAction(export)
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
 
@@ -464,6 +471,18 @@ class MainWindow(QMainWindow):
         self.shutdown()
         super().closeEvent(event)
 
+    def _on_export_triggered(self) -> None:
+        paths = self.browser.selected_paths()
+        if not paths:
+            QMessageBox.information(self, "Export", "Select a study in the browser first.")
+            return
+        if self._export_wizard is not None:
+            self._export_wizard.shutdown()
+        self._export_wizard = open_export_wizard(self, paths)
+
+    def _on_network_study_retrieved(self, study_instance_uid: str) -> None:
+        self.browser.select_study(study_instance_uid)
+
     def _on_network_study_received(self, _study_instance_uid: str) -> None:
         if not self.browser.showing_media:
             self.browser.refresh()
@@ -471,6 +490,8 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop the open worker and the series loader; nothing runs after the window."""
         self.network.shutdown()
+        if self._export_wizard is not None:
+            self._export_wizard.shutdown()
         self.view.stop_cine()
         self._stop_worker()
         self.browser.shutdown()
