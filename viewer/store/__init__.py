@@ -5,7 +5,13 @@ take a ``cancel`` event and a ``progress(done, total)`` callback.
 """
 
 from viewer.store.check import CheckReport, check
-from viewer.store.importer import ImportReport, import_bytes, import_dataset, import_paths
+from viewer.store.importer import (
+    ImportReport,
+    import_bytes,
+    import_dataset,
+    import_paths,
+    import_received,
+)
 from viewer.store.index import (
     DeleteResult,
     InstanceRecord,
@@ -22,6 +28,7 @@ from viewer.store.index import (
     store_tree,
     study_instance_paths,
 )
+from viewer.store.receiver import Receiver
 from viewer.store.store import Store, StoreError
 
 __all__ = [
@@ -29,6 +36,7 @@ __all__ = [
     "DeleteResult",
     "ImportReport",
     "InstanceRecord",
+    "Receiver",
     "SeriesRow",
     "Store",
     "StoreError",
@@ -41,6 +49,7 @@ __all__ = [
     "import_bytes",
     "import_dataset",
     "import_paths",
+    "import_received",
     "instance_paths",
     "list_series",
     "list_studies",

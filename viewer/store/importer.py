@@ -34,6 +34,13 @@ byte.
 Duplicates: same SOP Instance UID and same data set bytes = already present (skipped, whatever the
 File Meta says, since media writers and network transfers rewrite it); same UID and different
 data set = a conflict: reported, and the instance already in the store stays.
+
+Received instances (:class:`viewer.store.receiver.Receiver`) are already durable files in the
+store's own ``incoming/`` folder when they are imported (``import_paths(..., spooled=True)``).
+Those are staged by a hard link into ``tmp/`` instead of a copy, and not synced again: the same
+checks, the same commit, without writing or syncing the bytes a second time. The spool file
+itself is left alone (its owner deletes it once the import committed), so a kill anywhere
+before the commit leaves it to be imported again.
 """
 
 from __future__ import annotations
@@ -99,6 +106,8 @@ class ImportReport:
 
     imported: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
+    #: Study Instance UIDs that gained instances, in order (for a live refresh).
+    studies: list[str] = field(default_factory=list)
     conflicts: list[Problem] = field(default_factory=list)
     rejected: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
@@ -121,6 +130,7 @@ class _Staged:
     source: str
     tmp: Path
     record: InstanceRecord
+    durable: bool = False  # a hard link to a spooled file already synced: no fsync needed
 
 
 class _Crasher:
@@ -311,9 +321,12 @@ class _Importer:
         report: ImportReport,
         syncer: ThreadPoolExecutor | None = None,
         committer: ThreadPoolExecutor | None = None,
+        *,
+        spooled: bool = False,
     ) -> None:
         self.store = store
         self.report = report
+        self.spooled = spooled
         self.syncer = syncer
         self.committer = committer
         self.committing: Future[None] | None = None
@@ -370,14 +383,54 @@ class _Importer:
         tmp.unlink()
         return new_tmp, hashlib.sha256(prefix).hexdigest(), size
 
+    def _link(self, source: Path, tmp: Path) -> tuple[part10.Header, str, str, int] | None:
+        """Stage a spooled file by a hard link and hash it in place; None (and no link left)
+        when it cannot be linked (another file system, no hard links) or its first bytes
+        would be rewritten (see the module docstring): then it is copied like any file."""
+        try:
+            os.link(source, tmp)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            return None
+        try:
+            with open(tmp, "rb") as src:
+                head = src.read(part10.HEAD_SIZE)
+                try:
+                    header = part10.split_header(head)
+                except part10.HeaderError as exc:
+                    raise _Rejected(str(exc)) from exc
+                if header.executable_preamble or not header.has_preamble:
+                    tmp.unlink()
+                    return None
+                prefix = head[: header.dataset_start]
+                ds_hash = hashlib.sha256()
+                size = len(head)
+                chunk = head[header.dataset_start :]
+                while chunk:
+                    ds_hash.update(chunk)
+                    chunk = src.read(_CHUNK)
+                    size += len(chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return header, hashlib.sha256(prefix).hexdigest(), ds_hash.hexdigest(), size
+
     def prepare(self, source: str, opener: Callable[[], IO[bytes]]) -> _Prepared:
-        """Copy, hash and read one file (runs in a staging thread: touches no shared state)."""
+        """Copy (or link, for spooled files), hash and read one file (runs in a staging
+        thread: touches no shared state)."""
         result = _Prepared(source)
         tmp = self._tmp_path()
+        durable = False
         try:
             try:
-                with opener() as src:
-                    header, meta_sha, ds_sha, size = self._copy(src, tmp, result.warnings)
+                linked = self._link(Path(source), tmp) if self.spooled else None
+                if linked is not None:
+                    header, meta_sha, ds_sha, size = linked
+                    durable = True
+                else:
+                    with opener() as src:
+                        header, meta_sha, ds_sha, size = self._copy(src, tmp, result.warnings)
             except OSError as exc:
                 raise _Rejected(f"cannot read it ({exc.strerror or exc})") from exc
             ds, read_warnings = _read_headers(tmp)
@@ -396,7 +449,7 @@ class _Importer:
         if result.rejected is not None:
             tmp.unlink(missing_ok=True)
             return result
-        result.staged = _Staged(source, tmp, record)
+        result.staged = _Staged(source, tmp, record, durable)
         result.size = size
         return result
 
@@ -471,9 +524,10 @@ class _Importer:
         measured eight times faster here than one after the other.
         """
         try:
-            self._each(_fsync_path, [staged.tmp for staged in batch])
+            self._each(_fsync_path, [staged.tmp for staged in batch if not staged.durable])
             self.crash.reached("synced")
             imported: list[str] = []
+            studies: dict[str, None] = {}
             conn = self.store.connection()
             with write_transaction(conn):
                 dirs: set[Path] = set()
@@ -502,9 +556,13 @@ class _Importer:
                     self.crash.reached("renamed")
                     insert_record(conn, rec)
                     imported.append(staged.source)
+                    studies.setdefault(rec.study_instance_uid)
                 self._each(fsync_dir, sorted(dirs))
                 self.crash.reached("indexed")
             self.report.imported.extend(imported)
+            for uid in studies:
+                if uid not in self.report.studies:
+                    self.report.studies.append(uid)
             self.crash.reached("committed")
         finally:
             for staged in batch:
@@ -547,6 +605,7 @@ def _run_unguarded(
     report: ImportReport,
     cancel: threading.Event | None,
     progress: ProgressCallback | None,
+    spooled: bool = False,
 ) -> ImportReport:
     """Stage in a few threads (copy and hash release the GIL), accept and commit in order here.
 
@@ -555,7 +614,7 @@ def _run_unguarded(
     """
     done = 0
     if total <= 1:  # one file (a received instance): no threads to start
-        importer = _Importer(store, report)
+        importer = _Importer(store, report, spooled=spooled)
         try:
             for source, opener in sources:
                 if cancel is not None and cancel.is_set():
@@ -577,7 +636,7 @@ def _run_unguarded(
         ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="lightbox-sync") as syncer,
         ThreadPoolExecutor(1, thread_name_prefix="lightbox-commit") as committer,
     ):
-        importer = _Importer(store, report, syncer, committer)
+        importer = _Importer(store, report, syncer, committer, spooled=spooled)
         todo = iter(sources)
         try:
             while True:
@@ -638,10 +697,11 @@ def _run(
     report: ImportReport,
     cancel: threading.Event | None,
     progress: ProgressCallback | None,
+    spooled: bool = False,
 ) -> ImportReport:
     """:func:`_run_unguarded`, with a failure of the index itself said in words."""
     try:
-        return _run_unguarded(store, sources, total, report, cancel, progress)
+        return _run_unguarded(store, sources, total, report, cancel, progress, spooled)
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             raise StoreError(
@@ -659,6 +719,7 @@ def import_paths(
     *,
     cancel: threading.Event | None = None,
     progress: ProgressCallback | None = None,
+    spooled: bool = False,
 ) -> ImportReport:
     """Import files and folders (recursively): media, a folder, dropped files.
 
@@ -666,12 +727,18 @@ def import_paths(
     /media/cdrom/DICOMDIR``); a DICOMDIR met inside a folder is skipped, since the walk finds
     its files anyway.
 
+    ``spooled=True`` is for :class:`viewer.store.receiver.Receiver` only: every path must be a
+    file in the store's ``incoming/`` folder, already synced to disc and never written again;
+    it is staged by a hard link instead of a copy (see the module docstring) and left in place.
+
     Blocks; call it from a worker. ``cancel`` stops between files, after committing what was
     staged (the store stays consistent); ``progress(done, total)`` follows every file.
     Raises :class:`viewer.store.StoreError` only when the index itself fails (disc full, locked
     by another process for longer than the busy timeout).
     """
     report = ImportReport()
+    if spooled:
+        return _import_spooled(store, paths, report, cancel, progress)
     files: list[Path] = []
     store_root = store.root.resolve()
     for item in paths:
@@ -692,6 +759,40 @@ def import_paths(
         return lambda: _open_regular(path)
 
     return _run(store, ((str(f), opener(f)) for f in files), len(files), report, cancel, progress)
+
+
+#: The folder of the store where received instances wait, durable, for their import.
+INCOMING = "incoming"
+
+
+def spool_dir(store: Store) -> Path:
+    """``incoming/`` of the store (see :class:`viewer.store.receiver.Receiver`)."""
+    return store.root / INCOMING
+
+
+def _import_spooled(
+    store: Store,
+    paths: Iterable[Path | str],
+    report: ImportReport,
+    cancel: threading.Event | None,
+    progress: ProgressCallback | None,
+) -> ImportReport:
+    incoming = spool_dir(store).resolve()
+    files: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.resolve().parent != incoming:
+            report.rejected.append(Problem(str(path), "not in the store's incoming folder"))
+        elif not path.is_file():
+            report.rejected.append(Problem(str(path), "no such file"))
+        else:
+            files.append(path)
+
+    def opener(path: Path) -> Callable[[], IO[bytes]]:
+        return lambda: _open_regular(path)
+
+    sources = ((str(f), opener(f)) for f in files)
+    return _run(store, sources, len(files), report, cancel, progress, spooled=True)
 
 
 def reindex_file(store: Store, path: Path) -> ImportReport:
@@ -722,3 +823,16 @@ def import_dataset(store: Store, ds: pydicom.Dataset, *, source: str = "network"
         report.rejected.append(Problem(source, f"cannot encode the data set ({exc})"))
         return report
     return import_bytes(store, buf.getvalue(), source=source)
+
+
+def import_received(store: Store, path: Path, calling_ae: str = "") -> int:
+    """The storage SCP's callback (``viewer.net.scp.OnInstance``): import one spooled file
+    through the one import path and answer the C-STORE status (PS3.4 B.2.3): success when the
+    instance is stored or was already there; 0xA700 (refused, the first copy stays) for a
+    conflict; 0xC000 (cannot understand) for a file the store rejects. Safe from many threads."""
+    report = import_paths(store, [path])
+    if report.imported or report.already_present:
+        return 0x0000
+    for problem in (*report.conflicts, *report.rejected):
+        log.warning("received from %s: %s", calling_ae or "a caller", problem.problem)
+    return 0xA700 if report.conflicts else 0xC000

@@ -1,0 +1,327 @@
+"""Received instances: durable at once, indexed in batches (issue 4, "Receive").
+
+A C-STORE SCP must not answer success before it has stored the instance (PS3.4 B.2.3), and a
+sender such as DCMTK ``storescu`` sends one instance at a time and waits for each answer. Running
+a whole store import per instance (stage copy, sync, rename, directory sync, index commit) in
+that window made receiving five times slower than DCMTK's own ``storescp``.
+
+So receiving is split in two:
+
+1. :meth:`Receiver.__call__` (the storage SCP's ``on_instance``, in the network thread) makes
+   the spooled file durable (``fsync`` it, rename it into ``incoming/`` of the store, ``fsync``
+   that folder) and queues it; only then does the sender get success. From then on the instance
+   cannot be lost: whatever happens next, ``incoming/`` is imported again at the next start.
+2. A background thread imports whatever is queued, a batch at a time, through the one import
+   path (:func:`viewer.store.import_paths` with ``spooled=True``: the same checks, the bytes
+   staged by a hard link rather than copied and synced again) and deletes each spool file once
+   its import committed (or found it already present).
+
+Nothing is shown before its row is committed, and a row is committed only for a file durable
+under its managed name (see :mod:`viewer.store.importer`), so nothing half-written is ever
+indexed. A kill between the answer and the commit leaves the spool file; :meth:`Receiver.drain`
+(and every new :class:`Receiver`, in the background) imports it, and importing twice is
+harmless (the second time it is "already present").
+
+What the store refuses after the sender was told success (a conflict with a stored instance of
+the same SOP Instance UID, or a file the store cannot read) is not deleted: it is moved to the
+store's ``quarantine/`` with a note saying why, and logged without patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from viewer.store.importer import ImportReport, import_paths, spool_dir
+from viewer.store.store import Store, StoreError, fsync_dir
+
+log = logging.getLogger(__name__)
+
+#: C-STORE statuses (PS3.4 B.2.3); the same values as viewer.net.scp, which the store must not
+#: import (the network layer knows nothing of the store, and the reverse).
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+
+#: Most files per import: one commit each; a batch also ends with whatever is queued.
+BATCH_FILES = 128
+#: The importer waits until the senders pause this long before importing a batch that is
+#: not full (fewer commits while a sender is busy), but no longer than MAX_WAIT_S in all, so
+#: that a live refresh comes within a blink.
+LINGER_S = 0.05
+MAX_WAIT_S = 1.0
+#: How long to wait before importing again after the index failed (locked, disc full).
+RETRY_S = 2.0
+
+OnCommitted = Callable[[list[str]], None]
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Receiver:
+    """The storage SCP's ``on_instance`` (``viewer.net.scp.OnInstance``) for one store.
+
+    ``on_committed(study_uids)`` is called from the importer thread after each batch that added
+    instances, with the Study Instance UIDs that grew (the GUI queues it to its thread). Files
+    left in ``incoming/`` by an earlier run are imported in the background from the start.
+    Call :meth:`close` when done: it imports what is queued (what it has no time for stays
+    spooled for the next start).
+    """
+
+    def __init__(self, store: Store, *, on_committed: OnCommitted | None = None) -> None:
+        self.store = store
+        self.spool = spool_dir(store)
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self.on_committed = on_committed
+        self._cond = threading.Condition()
+        self._queue: list[Path] = []
+        self._known: set[Path] = set()  # queued or being imported
+        self._callers: dict[Path, str] = {}
+        self._busy = False
+        self._closing = False
+        self._abort = False
+        self._retry_at = 0.0
+        self._queue_leftovers()
+        self._thread = threading.Thread(target=self._run, name="lightbox-receiver", daemon=True)
+        self._thread.start()
+
+    # --------------------------------------------------------------- the network side
+    def __call__(self, path: Path, calling_ae: str = "") -> int:
+        """Make ``path`` (a PS3.10 file just written by the SCP) durable in the spool, queue
+        it, and answer the C-STORE: success, or out of resources (0xA700) when it cannot be
+        made durable (disc full) or the receiver is closed. Safe from many threads."""
+        if self._closing:
+            log.warning("refused an instance from %s: the receiver is closing", calling_ae)
+            return STATUS_OUT_OF_RESOURCES
+        try:
+            target = self._spool(Path(path))
+        except OSError as exc:
+            log.warning(
+                "cannot keep an instance received from %s in %s: %s",
+                calling_ae or "a caller",
+                self.spool,
+                exc.strerror or exc,
+            )
+            return STATUS_OUT_OF_RESOURCES
+        with self._cond:
+            self._callers[target] = calling_ae
+            self._enqueue([target])
+        return STATUS_SUCCESS
+
+    def _spool(self, path: Path) -> Path:
+        """fsync the file, move it into ``incoming/`` under a name of ours, fsync the folder
+        (the rename must be durable too); another file system gets a synced copy instead."""
+        target = self.spool / f"{time.time_ns():020d}-{secrets.token_hex(6)}.dcm"
+        try:
+            _fsync_file(path)
+            os.replace(path, target)
+        except OSError:
+            if not path.is_file():
+                raise
+            tmp = self.store.tmp_dir / f"{os.getpid()}-{secrets.token_hex(8)}.part"
+            try:
+                shutil.copyfile(path, tmp)
+                _fsync_file(tmp)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        fsync_dir(self.spool)
+        return target
+
+    # --------------------------------------------------------------- queue and control
+    def _enqueue(self, paths: Iterable[Path]) -> int:
+        """Queue paths not queued yet (caller holds the condition)."""
+        added = 0
+        for path in paths:
+            if path not in self._known:
+                self._known.add(path)
+                self._queue.append(path)
+                added += 1
+        if added:
+            self._cond.notify_all()
+        return added
+
+    def _leftovers(self) -> list[Path]:
+        try:
+            return sorted(
+                p
+                for p in self.spool.iterdir()
+                if p.suffix == ".dcm" and not p.name.startswith(".") and p.is_file()
+            )
+        except OSError:
+            return []
+
+    def _queue_leftovers(self) -> int:
+        leftovers = self._leftovers()
+        with self._cond:
+            added = self._enqueue(leftovers)
+        if added:
+            log.info("%d received instance(s) left in %s: importing them", added, self.spool)
+        return added
+
+    def pending(self) -> int:
+        """Instances received (durable) and not imported yet."""
+        with self._cond:
+            return len(self._known)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued is imported (or found unimportable); False on
+        timeout (while the index fails, the files stay spooled and are retried every
+        ``RETRY_S``) or when the receiver was closed with files left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._known and not self._abort and self._thread.is_alive():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left if left is not None else 1.0)
+            return not self._known
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Import every file in ``incoming/`` (left by a killed process, or received by
+        another Lightbox process on this store) and wait for it; see :meth:`wait_idle`."""
+        self._queue_leftovers()
+        with self._cond:
+            self._retry_at = 0.0
+            self._cond.notify_all()
+        return self.wait_idle(timeout)
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Refuse new instances, import what is queued (up to ``timeout``), stop the thread.
+        Returns True when nothing is left spooled by this receiver. Safe to call twice."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            with self._cond:
+                self._abort = True  # stop after the batch in hand; the rest stays spooled
+                self._cond.notify_all()
+            self._thread.join()
+        with self._cond:
+            left = len(self._known)
+        if left:
+            log.warning(
+                "%d received instance(s) not imported yet stay in %s for the next start",
+                left,
+                self.spool,
+            )
+        return left == 0
+
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --------------------------------------------------------------- the importer thread
+    def _next_batch(self) -> list[Path] | None:
+        """The next batch, or None when the thread should end."""
+        with self._cond:
+            while True:
+                if self._abort:
+                    return None
+                now = time.monotonic()
+                if self._queue and (now >= self._retry_at or self._closing):
+                    break
+                if self._closing and not self._queue:
+                    return None
+                wait = self._retry_at - now if self._queue else None
+                self._cond.wait(wait)
+            # A sender is probably still sending: gather what it sends for one commit, until
+            # it pauses for LINGER_S, the batch is full, or the oldest has waited MAX_WAIT_S.
+            until = time.monotonic() + MAX_WAIT_S
+            while not self._closing and not self._abort and len(self._queue) < BATCH_FILES:
+                seen = len(self._queue)
+                left = min(LINGER_S, until - time.monotonic())
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+                if len(self._queue) == seen:
+                    break
+            batch, self._queue = self._queue[:BATCH_FILES], self._queue[BATCH_FILES:]
+            self._busy = True
+            return batch
+
+    def _run(self) -> None:
+        try:
+            while (batch := self._next_batch()) is not None:
+                try:
+                    self._import(batch)
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+        finally:
+            self.store.release_connection()
+            with self._cond:
+                self._cond.notify_all()
+
+    def _import(self, batch: list[Path]) -> None:
+        try:
+            report = import_paths(self.store, batch, spooled=True)
+        except StoreError as exc:
+            log.warning("%s; %d received instance(s) stay spooled and are retried", exc, len(batch))
+            with self._cond:
+                self._queue[:0] = batch
+                self._retry_at = time.monotonic() + RETRY_S
+                self._abort = self._abort or self._closing  # closing: leave them spooled
+            return
+        except Exception:  # never let the thread die with durable files queued
+            log.exception("importing received instances failed; they stay in %s", self.spool)
+            with self._cond:
+                self._queue[:0] = batch
+                self._retry_at = time.monotonic() + RETRY_S
+                self._abort = self._abort or self._closing
+            return
+        self._settle(batch, report)
+        if report.studies and self.on_committed is not None:
+            try:
+                self.on_committed(list(report.studies))
+            except Exception:
+                log.exception("the on_committed callback failed")
+
+    def _settle(self, batch: list[Path], report: ImportReport) -> None:
+        """Delete what is in the store now; quarantine what the store refused."""
+        for source in (*report.imported, *report.already_present):
+            Path(source).unlink(missing_ok=True)
+        refused = [(p.path, "conflict", p.problem) for p in report.conflicts]
+        refused += [(p.path, "refused", p.problem) for p in report.rejected]
+        for source, kind, reason in refused:
+            self._quarantine(Path(source), kind, reason)
+        with self._cond:
+            for path in batch:
+                self._known.discard(path)
+                self._callers.pop(path, None)
+
+    def _quarantine(self, path: Path, kind: str, reason: str) -> None:
+        if not path.exists():  # imported meanwhile by another process on this store
+            return
+        caller = self._callers.get(path, "") or "a caller"
+        folder = self.store.quarantine_dir
+        target = folder / f"received-{path.name}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target.with_suffix(".txt").write_text(
+                f"received from {caller}; {kind}: {reason}\n", encoding="utf-8"
+            )
+            os.replace(path, target)
+        except OSError as exc:
+            log.warning("cannot move %s to %s: %s", path, folder, exc.strerror or exc)
+            return
+        if kind == "conflict":  # the message names the SOP Instance UID: not in the log
+            reason = "same SOP Instance UID as a stored instance, different content"
+        log.warning(
+            "an instance received from %s was not stored (%s); kept as %s", caller, reason, target
+        )
