@@ -5,9 +5,10 @@ once and cached in benchmarks/.cache/ct512).
 
 - ``cstore_send``: ours = :func:`viewer.net.send.send` to a DCMTK ``storescp`` writing a folder;
   reference = DCMTK ``storescu`` sending the same files to the same ``storescp``. Target 2.
-- ``cstore_receive``: DCMTK ``storescu`` pushing the files into our storage SCP, whose callback
-  writes each instance atomically into a folder (the store's import is not wired into the SCP
-  yet: this measures the network side only), vs into DCMTK ``storescp -od``. Target 3.
+- ``cstore_receive``: DCMTK ``storescu`` pushing the files into our storage SCP until all 300 are
+  indexed in a local store (:class:`viewer.store.Receiver`: each instance made durable in the
+  store's spool before the answer, then imported in batches through the store's atomic import),
+  vs into DCMTK ``storescp -od`` writing a folder. Target 3.
 
 Every DCMTK tool runs with ``TCP_NODELAY=1`` (PEERS.md: DCMTK leaves Nagle on otherwise).
 """
@@ -28,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _data
 from common import interleaved, report
+
+from viewer.store import Receiver, Store, delete_uid, list_studies
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -107,34 +110,36 @@ def main() -> None:
         report("cstore_send", ours, ref, 2, "300 CT 512x512 to DCMTK storescp")
 
         # --- cstore_receive ---------------------------------------------------------------
-        ours_dir, ref_dir = work / "ours", work / "ref"
-        ours_dir.mkdir()
+        ours_dir, ref_dir = work / "store", work / "ref"
         ref_dir.mkdir()
-
-        def write_atomically(path: Path, calling: str) -> int:
-            path.replace(ours_dir / path.name.replace(".rx-", "", 1))
-            return 0
+        store = Store.open(ours_dir)
+        receiver = Receiver(store)
 
         scp_port, ref_port = _free_port(), _free_port()
-        scp = StorageScp(LocalSettings(scp_port=scp_port), write_atomically)
+        scp = StorageScp(LocalSettings(scp_port=scp_port), receiver, work / "spool")
         scp.start()
         ref_peer = _storescp(ref_port, ref_dir)
 
         def ours_receive() -> None:
             _storescu(scp_port, "LIGHTBOX", files)
-            assert len(list(ours_dir.iterdir())) == 300
+            assert receiver.wait_idle(60), "the received instances were not imported"
+            count = store.connection().execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+            assert count == 300, count
 
         def ref_receive() -> None:
             _storescu(ref_port, "PEER", files)
 
         def setup() -> None:
-            _clear(ours_dir)
+            for row in list_studies(store):
+                delete_uid(store, row.study_instance_uid)
             _clear(ref_dir)
 
         try:
             ours, ref = interleaved(ours_receive, ref_receive, setup=setup)
         finally:
             scp.stop()
+            receiver.close()
+            store.close()
             ref_peer.terminate()
             ref_peer.wait(10)
         report(
@@ -142,8 +147,7 @@ def main() -> None:
             ours,
             ref,
             3,
-            "storescu into our SCP writing files atomically (store import not wired yet) "
-            "vs into storescp -od",
+            "storescu into our SCP until indexed in the store vs into storescp -od",
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -22,7 +22,7 @@ from viewer import __version__
 
 if TYPE_CHECKING:
     from viewer.net.nodes import LocalSettings, Node
-    from viewer.store import Store
+    from viewer.store import Receiver, Store
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -419,20 +419,14 @@ def _net_setup(args: argparse.Namespace) -> tuple[Node, LocalSettings]:
     return config.node(args.node), local
 
 
-def _store_receiver(store: Store) -> Callable[[Path, str], int]:
-    """The storage callback for retrieve/listen: every instance goes through the store's one
-    atomic import path; the C-STORE status says what happened (PS3.4 Annex B.2.3)."""
-    from viewer.store import import_paths
+def _store_receiver(store: Store) -> Receiver:
+    """Received instances go through the store's one atomic import path: durable in the
+    store's spool before the sender hears success, indexed in batches by a background thread
+    (viewer.store.receiver). Use it as a context manager: leaving imports what is queued, and
+    what a kill leaves spooled is imported by the next receiver on this store."""
+    from viewer.store import Receiver
 
-    def on_instance(path: Path, calling_ae: str) -> int:
-        report = import_paths(store, [path])
-        if report.imported or report.already_present:
-            return 0x0000
-        if report.conflicts:
-            return 0xA700  # refused: out of resources is the closest; the first copy stays
-        return 0xC000  # cannot understand
-
-    return on_instance
+    return Receiver(store)
 
 
 def _cmd_echo(args: argparse.Namespace) -> int:
@@ -488,14 +482,18 @@ def _cmd_get(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    with _open_store() as store, _cancel_on_signals() as cancel:
+    with (
+        _open_store() as store,
+        _store_receiver(store) as receiver,
+        _cancel_on_signals() as cancel,
+    ):
         result = retrieve(
             node,
             local,
             args.study,
             args.series,
             method=args.method,
-            on_instance=_store_receiver(store),
+            on_instance=receiver,
             is_present=lambda uid: has_instance(store, uid),
             cancel=cancel,
             progress=progress,
@@ -562,14 +560,18 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from viewer.net.scp import serve_until
 
     local = with_overrides(load_config().local, args.aet, args.scp_port)
-    with _open_store() as store, _cancel_on_signals() as stop:
+    with (
+        _open_store() as store,
+        _store_receiver(store) as receiver,
+        _cancel_on_signals() as stop,
+    ):
         print(
             f"listening as {local.ae_title} on port {local.scp_port} (Ctrl+C to stop)",
             file=sys.stderr,
             flush=True,
         )
         try:
-            serve_until(local, _store_receiver(store), stop)
+            serve_until(local, receiver, stop)
         except OSError as exc:
             _say(
                 f"cannot listen on port {local.scp_port}: {exc.strerror or exc} "

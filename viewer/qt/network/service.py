@@ -2,10 +2,12 @@
 
 One :class:`NetworkService` per application (STYLE.md, threads rule 4). It owns the storage SCP
 (:class:`viewer.net.scp.StorageScp`), started at launch when the settings say so and stopped on
-quit. Each received instance — pushed to our SCP by a modality, sent back by a PACS for our
-C-MOVE, or arriving as a C-GET sub-operation — goes through :meth:`import_instance`, the store's
-atomic import, in the network library's own thread; the service then tells the GUI thread which
-study grew, through a queued signal, so that the browser refreshes live.
+quit. An instance pushed to our SCP (by a modality, or by a PACS for our C-MOVE) goes to a
+:class:`viewer.store.Receiver`: durable in the store's spool before the sender hears success,
+then indexed in batches by the store's atomic import; a C-GET sub-operation goes through
+:meth:`import_instance`, the same import, in the network library's own thread. Either way the
+service then tells the GUI thread which study grew, through a queued signal, so that the browser
+refreshes live. A retrieve ends only when what it received is indexed (:meth:`wait_received`).
 
 The net layer knows nothing of the store (STYLE.md, "Which way the imports run"): this module is
 where the two meet.
@@ -17,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
@@ -30,8 +33,8 @@ from viewer.net.scp import (
     StorageScp,
     valid_uid,
 )
-from viewer.net.transfers import TransferQueue
-from viewer.store import Store, StoreError, import_paths
+from viewer.net.transfers import TransferJob, TransferQueue
+from viewer.store import Receiver, Store, StoreError, import_paths
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +69,14 @@ class NetworkService(QObject):
         self._pending: dict[str, None] = {}
         self._pending_lock = threading.Lock()
         self._scp: StorageScp | None = None
+        self._receiver: Receiver | None = None
         self._on_shutdown: list[Callable[[], None]] = []
         #: The Network menu, once installed (:func:`viewer.qt.network.install_network_menu`).
         self.menu: QObject | None = None
         self.scp_message = "the storage service is not running"
         self.config_problem = ""
         self.config = self._load()
-        self.transfers = TransferQueue()
+        self.transfers: TransferQueue = _Transfers(self)
         self._received.connect(self._on_received, Qt.ConnectionType.QueuedConnection)
         app = QCoreApplication.instance()
         if app is not None:
@@ -115,7 +119,14 @@ class NetworkService(QObject):
         if self._scp is not None:
             return True
         local = self.config.local
-        scp = StorageScp(local, self.import_instance)
+        try:
+            receiver = self._receiver_for_scp()
+        except StoreError as exc:
+            self.scp_message = f"the storage service cannot start: {exc}"
+            log.warning("%s", self.scp_message)
+            self.scp_state_changed.emit(False, self.scp_message)
+            return False
+        scp = StorageScp(local, receiver)
         try:
             scp.start()
         except (OSError, ConfigError) as exc:
@@ -162,6 +173,10 @@ class NetworkService(QObject):
             hook()
         self.stop_scp()
         with self._store_lock:
+            receiver, self._receiver = self._receiver, None
+        if receiver is not None:  # what it has no time for stays spooled for the next start
+            receiver.close()
+        with self._store_lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
@@ -173,6 +188,34 @@ class NetworkService(QObject):
             if self._store is None:
                 self._store = Store.open(self.store_root)
             return self._store
+
+    def _receiver_for_scp(self) -> Receiver:
+        """The SCP's ``on_instance``: one receiver per store, kept across SCP restarts (it
+        also imports what an earlier run left spooled)."""
+        store = self.store()
+        with self._store_lock:
+            if self._receiver is None:
+                self._receiver = Receiver(store, on_committed=self._studies_committed)
+            return self._receiver
+
+    def wait_received(self, timeout: float = 60.0) -> bool:
+        """Block (a worker, never the GUI thread) until every instance our SCP acknowledged is
+        indexed: a C-MOVE is complete for the PACS before its last instances are."""
+        receiver = self._receiver
+        return True if receiver is None else receiver.wait_idle(timeout)
+
+    def _studies_committed(self, study_uids: list[str]) -> None:
+        """The receiver's ``on_committed`` (its thread): queue the studies for the GUI."""
+        self._pending_studies([uid for uid in study_uids if valid_uid(uid)])
+
+    def _pending_studies(self, study_uids: list[str]) -> None:
+        if not study_uids:
+            return
+        with self._pending_lock:
+            first = not self._pending
+            self._pending.update(dict.fromkeys(study_uids))
+        if first:
+            self._received.emit()
 
     def is_present(self, sop_instance_uid: str) -> bool:
         """Retrieve's ``is_present``: already in the store, so not fetched again."""
@@ -223,11 +266,7 @@ class NetworkService(QObject):
             log.info("a received instance from %s conflicts with the store", calling_ae)
             return STATUS_PROCESSING_FAILURE
         if report.imported and valid_uid(study_uid):
-            with self._pending_lock:
-                first = not self._pending
-                self._pending[study_uid] = None
-            if first:
-                self._received.emit()
+            self._pending_studies([study_uid])
         return STATUS_SUCCESS
 
     @Slot()
@@ -238,3 +277,18 @@ class NetworkService(QObject):
             studies, self._pending = list(self._pending), {}
         for uid in studies:
             self.study_received.emit(uid)
+
+
+class _Transfers(TransferQueue):
+    """The transfer queue, whose jobs end when what they received is indexed: the instances of
+    a C-MOVE reach the store through the SCP's receiver, a batch at a time."""
+
+    def __init__(self, service: NetworkService) -> None:
+        super().__init__()
+        self._service = service
+
+    def run_job(self, job: TransferJob, *args: Any, **kwargs: Any) -> TransferJob:
+        done = super().run_job(job, *args, **kwargs)
+        if not self._service.wait_received():
+            log.warning("received instances are still being indexed after the retrieve ended")
+        return done
