@@ -53,7 +53,7 @@ BATCH_FILES = 128
 #: The importer waits until the senders pause this long before importing a batch that is
 #: not full (fewer commits while a sender is busy), but no longer than MAX_WAIT_S in all, so
 #: that a live refresh comes within a blink.
-LINGER_S = 0.05
+LINGER_S = 0.02
 MAX_WAIT_S = 1.0
 #: How long to wait before importing again after the index failed (locked, disc full).
 RETRY_S = 2.0
