@@ -175,7 +175,7 @@ class NetworkService(QObject):
         with self._store_lock:
             receiver, self._receiver = self._receiver, None
         if receiver is not None:  # what it has no time for stays spooled for the next start
-            receiver.close()
+            receiver.close(timeout=5.0)
         with self._store_lock:
             if self._store is not None:
                 self._store.close()
