@@ -233,9 +233,15 @@ def test_service_receives_from_storescu_into_the_store(
     assert all(threads)
     assert set(received) == {study.study_instance_uid}
     with Store.open() as store:
+
+        def all_indexed() -> bool:
+            rows = list_studies(store)
+            return len(rows) == 1 and rows[0].num_instances == len(study.files)
+
+        # the first signal may cover the first batch only: wait for the whole study
+        qtbot.waitUntil(all_indexed, timeout=15_000)
         [row] = list_studies(store)
         assert row.study_instance_uid == study.study_instance_uid
-        assert row.num_instances == len(study.files)
         assert check(store).ok
     assert not any((Path(service.store().root).parent / "incoming").glob("*")), "spool left"
 

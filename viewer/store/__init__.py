@@ -10,7 +10,6 @@ from viewer.store.importer import (
     import_bytes,
     import_dataset,
     import_paths,
-    import_received,
 )
 from viewer.store.index import (
     DeleteResult,
@@ -49,7 +48,6 @@ __all__ = [
     "import_bytes",
     "import_dataset",
     "import_paths",
-    "import_received",
     "instance_paths",
     "list_series",
     "list_studies",

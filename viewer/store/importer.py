@@ -823,16 +823,3 @@ def import_dataset(store: Store, ds: pydicom.Dataset, *, source: str = "network"
         report.rejected.append(Problem(source, f"cannot encode the data set ({exc})"))
         return report
     return import_bytes(store, buf.getvalue(), source=source)
-
-
-def import_received(store: Store, path: Path, calling_ae: str = "") -> int:
-    """The storage SCP's callback (``viewer.net.scp.OnInstance``): import one spooled file
-    through the one import path and answer the C-STORE status (PS3.4 B.2.3): success when the
-    instance is stored or was already there; 0xA700 (refused, the first copy stays) for a
-    conflict; 0xC000 (cannot understand) for a file the store rejects. Safe from many threads."""
-    report = import_paths(store, [path])
-    if report.imported or report.already_present:
-        return 0x0000
-    for problem in (*report.conflicts, *report.rejected):
-        log.warning("received from %s: %s", calling_ae or "a caller", problem.problem)
-    return 0xA700 if report.conflicts else 0xC000
