@@ -132,3 +132,38 @@ def test_burn_from_a_folder_then_verify_catches_damage(media: Path, tmp_path: Pa
 def test_burn_needs_a_selection(tmp_path: Path) -> None:
     result = lightbox("burn", "--to", str(tmp_path / "x"))
     assert result.returncode == 2 and "--study" in result.stderr
+
+
+def test_burn_deidentified_leaves_no_name_id_or_uid(media: Path, tmp_path: Path) -> None:
+    files = [p for p in media.rglob("*") if p.is_file() and p.name != "DICOMDIR"]
+    originals = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    out = tmp_path / "anon"
+    result = lightbox("burn", "--from", str(media), "--to", str(out), "--deidentify")
+    assert result.returncode in (0, 1), result.stderr + result.stdout  # 1: warnings listed
+    assert (out / "DICOMDIR").is_file()
+    blob = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    for ds in originals:
+        for value in (ds.PatientID, ds.SOPInstanceUID, ds.StudyInstanceUID):
+            assert str(value).encode() not in blob, value
+        family = str(ds.PatientName).split("^")[0]
+        if len(family) > 3:
+            assert family.encode() not in blob, family
+    written = next(p for p in (out / "DICOM").rglob("*") if p.is_file())
+    assert pydicom.dcmread(written, stop_before_pixels=True).PatientIdentityRemoved == "YES"
+
+
+def test_deidentify_options_need_deidentify(media: Path, tmp_path: Path) -> None:
+    result = lightbox("burn", "--from", str(media), "--to", str(tmp_path / "x"), "--keep-dates")
+    assert result.returncode == 2 and "--deidentify" in result.stderr
+    both = lightbox(
+        "burn",
+        "--from",
+        str(media),
+        "--to",
+        str(tmp_path / "y"),
+        "--deidentify",
+        "--keep-dates",
+        "--shift-dates",
+        "5",
+    )
+    assert both.returncode == 2 and "not allowed with" in both.stderr

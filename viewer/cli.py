@@ -243,6 +243,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         help="text for the disc label and README.TXT (never the volume ID)",
     )
+    deid = p_burn.add_argument_group(
+        "de-identification (PS3.15 Annex E Basic Profile; for research and teaching, never the "
+        "default)"
+    )
+    deid.add_argument("--deidentify", action="store_true", help="de-identify what is written")
+    dates = deid.add_mutually_exclusive_group()
+    dates.add_argument(
+        "--keep-dates",
+        action="store_true",
+        help="Retain Longitudinal Temporal Information with Full Dates",
+    )
+    dates.add_argument(
+        "--shift-dates",
+        type=int,
+        metavar="DAYS",
+        help="Retain Longitudinal Temporal Information with Modified Dates: add DAYS "
+        "(negative: earlier) to every date",
+    )
+    deid.add_argument(
+        "--keep-characteristics", action="store_true", help="Retain Patient Characteristics"
+    )
+    deid.add_argument("--keep-device", action="store_true", help="Retain Device Identity")
+    deid.add_argument("--keep-uids", action="store_true", help="Retain UIDs")
     p_burn.set_defaults(func=_cmd_burn)
 
     p_verify = sub.add_parser("verify", help="check media (folder or .iso) as MEDIA.md says")
@@ -650,6 +673,16 @@ def _cmd_burn(args: argparse.Namespace) -> int:
     if not args.study and not args.source:
         _say("burn: name the studies (--study UID ...) or a source (--from PATH)")
         return EXIT_USAGE
+    keep_options = (
+        args.keep_dates,
+        args.shift_dates is not None,
+        args.keep_characteristics,
+        args.keep_device,
+        args.keep_uids,
+    )
+    if any(keep_options) and not args.deidentify:
+        _say("burn: --keep-*/--shift-dates options go with --deidentify")
+        return EXIT_USAGE
     try:
         paths = _burn_sources(args)
     except (OSError, ValueError) as exc:
@@ -659,6 +692,18 @@ def _cmd_burn(args: argparse.Namespace) -> int:
         _say("burn: nothing to write (no instances found)")
         return EXIT_FAILED
     options: dict[str, Any] = {"profile": args.profile, "medium": args.medium, "label": args.label}
+    if args.deidentify:
+        from viewer.media.deidentify import Deidentifier, DeidentifyOptions
+
+        options["deidentify"] = Deidentifier(
+            DeidentifyOptions(
+                keep_dates=args.keep_dates,
+                shift_dates=args.shift_dates,
+                keep_characteristics=args.keep_characteristics,
+                keep_device=args.keep_device,
+                keep_uids=args.keep_uids,
+            )
+        )
     progress = _Progress("writing")
     try:
         with _cancel_on_signals() as cancel:
