@@ -5,7 +5,10 @@ Layout under ``viewer.config.app_home() / "store"`` (``$LIGHTBOX_HOME`` override
     index.sqlite (+ -wal, -shm)   the index (viewer.store.schema)
     files/ab/<sha256>.dcm         managed files, named by the SHA-256 of their data set
     tmp/<pid>-<random>.part       files being imported (renamed into files/ when durable)
-    quarantine/                   files ``check --repair`` took out (with a .txt saying why)
+    incoming/                     received instances, durable, waiting for their batch import
+                                  (viewer.store.receiver; drained again at the next start)
+    quarantine/                   files ``check --repair`` took out, and received instances that
+                                  could not be kept (``received-*``), each with a .txt saying why
 
 Managed file names are built only from a hash the store computed, never from values read from a
 file (UIDs, names), so no file on media can steer where the store writes. The hash is that of
