@@ -52,6 +52,11 @@ HEADER_BYTES = 64
 MAX_CHUNK = 4
 #: Tasks in flight per worker: enough that no worker waits for the loader thread to refill.
 WINDOW_PER_WORKER = 4
+#: glibc ``mallopt`` parameters (malloc.h) and the values the workers use; see _tune_malloc.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+WORKER_MMAP_THRESHOLD = 16 << 20
+WORKER_TRIM_THRESHOLD = 64 << 20
 
 FrameCallback = Callable[[int], None]
 ProblemCallback = Callable[[int, str], None]
@@ -143,7 +148,32 @@ def _worker_init(lifeline: Connection) -> None:
             original(name, rtype)
 
     resource_tracker.register = register  # type: ignore[assignment]
+    _tune_malloc()
     threading.Thread(target=_watch_owner, args=(lifeline,), name="lifeline", daemon=True).start()
+
+
+def _tune_malloc() -> None:
+    """Keep a worker's frame-sized buffers in its heap instead of a fresh mapping each time.
+
+    Decoding one 512x512 frame allocates several half-megabyte buffers (the file, gdcm's
+    output string, its bytes copy, the array). glibc serves each from a new ``mmap`` and
+    returns it with ``munmap``, so every frame pays about 600 page faults: measured here,
+    a third of a worker's time went to the kernel (0.27 s of system time per 150 frames) and
+    with these thresholds nearly none (1.05 s instead of 1.6 s for 300 frames in one thread).
+    Only the workers are tuned: they are ours and short of nothing but CPU; a worker keeps at
+    most ``WORKER_TRIM_THRESHOLD`` of freed heap. No-op where there is no glibc ``mallopt``.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    mallopt(_M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, WORKER_TRIM_THRESHOLD)
 
 
 def _watch_owner(lifeline: Connection) -> None:
