@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 
 from viewer.media import iso, writer
 from viewer.media.deidentify import Deidentifier, DeidentifyOptions
+from viewer.qt.workers import ThreadWorker
 
 log = logging.getLogger(__name__)
 
@@ -56,42 +57,18 @@ WRITTEN_NAMES = ("DICOMDIR", "DICOM", "README.TXT", "INDEX.HTM", "IHE_PDI", "SHA
 TARGET_FOLDER, TARGET_ISO, TARGET_DISC = "folder", "iso", "disc"
 
 
-class ExportWorker(QObject):
+class ExportWorker(ThreadWorker):
     """Runs ``job(cancel, progress)`` in its own thread; ``finished`` carries its result,
     ``failed`` the message of the exception it raised and whether it was a cancel."""
 
     finished = Signal(object)
     failed = Signal(str, bool)
-    progress_changed = Signal(int, int)
 
     def __init__(
         self, name: str, job: Callable[[threading.Event, Callable[[int, int], None]], Any]
     ) -> None:
-        super().__init__()
+        super().__init__(name)
         self._job = job
-        self._cancel = threading.Event()
-        self._thread = QThread()
-        self._thread.setObjectName(name)
-        self.moveToThread(self._thread)
-        self._thread.started.connect(self._run)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def wait(self) -> None:
-        """Cancel and join (the wizard closing)."""
-        self._cancel.set()
-        self._thread.quit()
-        self._thread.wait()
-
-    def is_running(self) -> bool:
-        return self._thread.isRunning()
-
-    def _on_progress(self, done: int, total: int) -> None:
-        self.progress_changed.emit(done, total)
 
     @Slot()
     def _run(self) -> None:
@@ -106,14 +83,12 @@ class ExportWorker(QObject):
         except Exception as exc:  # the last guard: say what failed, never a silent thread death
             log.debug("export job failed", exc_info=True)
             error = (f"unexpected error: {exc}", False)
-        app = QCoreApplication.instance()
-        if app is not None:  # hand the object back, so that the GUI thread may delete it
-            self.moveToThread(app.thread())
+        self._hand_back()
         if error is None:
             self.finished.emit(result)
         else:
             self.failed.emit(*error)
-        self._thread.quit()
+        self._done()
 
 
 # --- pages ---------------------------------------------------------------------------------

@@ -58,18 +58,18 @@ def open_paths(paths: list[Path], cancel: threading.Event, progress: object = No
     return OpenResult(stacks, problems)
 
 
-class OpenWorker(QObject):
-    """Runs :func:`open_paths` in its own thread; ``finished`` carries an :class:`OpenResult`."""
+class ThreadWorker(QObject):
+    """A job in a :class:`QThread` of its own: ``start``, ``cancel`` (sets the cancel token the
+    core function polls), ``wait`` (cancel and join), ``is_running``. Subclasses implement the
+    ``_run`` slot, emit their result and call :meth:`_done` last."""
 
-    finished = Signal(object)
     progress_changed = Signal(int, int)
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__()
-        self._paths = paths
         self._cancel = threading.Event()
         self._thread = QThread()
-        self._thread.setObjectName("OpenWorker")
+        self._thread.setObjectName(name)
         self.moveToThread(self._thread)
         self._thread.started.connect(self._run)
 
@@ -80,7 +80,7 @@ class OpenWorker(QObject):
         self._cancel.set()
 
     def wait(self) -> None:
-        """Cancel and join the thread (closing the window, or a new open replacing this one)."""
+        """Cancel and join the thread (closing the window, or a new job replacing this one)."""
         self._cancel.set()
         self._thread.quit()
         self._thread.wait()
@@ -91,6 +91,29 @@ class OpenWorker(QObject):
     def _on_progress(self, done: int, total: int) -> None:
         self.progress_changed.emit(done, total)
 
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _hand_back(self) -> None:
+        """Move back to the GUI thread (so that it may delete this object) before the result
+        signal goes out."""
+        app = QCoreApplication.instance()
+        if app is not None:
+            self.moveToThread(app.thread())
+
+    def _done(self) -> None:
+        self._thread.quit()
+
+
+class OpenWorker(ThreadWorker):
+    """Runs :func:`open_paths` in its own thread; ``finished`` carries an :class:`OpenResult`."""
+
+    finished = Signal(object)
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__("OpenWorker")
+        self._paths = paths
+
     @Slot()
     def _run(self) -> None:
         try:
@@ -99,8 +122,6 @@ class OpenWorker(QObject):
             log.debug("open failed", exc_info=True)
             names = ", ".join(str(p) for p in self._paths)
             result = OpenResult([], [model.Problem(names, f"cannot be opened: {exc}")])
-        app = QCoreApplication.instance()
-        if app is not None:  # hand the object back, so that the GUI thread may delete it
-            self.moveToThread(app.thread())
+        self._hand_back()
         self.finished.emit(result)
-        self._thread.quit()
+        self._done()
