@@ -234,6 +234,9 @@ def configure() -> None:
     global _configured
     if _configured:
         return
+    # Values that break their VR's rules are read as they are, without a warning: pydicom's
+    # warning quotes the value, which may be a patient's name (no patient data in logs).
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     for uid, order in PLUGIN_ORDER.items():
         decoder = get_decoder(uid)
         present = [name for name in order if name in _registered_plugins(decoder)]
