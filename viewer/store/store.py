@@ -25,6 +25,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from viewer.config import app_home
@@ -88,11 +89,32 @@ class Store:
         try:
             for folder in (store.root, store.files_dir, store.tmp_dir):
                 folder.mkdir(parents=True, exist_ok=True)
-            schema.migrate(store.connection())
+            store._migrate_when_free()
         except (OSError, sqlite3.Error, schema.SchemaError) as exc:
             store.close()
             raise StoreError(f"{store.root}: cannot open the store: {exc}") from exc
         return store
+
+    def _migrate_when_free(self, patience: float = 30.0) -> None:
+        """Open and migrate, waiting while another process or thread holds the database.
+
+        SQLite answers "database is locked" at once, without its busy handler, in a few cases
+        (switching a new file to WAL, a read lock upgraded to a write lock while another
+        connection writes): two processes opening a store together must not fail for that.
+        """
+        deadline = time.monotonic() + patience
+        delay = 0.01
+        while True:
+            try:
+                schema.migrate(self.connection())
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                self.release_connection()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection to the index."""
