@@ -1,4 +1,5 @@
-"""The direct C-STORE writer's PDU framing (PS3.8 9.3.5, Annex E), checked byte by byte."""
+"""The direct C-STORE writer's PDU framing (PS3.8 9.3.5, Annex E) and the SCP's direct
+C-STORE-RSP, checked byte by byte."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from io import BytesIO
 
 import pytest
 from pydicom.filereader import read_dataset
+from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom.dimse_primitives import C_STORE
 
-from viewer.net.fastpath import command_set, pdus
+from viewer.net.fastpath import command_set, pdus, store_response_set
 
 
 def parse(stream: bytes) -> list[tuple[int, int, bytes]]:
@@ -51,3 +54,26 @@ def test_command_set_is_a_c_store_rq() -> None:
     assert ds.AffectedSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
     assert ds.AffectedSOPInstanceUID == "1.2.3.4.5"
     assert ds.CommandDataSetType != 0x0101
+
+
+@pytest.mark.parametrize("status", [0x0000, 0xA700, 0xB007])
+def test_store_response_is_what_pynetdicom_encodes(status: int) -> None:
+    """The SCP's direct C-STORE-RSP (PS3.7 Table 9.3-2) carries the same bytes as pynetdicom's
+    own encoder would send for the same primitive."""
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 7
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    rsp.AffectedSOPInstanceUID = "1.2.3.4.55"  # odd length: padded with NUL
+    rsp.Status = status
+    message = C_STORE_RSP()
+    message.primitive_to_message(rsp)
+    [theirs] = list(message.encode_msg(3, 16384))
+    ours = store_response_set("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.55", 7, status)
+    [(cx, header, data)] = parse(pdus(3, ours, True, 16384))
+    assert (cx, header) == (3, 0x03)
+    [(their_cx, their_pdv)] = theirs.presentation_data_value_list
+    assert (their_cx, their_pdv[0]) == (cx, header)
+    assert data == their_pdv[1:]
+    ds = read_dataset(BytesIO(data), is_implicit_VR=True, is_little_endian=True)
+    assert (ds.CommandField, ds.MessageIDBeingRespondedTo, ds.Status) == (0x8001, 7, status)
+    assert ds.CommandDataSetType == 0x0101

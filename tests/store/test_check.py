@@ -21,6 +21,7 @@ from viewer.store import (
     series_instances,
 )
 from viewer.store.check import MISSING, ORPHAN, PENDING, TMP_LEFT
+from viewer.store.importer import spool_dir
 
 
 @pytest.fixture
@@ -125,10 +126,20 @@ def test_temporary_files_of_dead_processes(filled: Store) -> None:
     left.write_bytes(b"half a file")
     ours = filled.tmp_dir / f"{os.getpid()}-fedcba9876543210.part"  # a live import's
     ours.write_bytes(b"in progress")
+    # What a storage SCP was writing into incoming/ when it died, and what ours writes now.
+    incoming = spool_dir(filled)
+    incoming.mkdir(exist_ok=True)
+    received = incoming / f".rx-{dead.stdout.strip()}-k2j3h4.dcm"
+    received.write_bytes(b"half an instance")
+    receiving = incoming / f".rx-{os.getpid()}-a1b2c3.dcm"
+    receiving.write_bytes(b"arriving")
     report = check(filled)
-    assert [(p.path, p.problem) for p in report.problems] == [(str(left), TMP_LEFT)]
+    assert sorted((p.path, p.problem) for p in report.problems) == sorted(
+        [(str(left), TMP_LEFT), (str(received), TMP_LEFT)]
+    )
     assert check(filled, repair=True).ok
     assert not left.exists() and ours.exists()
+    assert not received.exists() and receiving.exists()
 
 
 def test_delete_study_and_series(filled: Store) -> None:

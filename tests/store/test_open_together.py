@@ -34,4 +34,3 @@ def test_processes_opening_a_new_store_together(tmp_path: Path) -> None:
         for proc in procs:
             out, err = proc.communicate(timeout=120)
             assert proc.returncode == 0 and out.strip() == "ok", err
-

@@ -1,4 +1,4 @@
-"""C-STORE of a file's bytes written straight to the association socket.
+"""C-STORE of a file's bytes written straight to the association socket, and its answer.
 
 Why: pynetdicom hands every P-DATA-TF PDU (16 KiB with DCMTK peers) through a queue to its DUL
 thread, which takes one PDU per loop while contending for the GIL with the sending thread;
@@ -13,6 +13,10 @@ thread and decoded by its DIMSE layer), release and abort stay pynetdicom's. Sen
 not change the DUL state (PS3.8 Table 9-10: DT-1 keeps Sta6), and nothing else is queued for the
 DUL while a C-STORE waits for its answer, so the two writers never interleave. TLS sockets take
 pynetdicom's own path (an OpenSSL connection must not be written and read from two threads).
+
+The receiving side uses the same shortcut for its answers (:func:`send_store_response`): a
+C-STORE-RSP went through pydicom's data set writer and then waited for the DUL thread's next
+loop (it sleeps when idle), about a millisecond per instance while the sender waits.
 """
 
 from __future__ import annotations
@@ -44,6 +48,21 @@ def command_set(sop_class: str, sop_instance: str, msg_id: int, priority: int = 
             _element(0x0110, struct.pack("<H", msg_id)),
             _element(0x0700, struct.pack("<H", priority)),
             _element(0x0800, struct.pack("<H", 0x0000)),  # a data set follows
+            _element(0x1000, sop_instance.encode("ascii")),
+        )
+    )
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def store_response_set(sop_class: str, sop_instance: str, msg_id: int, status: int) -> bytes:
+    """C-STORE-RSP command set (PS3.7 Table 9.3-2), Implicit VR Little Endian: no data set."""
+    body = b"".join(
+        (
+            _element(0x0002, sop_class.encode("ascii")),
+            _element(0x0100, struct.pack("<H", 0x8001)),
+            _element(0x0120, struct.pack("<H", msg_id)),
+            _element(0x0800, struct.pack("<H", 0x0101)),  # no data set
+            _element(0x0900, struct.pack("<H", status)),
             _element(0x1000, sop_instance.encode("ascii")),
         )
     )
@@ -124,3 +143,28 @@ def store_file(
         return Dataset()
     status: Dataset = assoc._check_received_status(rsp)
     return status
+
+
+def send_store_response(assoc: Any, context_id: int, rsp: Any) -> bool:
+    """Write a C-STORE-RSP primitive to the socket at once; False (nothing sent) when it is
+    not a plain one this path encodes (TLS socket, error comment or offending elements): the
+    caller then sends it pynetdicom's way."""
+    if (
+        not usable(assoc)
+        or rsp.MessageIDBeingRespondedTo is None
+        or rsp.ErrorComment
+        or rsp.OffendingElement
+        or rsp.Status is None
+        or not rsp.AffectedSOPClassUID
+        or not rsp.AffectedSOPInstanceUID
+    ):
+        return False
+    command = store_response_set(
+        str(rsp.AffectedSOPClassUID),
+        str(rsp.AffectedSOPInstanceUID),
+        int(rsp.MessageIDBeingRespondedTo),
+        int(rsp.Status),
+    )
+    max_pdu = int(assoc.dimse.maximum_pdu_size or 0)
+    assoc.dul.socket.socket.sendall(pdus(context_id, command, True, max_pdu))
+    return True

@@ -15,13 +15,16 @@ understand).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import re
+import select
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +32,14 @@ from typing import Any, cast
 
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from viewer.config import app_home
-from viewer.net import contexts, tls
+from viewer.net import contexts, fastpath, tls
 from viewer.net.connect import make_ae, set_nodelay
 from viewer.net.echo import echo
 from viewer.net.nodes import LocalSettings, Node
@@ -91,8 +98,10 @@ def file_meta_bytes(
     return b"\0" * 128 + b"DICM" + group_length + body
 
 
-def write_received(event: Any, folder: Path, source_ae: str = "") -> Path:
-    """Write the request's data set as a PS3.10 file in ``folder`` without decoding it."""
+def write_received(event: Any, folder: Path, source_ae: str = "", *, sync: bool = False) -> Path:
+    """Write the request's data set as a PS3.10 file in ``folder`` without decoding it, named
+    ``.rx-<pid>-<random>.dcm`` (hidden, and the writer's process id tells a file being written
+    from one left by a killed process); ``sync``: ``fsync`` it before closing."""
     req = event.request
     head = file_meta_bytes(
         str(req.AffectedSOPClassUID),
@@ -100,18 +109,21 @@ def write_received(event: Any, folder: Path, source_ae: str = "") -> Path:
         str(event.context.transfer_syntax),
         source_ae,
     )
-    fd, name = tempfile.mkstemp(prefix=".rx-", suffix=".dcm", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=f".rx-{os.getpid()}-", suffix=".dcm", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(head)
             fh.write(req.DataSet.getbuffer())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
     return Path(name)
 
 
-def handle_store(event: Any, on_instance: OnInstance, folder: Path) -> int:
+def handle_store(event: Any, on_instance: OnInstance, folder: Path, sync: bool = False) -> int:
     """EVT_C_STORE: validate, spool, hand over; never raises into pynetdicom."""
     sop_instance = str(event.request.AffectedSOPInstanceUID or "")
     if not valid_uid(sop_instance) or not valid_uid(str(event.request.AffectedSOPClassUID or "")):
@@ -121,7 +133,7 @@ def handle_store(event: Any, on_instance: OnInstance, folder: Path) -> int:
         return STATUS_CANNOT_UNDERSTAND
     caller = str(event.assoc.remote["ae_title"]).strip()
     try:
-        path = write_received(event, folder, caller)
+        path = write_received(event, folder, caller, sync=sync)
     except OSError:
         LOG.exception("cannot write a received instance to %s", folder)
         return STATUS_OUT_OF_RESOURCES
@@ -198,14 +210,85 @@ class _PromptAssociation(Association):
                 return
 
 
+class _PromptDIMSE(DIMSEServiceProvider):
+    """Answers a C-STORE straight on the socket from the association's thread
+    (:func:`viewer.net.fastpath.send_store_response`); anything else goes pynetdicom's way."""
+
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        if isinstance(primitive, C_STORE) and fastpath.send_store_response(
+            self.assoc, context_id, primitive
+        ):
+            return
+        super().send_msg(primitive, context_id)
+
+
+class _PromptDUL(DULServiceProvider):
+    """pynetdicom's DUL loop sleeps ``_run_loop_delay`` whenever it found nothing to do, so
+    the next request waited out the sleep (about half a millisecond with the timer slack).
+    This loop waits on its socket instead, for at most that delay, and reads as soon as data
+    come; the loop is otherwise pynetdicom's (``run_reactor``). TLS sockets (buffered data
+    that ``select`` cannot see) keep the plain sleep."""
+
+    def _idle(self) -> None:
+        sock = getattr(self.socket, "socket", None)
+        if sock is None or not fastpath.usable(self.assoc):
+            time.sleep(self._run_loop_delay)
+            return
+        # Closed meanwhile: the loop's own check reports it.
+        with contextlib.suppress(OSError, ValueError):
+            select.select([sock], [], [], self._run_loop_delay)
+
+    def run_reactor(self) -> None:
+        self._idle_timer.start()
+        sleep = False
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+                sleep = True
+            if sleep:
+                self._idle()
+            if self._kill_thread:
+                break
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception:
+                LOG.exception("DUL error: aborting the association")
+                abort_pdu = A_ABORT_RQ()
+                abort_pdu.source = 0x02
+                abort_pdu.reason_diagnostic = 0x00
+                if self.socket is not None:
+                    self.socket.send(abort_pdu.encode())
+                self.assoc.is_aborted = True
+                self.assoc.is_established = False
+                self.assoc._kill = True
+                self._kill_thread = True
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                sleep = True
+                continue
+            self.state_machine.do_action(event)
+            sleep = False
+
+
 class _PromptRequestHandler(RequestHandler):
     def _create_association(self) -> Association:
         assoc = super()._create_association()
         assoc.__class__ = _PromptAssociation
+        assoc.dul.__class__ = _PromptDUL
+        # Thread.__init__ bound pynetdicom's loop as the target; the thread is not started yet.
+        assoc.dul._target = assoc.dul.run_reactor  # type: ignore[attr-defined]
+        assoc.dimse.__class__ = _PromptDIMSE
         assoc.dul.socket.__class__ = _PromptSocket
-        # DUL polls its socket and output queue and sleeps 1 ms when idle (pynetdicom's own
-        # knob, `_run_loop_delay`); answer each C-STORE sooner.
-        assoc.dul._run_loop_delay = 0.0002
+        # The DUL loop's longest idle wait (pynetdicom's own knob, `_run_loop_delay`): how soon
+        # it sends what pynetdicom queued (C-ECHO answers, release).
+        assoc.dul._run_loop_delay = 0.0005
         return assoc
 
 
@@ -234,7 +317,11 @@ class StorageScp:
     def __init__(self, local: LocalSettings, on_instance: OnInstance, folder: Path | None = None):
         self.local = local
         self.on_instance = on_instance
-        self.folder = folder or spool_dir()
+        # An on_instance may say where it wants the files (``scp_folder``: its own spool, so
+        # that taking one over is a rename in one folder) and ask for them synced before it
+        # gets them (``scp_sync``), as viewer.store.Receiver does.
+        self.folder = folder or getattr(on_instance, "scp_folder", None) or spool_dir()
+        self.sync = bool(getattr(on_instance, "scp_sync", False))
         self.folder.mkdir(parents=True, exist_ok=True)
         self.server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()
@@ -262,7 +349,7 @@ class StorageScp:
                 ctx = tls.server_context(self.local.tls) if self.local.tls.cert else None
                 handlers: list[Any] = [
                     (evt.EVT_CONN_OPEN, _on_conn_open),
-                    (evt.EVT_C_STORE, handle_store, [self.on_instance, self.folder]),
+                    (evt.EVT_C_STORE, handle_store, [self.on_instance, self.folder, self.sync]),
                 ]
                 ae = self._ae()
                 server = ae.make_server(

@@ -18,6 +18,7 @@ checking that no row names the file (see viewer.store.importer for why that is e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from viewer.model import Problem
 from viewer.store import part10
-from viewer.store.importer import reindex_file
+from viewer.store.importer import reindex_file, spool_dir
 from viewer.store.index import delete_instance_rows, remove_pending_files
 from viewer.store.schema import write_transaction
 from viewer.store.store import Store, StoreError, is_managed_relpath
@@ -37,6 +38,8 @@ from viewer.store.store import Store, StoreError, is_managed_relpath
 MISSING = "in the index, but the file is missing"
 ORPHAN = "a file in the store that the index does not list"
 TMP_LEFT = "a temporary file left by an interrupted import"
+#: Name prefix of a file the storage SCP is writing into ``incoming/`` (viewer.net.scp).
+RECEIVING_PREFIX = ".rx-"
 PENDING = "a deleted instance whose file was not yet removed"
 
 #: Where directories cannot tell whether the importing process still runs (not POSIX),
@@ -87,7 +90,9 @@ def _process_alive(pid: int) -> bool:
 
 
 def _tmp_abandoned(path: Path) -> bool:
-    pid_text = path.name.split("-", 1)[0]
+    """A temporary named ``<pid>-...`` (or ``.rx-<pid>-...``, a received file being written
+    into ``incoming/``) whose process is gone, or, without a pid, an old one."""
+    pid_text = path.name.removeprefix(RECEIVING_PREFIX).split("-", 1)[0]
     if os.name == "posix" and pid_text.isdigit():
         return not _process_alive(int(pid_text))
     try:
@@ -259,10 +264,12 @@ def _remove_unindexed(store: Store, rel: str, quarantine_reason: str | None) -> 
 
 
 def _temporaries(store: Store, report: CheckReport, repair: bool) -> None:
-    try:
-        entries = list(store.tmp_dir.iterdir())
-    except FileNotFoundError:
-        return
+    entries: list[Path] = []
+    with contextlib.suppress(FileNotFoundError):
+        entries += store.tmp_dir.iterdir()
+    # Received files the storage SCP was writing when its process died (never answered).
+    with contextlib.suppress(FileNotFoundError):
+        entries += (p for p in spool_dir(store).iterdir() if p.name.startswith(RECEIVING_PREFIX))
     for path in entries:
         if not path.is_file() or not _tmp_abandoned(path):
             continue
