@@ -116,7 +116,7 @@ def main() -> None:
         receiver = Receiver(store)
 
         scp_port, ref_port = _free_port(), _free_port()
-        scp = StorageScp(LocalSettings(scp_port=scp_port), receiver, work / "spool")
+        scp = StorageScp(LocalSettings(scp_port=scp_port), receiver)  # as the application wires it
         scp.start()
         ref_peer = _storescp(ref_port, ref_dir)
 

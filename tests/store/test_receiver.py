@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pydicom
@@ -158,7 +159,7 @@ import sys
 from pathlib import Path
 from viewer.store import Receiver, Store
 with Store.open(sys.argv[1]) as store:
-    receiver = Receiver(store)
+    receiver = Receiver(store, isolated=False)  # the import runs (and dies) in this process
     for path in sys.argv[2:]:
         status = receiver(Path(path), "MODALITY")
         print("status", status, path, flush=True)
@@ -202,6 +203,36 @@ def test_kill_after_success_before_commit(tmp_path: Path, crash: str) -> None:
         assert _spooled(store) == []
         repaired = check(store, repair=True)
         assert {p.problem for p in repaired.problems} <= {TMP_LEFT}  # leftovers of the kill
+        assert check(store).ok
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_a_worker_killed_in_the_import_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch import runs in a worker process; when that worker dies in the middle of a
+    batch, the batch stays spooled and a new worker imports it."""
+    files = make_folder(tmp_path / "src", studies=1, series=2, instances=4)
+    monkeypatch.setenv(CRASH_ENV, "renamed:3")  # handed to the worker with the batch
+    with Store.open(tmp_path / "store") as store:
+        receiver = Receiver(store)
+        assert receiver.isolated
+        try:
+            for path in _scp_files(tmp_path / "scp", files):
+                assert receiver(path, "MODALITY") == STATUS_SUCCESS
+            deadline = time.monotonic() + 60
+            while receiver.worker_failures == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert receiver.worker_failures >= 1
+            assert receiver.pending() == len(files)  # put back, nothing dropped
+            monkeypatch.delenv(CRASH_ENV)
+            assert receiver.drain(60)
+        finally:
+            assert receiver.close()
+        assert _rows(store) == len(files)
+        assert _spooled(store) == []
+        repaired = check(store, repair=True)  # the killed worker's staged link, at most
+        assert {p.problem for p in repaired.problems} <= {TMP_LEFT}
         assert check(store).ok
 
 

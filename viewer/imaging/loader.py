@@ -295,7 +295,7 @@ def get_pool(workers: int | None = None, *, warm: bool = False) -> cf.ProcessPoo
     return pool
 
 
-def _discard_pool(pool: cf.ProcessPoolExecutor) -> None:
+def discard_pool(pool: cf.ProcessPoolExecutor) -> None:
     """Forget a broken pool so that the next :func:`get_pool` starts a fresh one."""
     global _POOL
     with _POOL_LOCK:
@@ -602,7 +602,7 @@ class SeriesLoader:
         try:
             return pool.submit(_decode_chunk, *args)
         except (BrokenProcessPool, RuntimeError):  # broken or shut down under us: once more
-            _discard_pool(pool)
+            discard_pool(pool)
             return get_pool(self.workers).submit(_decode_chunk, *args)
 
     def _load_in_pool(self, slots: Sequence[int]) -> None:
@@ -660,7 +660,7 @@ class SeriesLoader:
                 try:
                     outcomes = future.result()
                 except BrokenProcessPool:
-                    _discard_pool(used)
+                    discard_pool(used)
                     pool = get_pool(self.workers)
                     if isolated:
                         for slot, path, index in chunk:
