@@ -21,10 +21,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
+import viewer.store.receiver as receiver_module
 from tests.store.dicomfiles import make_dataset, make_folder, uid, write
 from viewer.store import Receiver, Store, check, has_instance, import_paths, list_studies
 from viewer.store.check import ORPHAN, PENDING, TMP_LEFT
-from viewer.store.importer import CRASH_ENV, spool_dir
+from viewer.store.importer import CRASH_ENV, ImportReport, spool_dir
 from viewer.store.receiver import STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -264,3 +265,24 @@ def test_spooled_import_links_checks_and_leaves_the_spool_file(tmp_path: Path) -
         assert all(p.read_bytes()[:2] == b"\0\0" for p in managed.values())
         assert report.warnings and "CVE-2019-11687" in report.warnings[0].problem
         assert check(store).ok
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux")
+def test_the_worker_imports_at_a_lower_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker imports a batch in a thread of lower priority (the sender waiting for our
+    answer comes first); the worker's own thread keeps its priority."""
+    seen: list[int] = []
+
+    def fake_import(store: Store, paths: list[Path], *, spooled: bool) -> ImportReport:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return ImportReport(imported=[str(p) for p in paths])
+
+    monkeypatch.setattr(receiver_module, "import_paths", fake_import)
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    Store.open(tmp_path / "store").close()
+    report = receiver_module._import_in_worker(str(tmp_path / "store"), ["a.dcm"], "")
+    assert report.imported == ["a.dcm"]
+    assert seen == [min(19, before + receiver_module.IMPORT_NICENESS)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
