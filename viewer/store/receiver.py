@@ -61,8 +61,10 @@ log = logging.getLogger(__name__)
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 
-#: Most files per import: one commit each; a batch also ends with whatever is queued.
-BATCH_FILES = 128
+#: Most files per import: one commit each; a batch also ends with whatever is queued. Small
+#: enough that the last batch after a sender finished is short (the import runs beside the
+#: receiving, in a worker), and that a study arriving shows up in steps.
+BATCH_FILES = 32
 #: The importer waits until the senders pause this long before importing a batch that is
 #: not full (fewer commits while a sender is busy), but no longer than MAX_WAIT_S in all, so
 #: that a live refresh comes within a blink.
