@@ -236,9 +236,9 @@ def test_cancel_mid_retrieve_leaves_no_partial_instance(  # type: ignore[no-unty
         search(qtbot, dialog, 1)
         arrived: list[str] = []
         application.service.study_received.connect(arrived.append)
-        # slow storage: after 3 instances the import waits until Cancel was clicked
+        # slow storage: after 3 instances the receiving waits until Cancel was clicked
         service = application.service
-        real_import = service.import_instance
+        real_import = service.receive_instance
         gate = threading.Event()
         count = itertools.count(1)
 
@@ -248,14 +248,14 @@ def test_cancel_mid_retrieve_leaves_no_partial_instance(  # type: ignore[no-unty
                 gate.wait(10)
             return status
 
-        service.import_instance = slow_import  # type: ignore[method-assign]
+        service.receive_instance = slow_import  # type: ignore[method-assign]
         dialog.retrieve([top(dialog, 0)])
         qtbot.waitUntil(lambda: bool(arrived), timeout=30_000)
         dialog.transfers.clearSelection()
         assert dialog.cancel_transfer_button.isEnabled()
         qtbot.mouseClick(dialog.cancel_transfer_button, Qt.MouseButton.LeftButton)
         gate.set()
-        service.import_instance = real_import  # type: ignore[method-assign]
+        service.receive_instance = real_import  # type: ignore[method-assign]
         qtbot.waitUntil(lambda: dialog.running_transfers() == 0, timeout=30_000)
         state = dialog.transfers.topLevelItem(0).text(3)  # type: ignore[union-attr]
         assert state.startswith("cancelled"), state

@@ -530,7 +530,7 @@ class QueryDialog(QDialog):
             done = service.transfers.run_job(
                 job,
                 local,
-                on_instance=service.import_instance,
+                on_instance=service.receive_instance,
                 is_present=service.is_present,
                 cancel=cancel,
                 progress=progress,

@@ -4,10 +4,10 @@ One :class:`NetworkService` per application (STYLE.md, threads rule 4). It owns 
 (:class:`viewer.net.scp.StorageScp`), started at launch when the settings say so and stopped on
 quit. An instance pushed to our SCP (by a modality, or by a PACS for our C-MOVE) goes to a
 :class:`viewer.store.Receiver`: durable in the store's spool before the sender hears success,
-then indexed in batches by the store's atomic import; a C-GET sub-operation goes through
-:meth:`import_instance`, the same import, in the network library's own thread. Either way the
-service then tells the GUI thread which study grew, through a queued signal, so that the browser
-refreshes live. A retrieve ends only when what it received is indexed (:meth:`wait_received`).
+then indexed in batches by the store's atomic import; a C-GET sub-operation goes to the same
+receiver (:meth:`receive_instance`). The service then tells the GUI thread which study grew,
+through a queued signal, so that the browser refreshes live. A retrieve ends only when what it
+received is indexed (:meth:`wait_received`).
 
 The net layer knows nothing of the store (STYLE.md, "Which way the imports run"): this module is
 where the two meet.
@@ -21,20 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
 
 from viewer.net.nodes import ConfigError, LocalSettings, NetConfig, load_config, save_config
 from viewer.net.scp import (
-    STATUS_CANNOT_UNDERSTAND,
     STATUS_OUT_OF_RESOURCES,
-    STATUS_PROCESSING_FAILURE,
-    STATUS_SUCCESS,
     StorageScp,
     valid_uid,
 )
 from viewer.net.transfers import TransferJob, TransferQueue
-from viewer.store import Receiver, Store, StoreError, import_paths
+from viewer.store import Receiver, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -233,41 +229,17 @@ class NetworkService(QObject):
             store.release_connection()  # worker threads come and go: close their connection
         return row is not None
 
-    def import_instance(self, path: Path, calling_ae: str) -> int:
-        """``on_instance`` of the SCP and of retrieves: spooled file -> store (atomic import).
-
-        Runs in the network library's threads, several at once; returns the C-STORE status
-        (PS3.4 B.2.3). The spool file is deleted by the caller afterwards.
-        """
+    def receive_instance(self, path: Path, calling_ae: str) -> int:
+        """``on_instance`` of retrieves (C-GET sub-operations, or a C-MOVE into an SCP started
+        for the retrieve when ours is off): the same :class:`Receiver` as our SCP's, so durable
+        in the store's spool before the peer hears success and indexed in batches (a job ends
+        after :meth:`wait_received`). Runs in the network library's threads."""
         try:
-            header = pydicom.dcmread(
-                path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]
-            )
-            study_uid = str(header.get("StudyInstanceUID", "")).strip("\0 ")
-        except Exception:
-            log.info("refused a received instance from %s: not readable DICOM", calling_ae)
-            return STATUS_CANNOT_UNDERSTAND
-        try:
-            store = self.store()
+            receiver = self._receiver_for_scp()
         except StoreError as exc:
             log.warning("%s", exc)
             return STATUS_OUT_OF_RESOURCES
-        try:
-            report = import_paths(store, [path])
-        except StoreError as exc:
-            log.warning("%s", exc)
-            return STATUS_OUT_OF_RESOURCES
-        finally:
-            store.release_connection()
-        if report.rejected:
-            log.info("refused a received instance from %s: %s", calling_ae, report.rejected[0])
-            return STATUS_CANNOT_UNDERSTAND
-        if report.conflicts:
-            log.info("a received instance from %s conflicts with the store", calling_ae)
-            return STATUS_PROCESSING_FAILURE
-        if report.imported and valid_uid(study_uid):
-            self._pending_studies([study_uid])
-        return STATUS_SUCCESS
+        return receiver(path, calling_ae)
 
     @Slot()
     def _on_received(self) -> None:
