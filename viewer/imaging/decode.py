@@ -303,6 +303,17 @@ def read_file(path: str | os.PathLike[str], *, headers_only: bool = False) -> Di
         raise DecodeError(p, "not enough memory to read the file") from exc
 
 
+def read_buffer(
+    path: str | os.PathLike[str], buf: bytes | mmap.mmap, *, headers_only: bool = False
+) -> DicomFile:
+    """:func:`read_file` on a file already read or mapped (``path`` names it in messages)."""
+    p = Path(path)
+    try:
+        return _read_buffer(p, buf, headers_only)
+    except MemoryError as exc:
+        raise DecodeError(p, "not enough memory to read the file") from exc
+
+
 def _read_buffer(path: Path, buf: bytes | mmap.mmap, headers_only: bool) -> DicomFile:
     warnings: list[str] = []
     head = bytes(buf[:132])

@@ -118,12 +118,13 @@ def read_header(path: Path) -> _Header:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return _Header(True, {}, f"cannot be read: {reason}")
     try:
-        return _walk_header(buf, size)
+        return walk_header(buf, size)
     finally:
         buf.close()
 
 
-def _walk_header(buf: mmap.mmap, end: int) -> _Header:
+def walk_header(buf: mmap.mmap, end: int) -> _Header:
+    """:func:`read_header` on a file already mapped (``end``: its size)."""
     head = bytes(buf[:132])
     executable = _executable_preamble(head)
     has_magic = head[128:132] == b"DICM"

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import secrets
 import signal
@@ -67,8 +68,8 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 
-from viewer.imaging.decode import DecodeError, read_file
-from viewer.media.health import read_header as read_media_header
+from viewer.imaging.decode import DecodeError, read_buffer
+from viewer.media.health import walk_header
 from viewer.model import Problem
 from viewer.store import part10
 from viewer.store.index import InstanceRecord, insert_record
@@ -155,15 +156,24 @@ class _Crasher:
 def _read_headers(path: Path) -> tuple[pydicom.Dataset, list[str]]:
     """Headers only, through the project's one reader (bad input, deep sequences, huge length
     fields and inferred transfer syntaxes are its business), with its warnings.
-    Raises _Rejected with the reason."""
+    Raises _Rejected with the reason. The file is opened and mapped once for both readers
+    (a second open and mapping cost a tenth of an import's time)."""
     try:
-        read = read_file(path, headers_only=True)
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                raise _Rejected("not a DICOM file (empty file)")
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                read = read_buffer(path, buf, headers_only=True)
+                # The header reader stops before the pixels; the media walker goes to the end
+                # of the file, so a truncated copy (a scratched CD, an interrupted download)
+                # is refused, never kept as if it were complete.
+                problem = walk_header(buf, size).problem
     except DecodeError as exc:
         raise _Rejected(exc.reason) from exc
-    # The header reader stops before the pixels; the media walker goes to the end of the file,
-    # so a truncated copy (a scratched CD, an interrupted download) is refused, never kept as
-    # if it were complete.
-    problem = read_media_header(path).problem
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _Rejected(f"cannot read it ({reason})") from exc
     if problem:
         raise _Rejected(problem)
     return read.dataset, read.warnings
