@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -393,13 +394,16 @@ def test_the_browser_lists_a_volume_and_opens_it(  # type: ignore[no-untyped-def
     widget = make_browser(qtbot, store, volume_source=lambda: volumes)
     try:
         combo = widget.volumes_combo
+        qtbot.waitUntil(lambda: combo.count() == 2, timeout=10000)
         assert combo.isEnabled() and "removable" in combo.toolTip().lower()
         assert combo.itemText(1) == "PATIENT_CD (/media/anna/PATIENT_CD)"
         volumes.pop()
-        qtbot.mouseClick(widget.refresh_volumes_button, Qt.MouseButton.LeftButton)
+        with qtbot.waitSignal(widget.volumes_listed, timeout=10000):
+            qtbot.mouseClick(widget.refresh_volumes_button, Qt.MouseButton.LeftButton)
         assert not combo.isEnabled() and combo.itemText(0) == "(none mounted)"
         volumes.append(FakeStorage("/media/anna/PATIENT_CD", "PATIENT_CD"))
-        widget.refresh_volumes()
+        with qtbot.waitSignal(widget.volumes_listed, timeout=10000):
+            widget.refresh_volumes()
         with qtbot.waitSignal(widget.media_opened, timeout=30000) as opened:
             combo.activated.emit(1)  # what choosing the item does
         result = opened.args[0]
@@ -407,6 +411,38 @@ def test_the_browser_lists_a_volume_and_opens_it(  # type: ignore[no-untyped-def
         assert widget.media_paths == [Path("/media/anna/PATIENT_CD")]
     finally:
         widget.shutdown()
+
+
+def test_a_hung_mount_never_freezes_the_browser(  # type: ignore[no-untyped-def]
+    qtbot, store: Store
+) -> None:
+    """Listing the volumes asks every mount for its state, which a dead network mount answers
+    after minutes: the list is made on a worker, and shutting down does not wait for it."""
+    release = threading.Event()
+
+    def stuck() -> list[FakeStorage]:
+        release.wait(30)
+        return [FakeStorage("/media/anna/PATIENT_CD", "PATIENT_CD")]
+
+    started = time.monotonic()
+    widget = make_browser(qtbot, store, volume_source=stuck)
+    try:
+        assert time.monotonic() - started < 10
+        combo = widget.volumes_combo
+        assert not combo.isEnabled() and combo.itemText(0) == "(looking for media…)"
+        widget.refresh_volumes()  # one listing at a time: this one waits for the first
+        with qtbot.waitSignal(widget.volumes_listed, timeout=10000) as listed:
+            release.set()
+        assert listed.args == [1] and combo.isEnabled()
+        assert combo.itemText(1) == "PATIENT_CD (/media/anna/PATIENT_CD)"
+        release.clear()
+        widget.refresh_volumes()  # stuck again: the old list stays usable meanwhile
+        assert combo.isEnabled() and combo.count() == 2
+    finally:
+        started = time.monotonic()
+        widget.shutdown()
+        assert time.monotonic() - started < 5
+        release.set()
 
 
 def test_a_series_without_images_gets_no_thumbnail_and_no_problem(  # type: ignore[no-untyped-def]

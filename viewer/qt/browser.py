@@ -17,6 +17,7 @@ indexed SQLite read in WAL mode, which never waits for an import writing at the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -66,7 +67,13 @@ from viewer.imaging.stack import Stack, build_stacks
 from viewer.media.health import HealthReport, check_media
 from viewer.media.scan import ScanResult, scan
 from viewer.qt.health_dialog import HealthDialog
-from viewer.qt.removable import UNTESTED_NOTE, StorageLike, Volume, removable_volumes
+from viewer.qt.removable import (
+    UNTESTED_NOTE,
+    StorageLike,
+    Volume,
+    removable_volumes,
+    system_volumes,
+)
 from viewer.qt.thumbnails import ThumbnailWorker
 from viewer.store import (
     ImportReport,
@@ -248,9 +255,9 @@ class BackgroundJob(QObject):
     def is_running(self) -> bool:
         return self._thread.is_alive()
 
-    def join(self) -> None:
+    def join(self, timeout: float | None = None) -> None:
         if self._thread.ident is not None:
-            self._thread.join()
+            self._thread.join(timeout)
 
     def _progress(self, done: int, total: int) -> None:
         self.progress_changed.emit(done, total)
@@ -288,6 +295,7 @@ class BrowserWidget(QWidget):
     import_finished = Signal(object)
     health_checked = Signal(object)
     thumbnails_done = Signal()
+    volumes_listed = Signal(int)
 
     def __init__(
         self,
@@ -311,6 +319,7 @@ class BrowserWidget(QWidget):
         self._scan_job: BackgroundJob | None = None
         self._import_job: BackgroundJob | None = None
         self._health_job: BackgroundJob | None = None
+        self._volumes_job: BackgroundJob | None = None
         self._media_paths: list[Path] = []
         self._media: ScanResult | None = None
         self._media_rows: list[tuple[StudyRow, model.Study]] = []
@@ -756,24 +765,42 @@ class BrowserWidget(QWidget):
 
     # ----------------------------------------------------------------- removable media
     def refresh_volumes(self) -> None:
-        """List the mounted removable media again (see :mod:`viewer.qt.removable`)."""
-        try:
-            if self._volume_source is not None:
-                self.volumes = removable_volumes(self._volume_source)
-            else:
-                self.volumes = removable_volumes()
-        except Exception as exc:  # a platform call failing is a message, not a crash
-            self.volumes = []
-            self.set_status(f"cannot list removable media: {exc}")
+        """List the mounted removable media again (see :mod:`viewer.qt.removable`), on a
+        worker: asking a hung network mount for its state can block for minutes, and the
+        window must not. ``volumes_listed`` says when the list is there."""
+        if self._volumes_job is not None:
+            return  # a listing is under way (perhaps stuck on a mount): it will answer
+        source = self._volume_source or system_volumes
+
+        def work(_cancel: threading.Event, _progress: Progress) -> list[Volume]:
+            return removable_volumes(source)
+
+        job = BackgroundJob("volumes", work)
+        job.finished.connect(self._on_volumes_job_finished)
+        self._volumes_job = job
+        if not self.volumes:
+            self.volumes_combo.clear()
+            self.volumes_combo.addItem("(looking for media…)")
+            self.volumes_combo.setEnabled(False)
+        self._start(job)
+
+    def _on_volumes_job_finished(self, result: object) -> None:
+        job, self._volumes_job = self._volumes_job, None
+        if job is not None:
+            self._forget(job)
+        self.volumes = list(result) if isinstance(result, list) else []
+        if isinstance(result, Exception):  # a platform call failing is a message, not a crash
+            self.set_status(f"cannot list removable media: {result}")
         self.volumes_combo.clear()
         if not self.volumes:
             self.volumes_combo.addItem("(none mounted)")
             self.volumes_combo.setEnabled(False)
-            return
-        self.volumes_combo.setEnabled(True)
-        self.volumes_combo.addItem("Choose a medium…")
-        for volume in self.volumes:
-            self.volumes_combo.addItem(volume.label, str(volume.root))
+        else:
+            self.volumes_combo.setEnabled(True)
+            self.volumes_combo.addItem("Choose a medium…")
+            for volume in self.volumes:
+                self.volumes_combo.addItem(volume.label, str(volume.root))
+        self.volumes_listed.emit(len(self.volumes))
 
     def _on_volumes_combo_activated(self, index: int) -> None:
         if 1 <= index <= len(self.volumes):
@@ -907,13 +934,19 @@ class BrowserWidget(QWidget):
         return any(job.is_running() for job in self._jobs)
 
     def shutdown(self) -> None:
-        """Cancel and join every job and the thumbnail thread; close dialogs."""
+        """Cancel and join every job and the thumbnail thread; close dialogs. A volume listing
+        stuck on a hung mount is not waited for (its thread is a daemon)."""
         for job in list(self._jobs):
             job.cancel()
         for job in list(self._jobs):
-            job.join()
+            if job is self._volumes_job:
+                with contextlib.suppress(RuntimeError, TypeError):  # already disconnected
+                    job.finished.disconnect()
+                job.join(timeout=1.0)
+            else:
+                job.join()
         self._jobs.clear()
-        self._scan_job = self._import_job = self._health_job = None
+        self._scan_job = self._import_job = self._health_job = self._volumes_job = None
         self.thumbnails.stop()
         if self.progress_dialog is not None:
             self.progress_dialog.reset()
