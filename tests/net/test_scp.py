@@ -11,6 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pynetdicom import AE
 
 from tests.net import peers
 from tests.net.conftest import Received
@@ -113,3 +114,42 @@ def test_serve_until_stops_when_told(
     assert not thread.is_alive()
     assert len(received.uids()) == 2
     assert not scp_answers(local)
+
+
+def test_a_sender_gone_before_our_answer_leaves_the_scp_serving(
+    local: LocalSettings, received: Received, study: peers.StudyFiles, tmp_path: Path
+) -> None:
+    """The sender aborts while we store its instance: answering it must not raise in our
+    threads, and the next sender is served."""
+    entered, gone = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    previous_hook = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        errors.append(args.exc_value or RuntimeError("thread died"))
+
+    def slow(path: Path, caller: str) -> int:
+        entered.set()
+        gone.wait(10)
+        return received(path, caller)
+
+    threading.excepthook = hook
+    try:
+        with StorageScp(local, slow, tmp_path / "spool"):
+            ae = AE("GONE")
+            ae.add_requested_context(pydicom.dcmread(study.files[0]).SOPClassUID)
+            assoc = ae.associate("127.0.0.1", local.scp_port, ae_title=local.ae_title)
+            assert assoc.is_established
+            sender = threading.Thread(target=assoc.send_c_store, args=(study.files[0],))
+            sender.start()
+            assert entered.wait(10)
+            assoc.abort()
+            gone.set()
+            sender.join(10)
+            time.sleep(0.3)  # let our association's threads answer and end
+            result = peers.storescu("STORESCU", "LIGHTBOX", local.scp_port, study.files[1:2])
+            assert result.returncode == 0, result.stderr
+    finally:
+        threading.excepthook = previous_hook
+    assert errors == []
+    assert pydicom.dcmread(study.files[1]).SOPInstanceUID in received.uids()

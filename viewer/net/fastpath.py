@@ -166,5 +166,7 @@ def send_store_response(assoc: Any, context_id: int, rsp: Any) -> bool:
         int(rsp.Status),
     )
     max_pdu = int(assoc.dimse.maximum_pdu_size or 0)
-    assoc.dul.socket.socket.sendall(pdus(context_id, command, True, max_pdu))
+    # pynetdicom's socket wrapper: a connection gone meanwhile becomes its "transport closed"
+    # event (Evt17) for the DUL thread, exactly as when the DUL itself sends.
+    assoc.dul.socket.send(pdus(context_id, command, True, max_pdu))
     return True
