@@ -420,12 +420,14 @@ def _get(
     cancel: threading.Event | None,
     grace: float,
 ) -> bool:
-    folder = spool_dir()
+    # Where on_instance wants the files, synced or not (as viewer.net.scp.StorageScp does).
+    folder = getattr(on_instance, "scp_folder", None) or spool_dir()
+    sync = bool(getattr(on_instance, "scp_sync", False))
 
     def deliver(path: Path, _calling: str) -> int:
         return on_instance(path, node.ae_title)
 
-    handlers = [(evt.EVT_C_STORE, handle_store, [deliver, folder])]
+    handlers = [(evt.EVT_C_STORE, handle_store, [deliver, folder, sync])]
     for classes, idents in split_for_get(requests):
         requested, roles = _get_contexts(classes)
         assoc = open_association(node, local, requested, roles=roles, evt_handlers=handlers)
