@@ -79,9 +79,16 @@ class ThreadWorker(QObject):
     def cancel(self) -> None:
         self._cancel.set()
 
-    def wait(self) -> None:
-        """Cancel and join the thread (closing the window, or a new job replacing this one)."""
-        self._cancel.set()
+    @property
+    def cancel_event(self) -> threading.Event:
+        """The token the job polls (set by :meth:`cancel`)."""
+        return self._cancel
+
+    def wait(self, cancel: bool = True) -> None:
+        """Join the thread (closing the window, or a new job replacing this one); cancelling
+        first, unless told not to, bounds the wait by how often the job polls its token."""
+        if cancel:
+            self._cancel.set()
         self._thread.quit()
         self._thread.wait()
 

@@ -14,10 +14,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import ConfigError
+from viewer.qt.workers import ThreadWorker
 from viewer.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,14 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class NetWorker(QObject):
-    """Runs ``job`` once in its own thread.
+class NetWorker(ThreadWorker):
+    """Runs ``job`` once in its own thread (:class:`viewer.qt.workers.ThreadWorker`: ``start``,
+    ``cancel``, ``wait``, ``is_running``, ``cancel_event``).
 
     Signals (queued to the GUI thread): ``progress_changed(object)``, then exactly one of
     ``finished(object)`` (the job's result) or ``failed(str)`` (why, in words); ``done`` last.
+    Cancelling asks the job to stop (C-CANCEL, then abort after its grace period), so that a
+    dead peer never keeps the application open.
     """
 
     progress_changed = Signal(object)
@@ -47,51 +51,26 @@ class NetWorker(QObject):
     failed = Signal(str)
     done = Signal()
 
-    def __init__(self, job: Job, name: str = "NetWorker", parent: QObject | None = None) -> None:
-        super().__init__()
+    def __init__(self, job: Job, name: str = "NetWorker") -> None:
+        super().__init__(name)
         self._job = job
-        self.cancel_event = threading.Event()
-        self._thread = QThread(parent)
-        self._thread.setObjectName(name)
-        self.moveToThread(self._thread)
-        self._thread.started.connect(self._run)
         self.result: Any = None
         self.error: str | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def cancel(self) -> None:
-        """Ask the job to stop (C-CANCEL, then abort after its grace period)."""
-        self.cancel_event.set()
-
-    def is_running(self) -> bool:
-        return self._thread.isRunning()
-
-    def wait(self, cancel: bool = True) -> None:
-        """Join the thread (closing a dialog, quitting). Cancelling first bounds the wait by the
-        core's grace period and timeouts: a dead peer never keeps the application open."""
-        if cancel:
-            self.cancel_event.set()
-        self._thread.quit()
-        self._thread.wait()
 
     @Slot()
     def _run(self) -> None:
         try:
-            self.result = self._job(self.cancel_event, self.progress_changed.emit)
+            self.result = self._job(self._cancel, self.progress_changed.emit)
         except Exception as exc:  # the last guard: a failure is words, never a dead thread
             log.debug("network job failed", exc_info=True)
             self.error = describe_error(exc)
-        app = QCoreApplication.instance()
-        if app is not None:  # hand the object back, so that the GUI thread may delete it
-            self.moveToThread(app.thread())
+        self._hand_back()
         if self.error is None:
             self.finished.emit(self.result)
         else:
             self.failed.emit(self.error)
         self.done.emit()
-        self._thread.quit()
+        self._done()
 
 
 class WorkerSet(QObject):
