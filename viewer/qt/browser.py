@@ -234,6 +234,10 @@ class BackgroundJob(QObject):
     ``progress_changed`` and ``finished`` are emitted from that thread and queued to the
     receivers in the GUI thread. ``finished`` carries the result, or the exception the work
     raised (a message for the user, never a silent thread death).
+
+    A daemon :class:`threading.Thread` rather than a :class:`viewer.qt.workers.ThreadWorker`'s
+    QThread: a volume listing stuck on a hung mount is abandoned at exit, and Qt aborts the
+    process when a QThread is destroyed while it runs.
     """
 
     progress_changed = Signal(int, int)
