@@ -20,7 +20,7 @@ The batch import runs in a worker process of the application's pool
 (:func:`viewer.imaging.loader.get_pool`), not in this process: its Python work (reading
 headers, indexing) held the GIL against the network threads, which must answer each C-STORE
 at once, and against the GUI. Receiving 300 CT slices from ``storescu`` until indexed took
-about 20% less time that way (``make bench``: ``cstore_receive``). A worker that dies
+15-20% less time that way (``make bench``: ``cstore_receive``). A worker that dies
 (killed, out of memory) loses nothing: its batch stays spooled and is imported again by a new
 worker after ``RETRY_S``. ``Receiver(store, isolated=False)`` imports in this process's
 thread instead (where no worker process can start).
@@ -314,6 +314,14 @@ class Receiver:
             loader.discard_pool(pool)
             raise
 
+    def _put_back(self, batch: list[Path]) -> None:
+        """Keep a batch that could not be imported queued (it stays spooled), for a retry after
+        ``RETRY_S``; when closing, leave it spooled for the next start."""
+        with self._cond:
+            self._queue[:0] = batch
+            self._retry_at = time.monotonic() + RETRY_S
+            self._abort = self._abort or self._closing
+
     def _import(self, batch: list[Path]) -> None:
         try:
             report = self._import_batch(batch)
@@ -325,24 +333,15 @@ class Receiver:
                 len(batch),
                 self.spool,
             )
-            with self._cond:
-                self._queue[:0] = batch
-                self._retry_at = time.monotonic() + RETRY_S
-                self._abort = self._abort or self._closing
+            self._put_back(batch)
             return
         except StoreError as exc:
             log.warning("%s; %d received instance(s) stay spooled and are retried", exc, len(batch))
-            with self._cond:
-                self._queue[:0] = batch
-                self._retry_at = time.monotonic() + RETRY_S
-                self._abort = self._abort or self._closing  # closing: leave them spooled
+            self._put_back(batch)
             return
         except Exception:  # never let the thread die with durable files queued
             log.exception("importing received instances failed; they stay in %s", self.spool)
-            with self._cond:
-                self._queue[:0] = batch
-                self._retry_at = time.monotonic() + RETRY_S
-                self._abort = self._abort or self._closing
+            self._put_back(batch)
             return
         self._settle(batch, report)
         if report.studies and self.on_committed is not None:
