@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint sysdeps venv clean
+.PHONY: run test bench lint fuzz sysdeps venv clean
 
 run: sysdeps $(STAMP)
 	$(VENV)/bin/lightbox
@@ -14,6 +14,13 @@ test: sysdeps $(STAMP)
 
 bench: sysdeps $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# Coverage-guided fuzzing of the readers (tests/fuzz/fuzz.py): crashes go to tests/fuzz/.crashes/,
+# exit 1 if any. `make fuzz FUZZ_SECONDS=600 FUZZ_JOBS=1 FUZZ_ARGS="--targets decode,cli"`.
+FUZZ_SECONDS ?= 3600
+FUZZ_JOBS    ?= 2
+fuzz: sysdeps $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) tests/fuzz/fuzz.py run --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS) $(FUZZ_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -32,4 +39,5 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache benchmarks/.cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache benchmarks/.cache \
+		tests/fuzz/.work
