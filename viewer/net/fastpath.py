@@ -33,10 +33,17 @@ _TAG = struct.Struct("<HHI")
 _PDV = struct.Struct(">BBIIBB")  # PDU type, reserved, PDU length, item length, context, header
 
 
-def _element(element: int, value: bytes) -> bytes:
+def _element(element: int, value: bytes, pad: bytes = b"\0") -> bytes:
     if len(value) % 2:
-        value += b"\0"  # UI values are padded with NUL to an even length (PS3.5 9.1)
+        value += pad  # UI values are padded with NUL, text (LO) with a space (PS3.5 6.2, 9.1)
     return _TAG.pack(0x0000, element, len(value)) + value
+
+
+def error_comment(text: str) -> str:
+    """An Error Comment (0000,0902) value: VR LO, at most 64 characters (PS3.5 6.2, PS3.7
+    C.4), printable ASCII only (it names what was wrong; it may quote a peer's value)."""
+    cleaned = "".join(ch if " " <= ch <= "~" and ch != "\\" else "?" for ch in text)
+    return cleaned.strip()[:64]
 
 
 def command_set(sop_class: str, sop_instance: str, msg_id: int, priority: int = 0) -> bytes:
@@ -54,8 +61,12 @@ def command_set(sop_class: str, sop_instance: str, msg_id: int, priority: int = 
     return _element(0x0000, struct.pack("<I", len(body))) + body
 
 
-def store_response_set(sop_class: str, sop_instance: str, msg_id: int, status: int) -> bytes:
-    """C-STORE-RSP command set (PS3.7 Table 9.3-2), Implicit VR Little Endian: no data set."""
+def store_response_set(
+    sop_class: str, sop_instance: str, msg_id: int, status: int, comment: str = ""
+) -> bytes:
+    """C-STORE-RSP command set (PS3.7 Table 9.3-2), Implicit VR Little Endian: no data set;
+    ``comment``: the Error Comment (0000,0902) of a failure (PS3.7 C.4)."""
+    text = error_comment(comment).encode("ascii")
     body = b"".join(
         (
             _element(0x0002, sop_class.encode("ascii")),
@@ -63,6 +74,7 @@ def store_response_set(sop_class: str, sop_instance: str, msg_id: int, status: i
             _element(0x0120, struct.pack("<H", msg_id)),
             _element(0x0800, struct.pack("<H", 0x0101)),  # no data set
             _element(0x0900, struct.pack("<H", status)),
+            _element(0x0902, text, b" ") if text else b"",
             _element(0x1000, sop_instance.encode("ascii")),
         )
     )
@@ -147,12 +159,11 @@ def store_file(
 
 def send_store_response(assoc: Any, context_id: int, rsp: Any) -> bool:
     """Write a C-STORE-RSP primitive to the socket at once; False (nothing sent) when it is
-    not a plain one this path encodes (TLS socket, error comment or offending elements): the
-    caller then sends it pynetdicom's way."""
+    not a plain one this path encodes (TLS socket, offending elements): the caller then sends
+    it pynetdicom's way. An Error Comment goes with it (PS3.7 C.4)."""
     if (
         not usable(assoc)
         or rsp.MessageIDBeingRespondedTo is None
-        or rsp.ErrorComment
         or rsp.OffendingElement
         or rsp.Status is None
         or not rsp.AffectedSOPClassUID
@@ -164,6 +175,7 @@ def send_store_response(assoc: Any, context_id: int, rsp: Any) -> bool:
         str(rsp.AffectedSOPInstanceUID),
         int(rsp.MessageIDBeingRespondedTo),
         int(rsp.Status),
+        str(rsp.ErrorComment or ""),
     )
     max_pdu = int(assoc.dimse.maximum_pdu_size or 0)
     # pynetdicom's socket wrapper: a connection gone meanwhile becomes its "transport closed"

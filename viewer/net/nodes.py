@@ -25,6 +25,12 @@ CONFIG_NAME = "network.json"
 DEFAULT_AE_TITLE = "LIGHTBOX"
 DEFAULT_SCP_PORT = 11112
 DEFAULT_MAX_PDU = 262144
+#: The storage SCP's limits against a hostile or broken peer (issue 9): how many associations
+#: at once, how many of them from one calling address, and how long an association may stay
+#: silent (or take to send one PDU) before it is aborted.
+DEFAULT_SCP_MAX_ASSOCIATIONS = 32
+DEFAULT_SCP_MAX_PER_HOST = 8
+DEFAULT_SCP_IDLE_TIMEOUT = 60.0
 
 RetrieveMethod = Literal["move", "get"]
 
@@ -123,10 +129,21 @@ class LocalSettings:
     max_pdu: int = DEFAULT_MAX_PDU
     #: TLS for our storage SCP: our certificate/key and the CA that callers' certificates chain to.
     tls: Tls = field(default_factory=Tls)
+    #: The storage SCP's associations at once (connections still sending their request count).
+    scp_max_associations: int = DEFAULT_SCP_MAX_ASSOCIATIONS
+    #: ... of which at most this many from one calling IP address, so one host cannot take all.
+    scp_max_per_host: int = DEFAULT_SCP_MAX_PER_HOST
+    #: Seconds an SCP association may be silent, or take to send one PDU, before it is aborted
+    #: (the association request itself has ``timeouts.acse``: the ARTIM timer, PS3.8 9.1.5).
+    scp_idle_timeout: float = DEFAULT_SCP_IDLE_TIMEOUT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ae_title", check_ae_title(self.ae_title, "our AE title"))
         check_port(self.scp_port, "storage SCP port")
+        if int(self.scp_max_associations) < 1 or int(self.scp_max_per_host) < 1:
+            raise ConfigError("the storage SCP needs at least one association (total and per host)")
+        if not float(self.scp_idle_timeout) > 0:
+            raise ConfigError(f"SCP idle timeout {self.scp_idle_timeout} is not a positive number")
         callers = tuple(check_ae_title(c, "accepted caller") for c in self.accepted_callers)
         object.__setattr__(self, "accepted_callers", callers)
 
@@ -189,6 +206,11 @@ def load_config(path: Path | None = None) -> NetConfig:
             timeouts=_timeouts_from(local_raw.get("timeouts")),
             max_pdu=int(local_raw.get("max_pdu", DEFAULT_MAX_PDU)),
             tls=_tls_from(local_raw.get("tls")),
+            scp_max_associations=int(
+                local_raw.get("scp_max_associations", DEFAULT_SCP_MAX_ASSOCIATIONS)
+            ),
+            scp_max_per_host=int(local_raw.get("scp_max_per_host", DEFAULT_SCP_MAX_PER_HOST)),
+            scp_idle_timeout=float(local_raw.get("scp_idle_timeout", DEFAULT_SCP_IDLE_TIMEOUT)),
         )
         nodes = {}
         for name, raw in data.get("nodes", {}).items():

@@ -34,7 +34,7 @@ from viewer.net.connect import CancelWatch, close_association, open_association
 from viewer.net.diagnose import NetError
 from viewer.net.find import FindQuery, _next_msg_id, _pick_model, _text, run_find
 from viewer.net.nodes import LocalSettings, Node
-from viewer.net.scp import OnInstance, ensure_scp, handle_store, spool_dir
+from viewer.net.scp import OnInstance, StoreResult, ensure_scp, handle_store, spool_dir
 
 IsPresent = Callable[[str], bool]
 UID_BATCH = 200
@@ -424,7 +424,7 @@ def _get(
     folder = getattr(on_instance, "scp_folder", None) or spool_dir()
     sync = bool(getattr(on_instance, "scp_sync", False))
 
-    def deliver(path: Path, _calling: str) -> int:
+    def deliver(path: Path, _calling: str) -> StoreResult:
         return on_instance(path, node.ae_title)
 
     handlers = [(evt.EVT_C_STORE, handle_store, [deliver, folder, sync])]

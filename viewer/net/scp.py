@@ -21,6 +21,8 @@ import os
 import queue
 import re
 import select
+import socket
+import ssl
 import struct
 import tempfile
 import threading
@@ -30,24 +32,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from viewer.config import app_home
 from viewer.net import contexts, fastpath, tls
 from viewer.net.connect import make_ae, set_nodelay
 from viewer.net.echo import echo
-from viewer.net.nodes import LocalSettings, Node
+from viewer.net.nodes import DEFAULT_MAX_PDU, LocalSettings, Node
 
 LOG = logging.getLogger(__name__)
 
-#: ``on_instance(path_of_a_part10_file, calling_ae_title) -> C-STORE status``.
-OnInstance = Callable[[Path, str], int]
+#: A C-STORE status (PS3.4 B.2.3), or a status and its Error Comment (PS3.7 C.4).
+StoreResult = int | tuple[int, str]
+#: ``on_instance(path_of_a_part10_file, calling_ae_title) -> status or (status, comment)``.
+OnInstance = Callable[[Path, str], StoreResult]
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -123,56 +128,205 @@ def write_received(event: Any, folder: Path, source_ae: str = "", *, sync: bool 
     return Path(name)
 
 
-def handle_store(event: Any, on_instance: OnInstance, folder: Path, sync: bool = False) -> int:
-    """EVT_C_STORE: validate, spool, hand over; never raises into pynetdicom."""
+def _escape(value: str | bytes) -> str:
+    """A peer's name or value for a log line: printable ASCII kept, anything else as ``\\xNN``
+    (so an escape sequence or a newline sent by a peer never reaches a terminal or splits a
+    log line)."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    return "".join(
+        ch if " " <= ch <= "~" and ch != "\\" else f"\\x{ord(ch):02x}" if ord(ch) < 256 else "?"
+        for ch in text
+    )
+
+
+def peer_name(assoc: Any) -> str:
+    """``AE@address:port`` of the peer of an SCP association (what a log line names)."""
+    requestor = assoc.requestor
+    try:
+        address = f"{requestor.address}:{requestor.port}"
+    except (AttributeError, TypeError, ValueError):
+        address = "?"
+    primitive = requestor.primitive
+    title = str(getattr(primitive, "calling_ae_title", "") or "").strip() if primitive else ""
+    return f"{_escape(title)}@{address}" if title else address
+
+
+def _status_of(result: StoreResult) -> tuple[int, str]:
+    if isinstance(result, tuple):
+        status, comment = result
+        return int(status), str(comment or "")
+    return int(result), ""
+
+
+def _answer(status: int, comment: str = "") -> int | Dataset:
+    """The C-STORE response's status, with an Error Comment (0000,0902) when there is one
+    (PS3.7 C.4): a failure says what was wrong."""
+    if not comment:
+        return status
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = fastpath.error_comment(comment)
+    return ds
+
+
+def handle_store(
+    event: Any, on_instance: OnInstance, folder: Path, sync: bool = False
+) -> int | Dataset:
+    """EVT_C_STORE: validate, spool, hand over; never raises into pynetdicom.
+
+    ``on_instance`` answers a status or ``(status, error comment)``; a failure we find here
+    (invalid UIDs, an empty data set, a spool folder that cannot take the file) is answered with
+    its Error Comment and one log line naming the peer, never a traceback at the default level.
+    """
+    peer = peer_name(event.assoc)
     sop_instance = str(event.request.AffectedSOPInstanceUID or "")
     if not valid_uid(sop_instance) or not valid_uid(str(event.request.AffectedSOPClassUID or "")):
-        LOG.warning(
-            "refused an instance with an invalid UID from %s", event.assoc.remote["ae_title"]
-        )
-        return STATUS_CANNOT_UNDERSTAND
+        LOG.warning("%s: refused an instance with an invalid SOP Class or Instance UID", peer)
+        return _answer(STATUS_CANNOT_UNDERSTAND, "invalid Affected SOP Class or Instance UID")
+    data = event.request.DataSet
+    if data is None or len(data.getbuffer()) < 8:  # not even one element (PS3.5 7.1)
+        LOG.warning("%s: refused instance %s: its data set is empty", peer, sop_instance)
+        return _answer(STATUS_CANNOT_UNDERSTAND, "the data set is empty")
     caller = str(event.assoc.remote["ae_title"]).strip()
     try:
         path = write_received(event, folder, caller, sync=sync)
-    except OSError:
-        LOG.exception("cannot write a received instance to %s", folder)
-        return STATUS_OUT_OF_RESOURCES
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        LOG.error("%s: cannot write a received instance to %s: %s", peer, folder, reason)
+        LOG.debug("write_received failed", exc_info=True)
+        return _answer(STATUS_OUT_OF_RESOURCES, f"cannot write the instance: {reason}")
     try:
-        return int(on_instance(path, caller))
-    except Exception:
-        LOG.exception("the import of a received instance failed")
-        return STATUS_PROCESSING_FAILURE
+        status, comment = _status_of(on_instance(path, caller))
+    except Exception as exc:
+        LOG.error("%s: the import of a received instance failed: %s", peer, _escape(str(exc)))
+        LOG.debug("on_instance failed", exc_info=True)
+        return _answer(STATUS_PROCESSING_FAILURE, "the import of the instance failed")
     finally:
         path.unlink(missing_ok=True)
+    return _answer(status, comment)
 
 
 def _on_conn_open(event: Any) -> None:
     set_nodelay(event.assoc.dul.socket)
 
 
-class _PromptSocket(AssociationSocket):
-    """Reads a PDU with ``recv_into`` a buffer of its size instead of 4 KiB ``recv`` calls
-    (a 256 KiB P-DATA PDU took 64 calls and as many copies)."""
+#: The largest PDU our SCP advertises when ``LocalSettings.max_pdu`` is 0 ("no limit", PS3.8
+#: D.1): we hold a whole PDU in memory, so we never advertise an unbounded one.
+MAX_PDU_CEILING = 16 * 1024 * 1024
+#: The largest A-ASSOCIATE-RQ we read (PS3.8 9.3.2): 128 presentation contexts with a dozen
+#: transfer syntaxes each stay well under it; a request is small.
+MAX_REQUEST_PDU = 256 * 1024
+#: A PDU's buffer starts at this and doubles as its bytes arrive: a declared length alone
+#: allocates nothing near it.
+_FIRST_CHUNK = 64 * 1024
+_PDU_HEADER = struct.Struct(">BBI")
+_PDU_TYPES = frozenset(range(0x01, 0x08))  # PS3.8 Table 9-11
+#: A-ABORT, source "DICOM UL service-provider" (2), reason "invalid-PDU-parameter value" (6)
+#: or "unrecognized-PDU" (1) (PS3.8 9.3.8).
+_ABORT_INVALID = bytes((0x07, 0, 0, 0, 0, 4, 0, 0, 2, 6))
+_ABORT_UNRECOGNIZED = bytes((0x07, 0, 0, 0, 0, 4, 0, 0, 2, 1))
+#: A-ASSOCIATE-RJ (PS3.8 9.3.4): permanent, service-user, calling (3) / called (7) AE title
+#: not recognized; transient, service-provider (presentation), local limit exceeded (2).
+_REJECT_CALLING = bytes((0x03, 0, 0, 0, 0, 4, 0, 1, 1, 3))
+_REJECT_CALLED = bytes((0x03, 0, 0, 0, 0, 4, 0, 1, 1, 7))
+_REJECT_LIMIT = bytes((0x03, 0, 0, 0, 0, 4, 0, 2, 3, 2))
+_AE_OK = re.compile(rb"[ -\[\]-~]{16}")  # VR AE: printable ASCII, no backslash (PS3.5 6.2)
 
-    def recv(self, nr_bytes: int) -> bytearray:
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """What one SCP association may do: the largest PDU we advertised, the ARTIM timeout for
+    the association request (PS3.8 9.1.5) and the idle/read timeout once associated."""
+
+    max_pdu: int
+    artim: float
+    idle: float
+
+
+class _PromptSocket(AssociationSocket):
+    """Reads a PDU with ``recv_into`` its buffer (a 256 KiB P-DATA PDU took 64 4 KiB ``recv``
+    calls and as many copies), bounded by a deadline, the buffer growing with the data that
+    actually arrive."""
+
+    def read_into(self, buf: bytearray, total: int, deadline: float) -> bool:
+        """Fill ``buf`` up to ``total`` bytes; False when the peer closed first; TimeoutError
+        when ``deadline`` (``time.monotonic``) passes. The socket's own timeout bounds each
+        ``recv`` so the whole read ends at most one socket timeout after the deadline."""
         sock = self.socket
-        assert sock is not None
-        buf = bytearray(nr_bytes)
-        view = memoryview(buf)
-        got = 0
-        while got < nr_bytes:
-            n = sock.recv_into(view[got:], nr_bytes - got)
-            if not n:  # connection closed: return what we have, as pynetdicom does
-                del view
-                return buf[:got]
+        if sock is None:
+            return False
+        got = len(buf)
+        while got < total:
+            if got == len(buf):
+                buf.extend(bytes(min(max(got, _FIRST_CHUNK), total - got)))
+            with memoryview(buf) as view:
+                n = sock.recv_into(view[got:], len(buf) - got)
+            if not n:
+                del buf[got:]
+                return False
             got += n
-        return buf
+            if got < total and time.monotonic() > deadline:
+                raise TimeoutError
+        return True
 
 
 class _PromptAssociation(Association):
     """pynetdicom's acceptor reactor polls its DIMSE queue every millisecond (``time.sleep``);
     this one waits on the queue, so a C-STORE is served as soon as it is decoded. The release,
-    abort, DUL-alive and network-timeout checks are pynetdicom's (``_run_reactor``)."""
+    abort, DUL-alive and network-timeout checks are pynetdicom's (``_run_reactor``).
+
+    The wait for the association request (``run_reactor``, acceptor path) also ends as soon as
+    the connection is gone, so a peer that sent garbage does not keep its slot for the ACSE
+    timeout; the slot is given back when the thread ends, whatever happens.
+    """
+
+    _lightbox_release: Callable[[], None] | None = None
+    _lightbox_closing = False
+
+    def run_reactor(self) -> None:
+        try:
+            self._run_acceptor()
+        finally:
+            if self._lightbox_release is not None:
+                self._lightbox_release()
+
+    def _connection_gone(self) -> bool:
+        sock = self.dul.socket
+        return self._lightbox_closing or sock is None or sock.socket is None
+
+    def _wait_request(self) -> A_ASSOCIATE | None:
+        deadline = time.monotonic() + float(self.acse_timeout or 30.0)
+        while time.monotonic() < deadline:
+            primitive = self.dul.receive_pdu(wait=True, timeout=0.05)
+            if isinstance(primitive, A_ASSOCIATE):
+                return primitive
+            if primitive is not None or self._connection_gone() or not self.dul.is_alive():
+                return None
+        return None
+
+    def _close_connection(self) -> None:
+        sock = self.dul.socket
+        if self._server is not None and sock is not None and sock.socket is not None:
+            self._server.shutdown_request(sock.socket)
+
+    def _run_acceptor(self) -> None:
+        # pynetdicom's Association.run_reactor, acceptor path.
+        if not self._started_dul:
+            self.dul.start()
+            self._started_dul = True
+            self._dul_ready.wait()
+        primitive = self._wait_request()
+        if primitive is None:
+            self.kill()
+            self._close_connection()
+            return
+        self.requestor.primitive = primitive
+        evt.trigger(self, evt.EVT_REQUESTED, {})
+        if not self.is_aborted and not self.is_rejected:
+            self.acse.negotiate_association()
+        if self.is_established:
+            self._run_reactor()
+        self._close_connection()
 
     def _run_reactor(self) -> None:
         self._is_paused = False
@@ -204,7 +358,11 @@ class _PromptAssociation(Association):
                 self.kill()
                 return
             if self.dul.idle_timer_expired():
-                LOG.info("network timeout: aborting the association")
+                LOG.info(
+                    "%s: silent for %g s: aborting the association",
+                    peer_name(self),
+                    self.network_timeout or 0,
+                )
                 self.abort()
                 self.kill()
                 return
@@ -227,7 +385,17 @@ class _PromptDUL(DULServiceProvider):
     the next request waited out the sleep (about half a millisecond with the timer slack).
     This loop waits on its socket instead, for at most that delay, and reads as soon as data
     come; the loop is otherwise pynetdicom's (``run_reactor``). TLS sockets (buffered data
-    that ``select`` cannot see) keep the plain sleep."""
+    that ``select`` cannot see) keep the plain sleep.
+
+    Every peer is untrusted (issue 9): a PDU is read against a deadline (the ARTIM timeout
+    before the association, the idle timeout after) and only up to the size we advertised
+    (an association request: :data:`MAX_REQUEST_PDU`); a longer, unknown or undecodable PDU,
+    an AE title that is not one (PS3.5 VR AE), or anything that fails while the state machine
+    handles it, ends the association with an A-ABORT (or A-ASSOCIATE-RJ) and one log line
+    naming the peer, never a traceback (``-v``/DEBUG logging shows it).
+    """
+
+    _lightbox_limits = _Limits(DEFAULT_MAX_PDU, 30.0, 60.0)
 
     def _idle(self) -> None:
         sock = getattr(self.socket, "socket", None)
@@ -237,6 +405,85 @@ class _PromptDUL(DULServiceProvider):
         # Closed meanwhile: the loop's own check reports it.
         with contextlib.suppress(OSError, ValueError):
             select.select([sock], [], [], self._run_loop_delay)
+
+    def _drop(self, answer: bytes = b"") -> None:
+        """Send ``answer`` (an A-ABORT or A-ASSOCIATE-RJ PDU) and close the connection: the
+        state machine gets 'transport connection closed' (Evt17) and goes idle (Sta1)."""
+        sock = self.socket
+        if sock is None:
+            return
+        if answer and sock.socket is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sock.socket.sendall(answer)
+        sock.close()
+        if sock.socket is not None:  # close() only reports a connected socket
+            sock.socket = None
+            self.event_queue.put("Evt17")
+
+    def _refuse(self, why: str, answer: bytes = _ABORT_INVALID) -> None:
+        what = "rejecting" if answer[0] == 0x03 else "aborting"
+        LOG.warning("%s: %s: %s the association", peer_name(self.assoc), why, what)
+        self._drop(answer)
+
+    def _read_pdu_data(self) -> None:
+        sock = cast(_PromptSocket, self.socket)
+        limits = self._lightbox_limits
+        # Sta1 too: the loop may read the request before it handled the connection (Evt5).
+        requesting = self.state_machine.current_state in ("Sta1", "Sta2")
+        deadline = time.monotonic() + (limits.artim if requesting else limits.idle)
+        buf = bytearray()
+        try:
+            if not sock.read_into(buf, 6, deadline):
+                self._drop()
+                return
+            kind, _, length = _PDU_HEADER.unpack(buf)
+            if kind not in _PDU_TYPES:
+                self._refuse(f"unknown PDU type 0x{kind:02X}", _ABORT_UNRECOGNIZED)
+                return
+            limit = MAX_REQUEST_PDU if kind == 0x01 else limits.max_pdu
+            if length > limit:
+                self._refuse(f"a PDU of {length} bytes, more than the {limit} we accept")
+                return
+            if not sock.read_into(buf, 6 + length, deadline):
+                LOG.info("%s: closed the connection in the middle of a PDU", peer_name(self.assoc))
+                self._drop()
+                return
+        except TimeoutError:
+            self._refuse("no complete PDU within the time allowed", _ABORT_INVALID)
+            return
+        except OSError:
+            self._drop()
+            return
+        if kind == 0x01 and requesting:
+            if not _AE_OK.fullmatch(bytes(buf[10:26])):
+                self._refuse(f"called AE title '{_escape(bytes(buf[10:26]))}'", _REJECT_CALLED)
+                return
+            if not _AE_OK.fullmatch(bytes(buf[26:42])):
+                self._refuse(f"calling AE title '{_escape(bytes(buf[26:42]))}'", _REJECT_CALLING)
+                return
+        try:
+            pdu, event = self._decode_pdu(buf)
+        except Exception as exc:
+            LOG.debug("undecodable PDU", exc_info=True)
+            self._refuse(f"a PDU that does not decode ({type(exc).__name__})")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
+    def _fail(self, exc: BaseException) -> None:
+        """An exception in the loop (a command set that does not decode, say): abort without
+        going through the state machine, which may be in any state by now."""
+        LOG.warning(
+            "%s: cannot handle what it sent (%s): aborting the association",
+            peer_name(self.assoc),
+            _escape(f"{type(exc).__name__}: {exc}")[:200],
+        )
+        LOG.debug("DUL error", exc_info=exc)
+        self._drop(_ABORT_INVALID)
+        self.assoc.is_aborted = True
+        self.assoc.is_established = False
+        self.assoc._kill = True
+        self._kill_thread = True
 
     def run_reactor(self) -> None:
         self._idle_timer.start()
@@ -256,40 +503,205 @@ class _PromptDUL(DULServiceProvider):
                     pass
                 elif self._is_transport_event():
                     self._idle_timer.restart()
-            except Exception:
-                LOG.exception("DUL error: aborting the association")
-                abort_pdu = A_ABORT_RQ()
-                abort_pdu.source = 0x02
-                abort_pdu.reason_diagnostic = 0x00
-                if self.socket is not None:
-                    self.socket.send(abort_pdu.encode())
-                self.assoc.is_aborted = True
-                self.assoc.is_established = False
-                self.assoc._kill = True
-                self._kill_thread = True
+            except Exception as exc:
+                self._fail(exc)
                 return
             try:
                 event = self.event_queue.get(block=False)
             except queue.Empty:
                 sleep = True
                 continue
-            self.state_machine.do_action(event)
+            try:
+                self.state_machine.do_action(event)
+            except Exception as exc:
+                self._fail(exc)
+                return
             sleep = False
 
 
 class _PromptRequestHandler(RequestHandler):
+    server: _GuardedServer
+    adopted = False
+
+    def handle(self) -> None:
+        """pynetdicom's, with the association registered with our server first (its slot,
+        closed by :meth:`StorageScp.stop`)."""
+        assoc = self._create_association()
+        evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+        self.server.adopt(assoc, str(self.client_address[0]))
+        self.adopted = True
+        assoc.start()
+
     def _create_association(self) -> Association:
         assoc = super()._create_association()
         assoc.__class__ = _PromptAssociation
+        # Thread.__init__ bound pynetdicom's loops as the targets; the threads are not started.
+        assoc._target = assoc.run_reactor  # type: ignore[attr-defined]
         assoc.dul.__class__ = _PromptDUL
-        # Thread.__init__ bound pynetdicom's loop as the target; the thread is not started yet.
         assoc.dul._target = assoc.dul.run_reactor  # type: ignore[attr-defined]
+        # A DUL thread blocked on a peer must never keep the process from exiting.
+        assoc.dul.daemon = True
         assoc.dimse.__class__ = _PromptDIMSE
-        assoc.dul.socket.__class__ = _PromptSocket
+        sock = assoc.dul.socket
+        assert sock is not None
+        sock.__class__ = _PromptSocket
+        limits = self.server.limits
+        cast(_PromptDUL, assoc.dul)._lightbox_limits = limits
+        raw = sock.socket
+        if raw is not None:
+            # Each recv waits at most this long (the deadlines of _read_pdu_data bound a PDU),
+            # and so does each send to a peer that does not read.
+            raw.settimeout(min(limits.artim, limits.idle))
         # The DUL loop's longest idle wait (pynetdicom's own knob, `_run_loop_delay`): how soon
         # it sends what pynetdicom queued (C-ECHO answers, release).
         assoc.dul._run_loop_delay = 0.0005
         return assoc
+
+
+class _GuardedServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with our limits (issue 9): at most ``max_total``
+    connections at once and ``max_per_host`` from one address, counted from the TCP
+    connection (a peer still sending its request holds a slot); one over the limit gets an
+    A-ASSOCIATE-RJ "local limit exceeded" (PS3.8 9.3.4) and is closed. TLS handshakes happen
+    in the connection's thread under the ARTIM timeout, never in the accepting loop."""
+
+    daemon_threads = True
+    limits = _Limits(DEFAULT_MAX_PDU, 30.0, 60.0)
+    max_total = 32
+    max_per_host = 8
+
+    def configure(self, limits: _Limits, max_total: int, max_per_host: int) -> None:
+        self.limits = limits
+        self.max_total = max_total
+        self.max_per_host = max_per_host
+        self._guard = threading.Lock()
+        self._hosts: dict[str, int] = {}
+        self._live: dict[Association, str] = {}
+        self._turning_away = threading.BoundedSemaphore(8)
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None
+        client, address = self.socket.accept()
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
+        return client, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        host = str(client_address[0])
+        with self._guard:
+            total = sum(self._hosts.values())
+            from_host = self._hosts.get(host, 0)
+            full = total >= self.max_total or from_host >= self.max_per_host
+            if not full:
+                self._hosts[host] = from_host + 1
+        if full:
+            LOG.warning(
+                "refused a connection from %s: %d associations open, %d from that address "
+                "(limits %d and %d per address)",
+                _escape(host),
+                total,
+                from_host,
+                self.max_total,
+                self.max_per_host,
+            )
+            self._turn_away(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:  # no thread: give the slot back
+            self._release(host)
+            self.shutdown_request(request)
+
+    def _turn_away(self, request: Any) -> None:
+        """A-ASSOCIATE-RJ, local limit exceeded, from a short-lived thread (the peer's request
+        is read and dropped first, so that closing does not reset the connection before the
+        peer reads the rejection); only so many at once, the others are just closed."""
+        if isinstance(request, ssl.SSLSocket) or not self._turning_away.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+
+        def run() -> None:
+            try:
+                request.settimeout(2.0)
+                with contextlib.suppress(OSError):
+                    request.sendall(_REJECT_LIMIT)
+                    request.shutdown(socket.SHUT_WR)
+                    deadline = time.monotonic() + 2.0
+                    drained = 0
+                    while drained < MAX_REQUEST_PDU and time.monotonic() < deadline:
+                        chunk = request.recv(65536)
+                        if not chunk:
+                            break
+                        drained += len(chunk)
+            finally:
+                with contextlib.suppress(OSError):
+                    request.close()
+                self._turning_away.release()
+
+        threading.Thread(target=run, name="lightbox-scp-refuse", daemon=True).start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        host = str(client_address[0])
+        adopted = False
+        try:
+            if isinstance(request, ssl.SSLSocket):
+                request.settimeout(self.limits.artim)
+                request.do_handshake()
+            handler = cast(Any, self.RequestHandlerClass)(request, client_address, self)
+            adopted = bool(getattr(handler, "adopted", False))
+        except Exception as exc:  # TLS handshake failed or timed out, socket gone
+            LOG.warning("%s: connection failed: %s", _escape(host), _escape(str(exc))[:200])
+            LOG.debug("connection failed", exc_info=True)
+        finally:
+            if not adopted:
+                self._release(host)
+                self.shutdown_request(request)
+
+    def adopt(self, assoc: Association, host: str) -> None:
+        """The association owns the slot now: given back when its thread ends."""
+        with self._guard:
+            self._live[assoc] = host
+        cast(_PromptAssociation, assoc)._lightbox_release = lambda: self._release(host, assoc)
+
+    def _release(self, host: str, assoc: Association | None = None) -> None:
+        with self._guard:
+            if assoc is not None and self._live.pop(assoc, None) is None:
+                return  # given back already
+            left = self._hosts.get(host, 0) - 1
+            if left > 0:
+                self._hosts[host] = left
+            else:
+                self._hosts.pop(host, None)
+
+    def open_connections(self) -> int:
+        with self._guard:
+            return sum(self._hosts.values())
+
+    def close_all(self, wait: float = 1.0) -> None:
+        """Close every association's connection (the peers see it closed, our threads end
+        at once) and wait at most ``wait`` seconds for their threads: a stalled peer never
+        delays a shutdown. A thread still storing an instance is left to finish (daemon)."""
+        with self._guard:
+            live = list(self._live)
+        for assoc in live:
+            cast(_PromptAssociation, assoc)._lightbox_closing = True
+            sock = assoc.dul.socket
+            raw = sock.socket if sock is not None else None
+            if raw is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    raw.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + wait
+        for assoc in live:
+            assoc.join(max(0.0, deadline - time.monotonic()))
+
+
+def _shutdown(server: ThreadedAssociationServer) -> None:
+    """Stop accepting, close the listening socket, then every live association."""
+    server.shutdown()
+    if isinstance(server, _GuardedServer):
+        server.close_all()
 
 
 @dataclass
@@ -302,7 +714,7 @@ class ScpHandle:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
+            _shutdown(self.server)
             self.server = None
 
 
@@ -330,11 +742,20 @@ class StorageScp:
         ae = make_ae(self.local)
         ae.require_called_aet = True
         ae.require_calling_aet = list(self.local.accepted_callers)
-        ae.maximum_associations = 32
+        ae.maximum_associations = self.local.scp_max_associations
+        ae.maximum_pdu_size = self.max_pdu
+        # Silent for this long: aborted (the association's idle timer, PS3.8 9.1.5 ARTIM-like).
+        ae.network_timeout = self.local.scp_idle_timeout
         ae.add_supported_context(contexts.VERIFICATION, list(contexts.UNCOMPRESSED))
         for sop_class in contexts.STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, list(contexts.SCP_TRANSFER_SYNTAXES))
         return ae
+
+    @property
+    def max_pdu(self) -> int:
+        """The largest PDU we advertise (PS3.8 D.1) and accept: never unbounded."""
+        wanted = self.local.max_pdu
+        return wanted if 0 < wanted <= MAX_PDU_CEILING else MAX_PDU_CEILING
 
     @property
     def port(self) -> int:
@@ -356,8 +777,15 @@ class StorageScp:
                     (self.local.bind_address, self.local.scp_port),
                     evt_handlers=handlers,
                     ssl_context=ctx,
-                    server_class=ThreadedAssociationServer,
+                    server_class=_GuardedServer,
                     request_handler=_PromptRequestHandler,
+                )
+                assert isinstance(server, _GuardedServer)
+                artim = float(self.local.timeouts.acse)
+                server.configure(
+                    _Limits(self.max_pdu, artim, float(self.local.scp_idle_timeout)),
+                    self.local.scp_max_associations,
+                    self.local.scp_max_per_host,
                 )
                 # What AE.start_server(block=False) does, with our request handler.
                 thread = threading.Thread(
@@ -369,10 +797,12 @@ class StorageScp:
             return ScpHandle(self.port, True, self.server)
 
     def stop(self) -> None:
+        """Stop listening and close every association at once (within about a second, however
+        many peers are stalled on their connections)."""
         with self._lock:
-            if self.server is not None:
-                self.server.shutdown()
-                self.server = None
+            server, self.server = self.server, None
+        if server is not None:
+            _shutdown(server)
 
     def __enter__(self) -> StorageScp:
         self.start()
