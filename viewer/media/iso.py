@@ -38,9 +38,13 @@ def make_iso(
 ) -> None:
     """Write ``folder`` as an ISO 9660 Level 1 + Joliet image whose Volume ID is ``volume_id``.
 
+    The image is written under a temporary name beside ``iso_path`` and renamed to it once
+    whole, so that a file under the final name is never a partial image (a kill, a full disc).
     Raises :class:`MediaError` for a name that is not Level 1 (the writer never makes one)."""
     import pycdlib
 
+    final = Path(iso_path)
+    partial = final.with_name(f"{_PARTIAL_PREFIX}{os.getpid()}-{final.name}.partial")
     root = Path(folder)
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=1, joliet=3, vol_ident=volume_id, app_ident_str="LIGHTBOX")
@@ -66,11 +70,57 @@ def make_iso(
                 handle = open(full, "rb")  # noqa: SIM115 - pycdlib reads it at write()
                 handles.append(handle)
                 iso.add_fp(handle, os.path.getsize(full), iso_path_name, joliet_path=joliet)
-        iso.write(str(iso_path))
+        try:
+            iso.write(str(partial))
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
     finally:
         iso.close()
         for handle in handles:
             handle.close()
+
+
+#: Names of what :func:`write_iso` keeps beside the image while it works, each with the pid
+#: of the process writing it: its staging folder and the image before it is whole.
+_STAGING_PREFIX = ".lightbox-burn-"
+_PARTIAL_PREFIX = ".lightbox-iso-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists
+        return True
+    return True
+
+
+def remove_abandoned(folder: Path) -> list[Path]:
+    """Remove the staging folders and partial images a killed :func:`write_iso` left in
+    ``folder`` (their process is gone); returns what was removed. POSIX only: elsewhere the
+    process cannot be asked about, and they stay."""
+    removed: list[Path] = []
+    if os.name != "posix":
+        return removed
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        for prefix in (_STAGING_PREFIX, _PARTIAL_PREFIX):
+            pid = path.name.removeprefix(prefix).split("-", 1)[0]
+            if not path.name.startswith(prefix) or not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def iso_paths(iso_file: Path, count: int) -> list[Path]:
@@ -90,12 +140,19 @@ def write_iso(
     **options: Any,
 ) -> WriteReport:
     """Write the selection as one ISO image per disc (the media is staged in a temporary folder
-    beside the image), then read each image back (:func:`viewer.media.verify.verify_written`)."""
+    beside the image), then read each image back (:func:`viewer.media.verify.verify_written`).
+
+    An image appears under its name only whole (:func:`make_iso`); what a killed run left
+    beside it (staging folder, partial image) is removed by the next run (:func:`remove_abandoned`).
+    """
     from viewer.media.verify import verify_written
 
     target = Path(iso_file)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".lightbox-burn-", dir=target.parent) as staging:
+    remove_abandoned(target.parent)
+    with tempfile.TemporaryDirectory(
+        prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=target.parent
+    ) as staging:
         report = write_media(paths, Path(staging) / "MEDIA", verify=False, **options)
         images = iso_paths(target, len(report.discs))
         for disc, image in zip(report.discs, images, strict=True):

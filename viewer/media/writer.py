@@ -688,8 +688,79 @@ def _layout(disc: list[PlannedStudy]) -> None:
                 )
 
 
+#: In the root of a file-set being written, from before its first file until the very end: the
+#: writer's process id. Its presence says "incomplete" (a killed or failed burn), and lets the
+#: next burn to the same folder remove what that one wrote (:func:`_clear_interrupted`).
+INCOMPLETE = ".LIGHTBOX-INCOMPLETE"
+#: The DICOMDIR as written, until it replaces :data:`INCOMPLETE`; see :func:`_finish`.
+_DICOMDIR_PART = ".LIGHTBOX-DICOMDIR.part"
+#: Everything a burn writes in a file-set's root (its verification manifest: SHA256.TXT).
+_WRITTEN_NAMES = (
+    "DICOM",
+    "IHE_PDI",
+    "INDEX.HTM",
+    "README.TXT",
+    "SHA256.TXT",
+    "DICOMDIR",
+    _DICOMDIR_PART,
+)
+
+
+def _marker_owner(marker: Path) -> int | None:
+    """The live process writing the file-set that ``marker`` belongs to, if there is one."""
+    try:
+        text = marker.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    if os.name != "posix" or not text.isdigit():
+        return None  # no way to tell (or a DICOMDIR about to be renamed): taken as left over
+    pid = int(text)
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:  # PermissionError: it exists, another user's
+        return pid
+    return pid
+
+
+def _clear_interrupted(root: Path) -> None:
+    """Remove what an interrupted burn (killed, failed, cancelled) wrote in ``root``: only the
+    names a burn writes, only when its :data:`INCOMPLETE` marker is there and its process is
+    gone; the marker goes last, so that a kill meanwhile leaves it to be cleared next time."""
+    marker = root / INCOMPLETE
+    if not marker.is_file():
+        return
+    owner = _marker_owner(marker)
+    if owner is not None:
+        raise MediaError(f"{root}: being written by process {owner}; choose another folder")
+    try:
+        for name in _WRITTEN_NAMES:
+            path = root / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        marker.unlink()
+    except OSError as exc:
+        raise MediaError(
+            f"{root}: holds an interrupted burn that cannot be removed ({exc.strerror or exc})"
+        ) from exc
+
+
+def _finish(root: Path) -> None:
+    """Make a written file-set complete by one rename: its DICOMDIR takes the place of the
+    :data:`INCOMPLETE` marker. A kill before it leaves no DICOMDIR (nothing that a viewer would
+    open as media, and ``verify`` fails); a kill between the two renames leaves the marker."""
+    os.replace(root / _DICOMDIR_PART, root / INCOMPLETE)
+    os.replace(root / INCOMPLETE, root / "DICOMDIR")
+
+
 def _check_target(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
+    _clear_interrupted(root)
     clashes = [
         n
         for n in ("DICOMDIR", "DICOM", "README.TXT", "INDEX.HTM", "IHE_PDI")
@@ -853,6 +924,8 @@ def _write(
     roots = disc_roots(Path(target), count)
     for root in roots:
         _check_target(root)
+    for root in roots:  # incomplete until _finish, at the very end
+        (root / INCOMPLETE).write_text(f"{os.getpid()}\n", encoding="ascii")
     total = sum(len(s.files) for disc in plan.discs for s in disc)
     done = 0
     changes = list(plan.changes)
@@ -869,7 +942,9 @@ def _write(
             for series in study.series.values():
                 for source in series.files:
                     if cancel is not None and cancel.is_set():
-                        raise Cancelled(f"cancelled: {root} is incomplete, delete it")
+                        raise Cancelled(
+                            f"cancelled: {root} is incomplete (delete it, or burn to it again)"
+                        )
                     try:
                         result = _write_one(source, root, plan.profile, builder, made_dirs, changes)
                     except (MediaError, ddw.HeaderError) as exc:
@@ -884,7 +959,7 @@ def _write(
                     if progress is not None:
                         progress(done, total)
         clock.lap("files")
-        dicomdir = builder.write(root / "DICOMDIR")
+        dicomdir = builder.write(root / _DICOMDIR_PART)  # DICOMDIR at the end (_finish)
         extra = {"DICOMDIR": hashlib.sha256(dicomdir).hexdigest()}
         clock.lap("dicomdir")
         result_disc = DiscResult(index, count, root, fsid, written, builder.tree())
@@ -911,6 +986,8 @@ def _write(
         (root / MANIFEST).write_text(manifest_text(result_disc.expected()), encoding="ascii")
         results.append(result_disc)
         clock.lap("readme")
+    for root in roots:
+        _finish(root)
     report = WriteReport(
         plan.profile.name,
         plan.medium.name,
