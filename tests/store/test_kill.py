@@ -2,13 +2,17 @@
 indexed and no indexed instance without its file; importing again completes it.
 
 The importer's test hook (``LIGHTBOX_STORE_CRASH_AT=POINT:N``) kills the importing subprocess at
-each point of the import path; a second test kills it from outside after random delays.
+each point of the import path; a second test kills it from outside after random delays; a third
+kills the real ``lightbox import`` at seeded random points, round after round on one store, and
+checks that what the killed imports leave behind does not pile up (kill harness: rounds and seed
+from ``$LIGHTBOX_KILL_ROUNDS`` / ``$LIGHTBOX_KILL_SEED``, see tests/killing.py).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -17,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from tests import killing
 from tests.store.dicomfiles import make_folder
-from viewer.store import Store, check, import_paths, list_studies
-from viewer.store.check import ORPHAN, PENDING, TMP_LEFT
-from viewer.store.importer import CRASH_ENV
+from viewer.store import Store, check, delete_uid, import_paths, list_studies
+from viewer.store.check import ORPHAN, PENDING, RECEIVING_PREFIX, TMP_LEFT
+from viewer.store.importer import CRASH_ENV, spool_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
@@ -115,7 +120,64 @@ def test_kill_after_random_delays(tmp_path: Path) -> None:
         _assert_consistent_after_kill(folder, None, repair_first=attempt % 2 == 0)
         with Store.open() as store:  # start the next attempt from an empty store
             for study in list_studies(store):
-                from viewer.store import delete_uid
-
                 delete_uid(store, study.study_instance_uid)
             assert check(store).ok
+
+
+def leftovers(store: Store) -> list[Path]:
+    """Temporary files of imports and half-received files: what killed processes leave."""
+    found = list(store.tmp_dir.iterdir()) if store.tmp_dir.is_dir() else []
+    spool = spool_dir(store)
+    if spool.is_dir():
+        found += [p for p in spool.iterdir() if p.name.startswith(RECEIVING_PREFIX)]
+    return found
+
+
+_SUMMARY = re.compile(r"imported: (\d+).*?already present: (\d+)", re.S)
+
+
+@pytest.mark.slow
+def test_kill_lightbox_import_at_random_points(tmp_path: Path) -> None:
+    """``lightbox import FOLDER`` killed at random points, then run again: consistent after
+    each kill, complete after each re-run, and no temporary file left once the store was
+    opened again (Store.open removes those of dead processes), however many kills."""
+    folder = tmp_path / "disc"
+    make_folder(folder, studies=3, series=4, instances=10)
+    total = 3 * 4 * 10
+    rng, chosen = killing.rng(20261209)
+    rounds = killing.rounds(3)
+    cut = 0
+    for round_ in range(rounds):
+        proc = killing.spawn(killing.lightbox_args("import", str(folder)))
+        delay = rng.uniform(0.25, 1.3)  # start-up about 0.4 s, importing 120 files about 1 s
+        time.sleep(delay)
+        finished = proc.poll() is not None
+        killing.kill(proc, whole_group=rng.random() < 0.5)
+        with Store.open() as store:
+            rows = store.connection().execute("SELECT count(*) FROM instances").fetchone()[0]
+            where = killing.where(
+                "import", chosen, round_, delay, "finished" if finished else f"{rows} indexed"
+            )
+            cut += not finished and rows < total
+            found = check(store)
+            assert {p.problem for p in found.problems} <= {ORPHAN, TMP_LEFT, PENDING}, (
+                where,
+                found.problems,
+            )
+        again = killing.run(killing.lightbox_args("import", str(folder)))
+        assert again.returncode == 0, (where, again.stdout, again.stderr)
+        summary = _SUMMARY.search(again.stdout)
+        assert summary is not None, (where, again.stdout)
+        assert sum(map(int, summary.groups())) == total, (where, again.stdout)
+        with Store.open() as store:
+            assert sum(s.num_instances for s in list_studies(store)) == total, where
+            stored = [p for p in store.files_dir.rglob("*") if p.is_file()]
+            assert len(stored) == total, where
+            # nothing of the killed import is left: no orphan (the re-import indexed it under
+            # the same name), no temporary file (removed when the store was opened again)
+            assert leftovers(store) == [], where
+            assert check(store).ok, (where, check(store).problems)
+            for study in list_studies(store):  # the next round starts from an empty store
+                delete_uid(store, study.study_instance_uid)
+            assert check(store).ok, where
+    print(f"import kill harness: seed {chosen}, {rounds} rounds, {cut} cut mid-import")
