@@ -10,16 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from viewer.text import escape
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something wrong with one file, record or peer, said in words a person can act on."""
+    """Something wrong with one file, record or peer, said in words a person can act on.
+
+    ``path`` and ``problem`` hold the text as it is (a name from a disc, a value from a file);
+    ``str()`` is the one line to show: both escaped by :func:`viewer.text.escape`, so that a
+    control character from a disc never reaches a terminal and a newline in a name cannot make
+    two lines of one problem.
+    """
 
     path: str
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
+        return f"{escape(self.path)}: {escape(self.problem)}"
 
 
 @dataclass(slots=True)
