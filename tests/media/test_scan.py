@@ -217,9 +217,13 @@ def test_dicomdir_refuses_references_leaving_the_root(fileset: Path) -> None:
     ds.save_as(fileset / "DICOMDIR")
     result = scan(fileset / "DICOMDIR")
     assert secret not in {i.path.resolve() for i in result.instances}
-    refused = [p for p in result.problems if p.problem.endswith("refused")]
-    assert len(refused) == 2
-    assert all("DICOMDIR" in p.path for p in result.problems)
+    (refused,) = [p for p in result.problems if p.problem.endswith("refused")]
+    assert "DICOMDIR" in refused.path and "SECRET" in refused.problem
+    # The link is named once, by its path, as the walk of a folder names it.
+    link = model.Problem(
+        str(fileset / "LINK"), "symbolic link leading outside the media: not followed"
+    )
+    assert [p for p in result.problems if "LINK" in p.path + p.problem] == [link]
     assert len(result.instances) == len(referenced(fileset)) - 2
 
 
@@ -294,7 +298,7 @@ def test_a_dangling_link_is_a_problem_a_link_loop_is_not_followed(folder: Path) 
     assert len(result.instances) == 4
     problems = {Path(p.path).name: p.problem for p in result.problems}
     assert set(problems) == {"broken.dcm", "gone.dcm"}
-    assert "cannot read" in problems["gone.dcm"]
+    assert problems["gone.dcm"] == "symbolic link to nothing: not followed"
 
 
 def test_images_without_uids_are_kept_each_as_its_own_stack(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from viewer.media.links import LEAVES_MEDIA, resolve_within
 from viewer.model import Instance, Patient, Problem, Series, Study
 
 DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -847,9 +848,9 @@ class _Resolver:
         entry = listing.entries[name]
         try:
             if entry.is_symlink():
-                real = os.path.realpath(os.path.join(self.root, *parts, name))
-                if os.path.commonpath([real, self.root_real]) != self.root_real:
-                    return "refused", "", False, "is a symbolic link that leads outside the media"
+                link = os.path.join(self.root, *parts, name)
+                if resolve_within(link, self.root_real) is None:
+                    return "refused", link, False, LEAVES_MEDIA
             ok = entry.is_file() if last else entry.is_dir()
         except (OSError, ValueError):
             ok = False
@@ -879,15 +880,16 @@ class _Resolver:
         return result
 
     def resolve(self, components: list[str]) -> tuple[Status, Path | None, str]:
-        """(status, path, reason) for validated components of a File ID."""
+        """(status, path, reason) for validated components of a File ID; a File ID refused
+        because it passes a link leading out of the media gives that link's path."""
         status, parts, fuzzy, why = self._folder(tuple(components[:-1]))
         if status == "refused":
-            return status, None, why
+            return status, Path(parts[0]), why
         if status == "missing":
             return status, Path(parts[0], *components[len(components) - 1 :]), why
         status, found, step_fuzzy, why = self._step(parts, components[-1], True)
         if status == "refused":
-            return status, None, why
+            return status, Path(found), why
         if status == "missing":
             return status, Path(found), why
         if fuzzy or step_fuzzy:
@@ -1160,15 +1162,15 @@ class _Builder:
         self.result.references.append(ref)
         if not components:
             self.result.problems.append(
-                Problem(where, f"Referenced File ID {file_id!r} {why}: refused")
+                Problem(where, f"Referenced File ID '{file_id}' {why}: refused")
             )
             return []
         status, path, reason = self.resolver.resolve(components)
-        ref.status, ref.path = status, path
+        ref.status, ref.path = status, (None if status == "refused" else path)
         if status == "refused":
-            self.result.problems.append(
-                Problem(where, f"Referenced File ID {file_id!r} {reason}: refused")
-            )
+            # The link itself is the problem, said as every walk of the media says it, so that
+            # a listing shows it once (:mod:`viewer.media.links`).
+            self.result.problems.append(Problem(str(path), reason))
             return []
         if status == "missing":
             self.result.problems.append(
@@ -1190,7 +1192,7 @@ class _Builder:
             self.result.problems.append(
                 Problem(
                     where,
-                    f"{rec.record_type} record references {file_id!r}, which is no "
+                    f"{rec.record_type} record references '{file_id}', which is no "
                     "directory file: the reference is ignored",
                 )
             )
@@ -1200,7 +1202,7 @@ class _Builder:
             self.result.problems.append(
                 Problem(
                     where,
-                    f"references {file_id!r} again (first at offset "
+                    f"references '{file_id}' again (first at offset "
                     f"{first.record_offset} of {first.directory_file.name}): listed once",
                 )
             )
@@ -1285,8 +1287,11 @@ def find_dicomdir(folder: Path) -> Path | None:
     except OSError:
         return None
     for name in names:
-        if _norm(name) == "DICOMDIR" and (folder / name).is_file():
-            return folder / name
+        candidate = folder / name
+        if _norm(name) == "DICOMDIR" and candidate.is_file():
+            if candidate.is_symlink() and resolve_within(candidate, folder) is None:
+                continue  # a link leading out of the media is never read (viewer.media.links)
+            return candidate
     return None
 
 
@@ -1341,7 +1346,7 @@ def _summarise(builder: _Builder, result: DicomdirResult) -> None:
         problems.append(
             Problem(
                 where,
-                f"{count} records of unknown type {rtype!r}: their lower "
+                f"{count} records of unknown type '{rtype}': their lower "
                 "levels are read as if it were absent",
             )
         )
@@ -1366,7 +1371,7 @@ def _summarise(builder: _Builder, result: DicomdirResult) -> None:
             Problem(
                 where,
                 f"{len(builder.odd_ids)} File IDs do not conform to PS3.10 8.2 (up to 8 "
-                f"components of A-Z, 0-9, _; e.g. {builder.odd_ids[0]!r}): read anyway",
+                f"components of A-Z, 0-9, _; e.g. '{builder.odd_ids[0]}'): read anyway",
             )
         )
     if builder.resolver.fuzzy:
@@ -1375,8 +1380,8 @@ def _summarise(builder: _Builder, result: DicomdirResult) -> None:
             Problem(
                 where,
                 f"{len(builder.resolver.fuzzy)} File IDs match a file only "
-                f"when case, ';1' or an extension is ignored (e.g. {file_id!r} "
-                f"-> {found!r})",
+                f"when case, ';1' or an extension is ignored (e.g. '{file_id}' "
+                f"-> '{found}')",
             )
         )
     if any(p.studies for p in result.patients if p.patient_id is None):

@@ -35,6 +35,7 @@ from viewer.media.dicomdir import (
     read_elements,
     sniff_codec,
 )
+from viewer.media.links import LEAVES_MEDIA, walk_files
 from viewer.model import Problem
 
 _META_CLASS = 0x00020002
@@ -195,39 +196,17 @@ def _compare(record_says: dict[str, str], header: _Header) -> list[str]:
 
 
 def _tree(root: Path, report: HealthReport) -> list[Path]:
-    """Every regular file under ``root`` in directory order; links leaving the root refused."""
-    root_real = os.path.realpath(root)
-    files: list[Path] = []
-    stack = [str(root)]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            report.unreadable.append(Problem(folder, f"folder cannot be listed: {exc.strerror}"))
-            continue
-        subfolders = []
-        for entry in entries:
-            try:
-                if entry.is_symlink():
-                    real = os.path.realpath(entry.path)
-                    if os.path.commonpath([real, root_real]) != root_real:
-                        report.refused.append(
-                            Problem(
-                                entry.path, "symbolic link leading outside the media: not followed"
-                            )
-                        )
-                        continue
-                    if entry.is_dir():
-                        continue  # inside the root: its target is listed where it lives
-                if entry.is_dir(follow_symlinks=False):
-                    subfolders.append(entry.path)
-                elif entry.is_file():
-                    files.append(Path(entry.path))
-            except (OSError, ValueError):
-                report.unreadable.append(Problem(entry.path, "cannot be examined"))
-        stack.extend(reversed(subfolders))
+    """Every regular file under ``root`` in directory order, never through a symbolic link
+    (:mod:`viewer.media.links`): links leaving the root are refused, dangling ones and
+    anything that is no regular file are unreadable."""
+    found: list[Problem] = []
+
+    def unlistable(folder: str, exc: OSError) -> None:
+        report.unreadable.append(Problem(folder, f"folder cannot be listed: {exc.strerror or exc}"))
+
+    files = list(walk_files(root, found, sort=True, on_error=unlistable))
+    for problem in found:
+        (report.refused if problem.problem == LEAVES_MEDIA else report.unreadable).append(problem)
     return files
 
 
@@ -258,6 +237,7 @@ def check_media(
         report.cancelled = dicomdir.cancelled
 
     referenced: dict[Path, dict[str, str]] = {}
+    refused_records: list[Problem] = []
     directory_files: set[Path] = {directory_path} if directory_path is not None else set()
     if dicomdir is not None:
         directory_files.update(dicomdir.directory_files)
@@ -277,12 +257,13 @@ def check_media(
                 }
         for ref in dicomdir.references:
             if ref.status == "refused":
-                report.refused.append(
+                refused_records.append(
                     Problem(
                         f"{ref.directory_file} record at offset {ref.record_offset}",
-                        f"Referenced File ID {ref.file_id!r} refused (outside the media)",
+                        f"Referenced File ID '{ref.file_id}' refused (outside the media)",
                     )
                 )
+        report.refused.extend(refused_records)
 
     real_cache: dict[str, Path] = {}
     done: set[Path] = set()
@@ -342,7 +323,9 @@ def check_media(
 
     for missing in report.missing:
         report.problems.append(Problem(str(missing), "referenced by the DICOMDIR but missing"))
-    report.problems.extend(report.refused)
+    # Refused File IDs are in the DICOMDIR's problems already (a link leading out under its
+    # own path, as the walk names it): each is listed once.
+    report.problems.extend(p for p in report.refused if p not in refused_records)
     if dicomdir is not None:
         report.problems.extend(
             Problem(str(f), "DICOM file not referenced by the DICOMDIR")
@@ -355,4 +338,5 @@ def check_media(
         report.problems.append(
             Problem(str(root), "the check was cancelled: the report is incomplete")
         )
+    report.problems = list(dict.fromkeys(report.problems))
     return report

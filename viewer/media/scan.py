@@ -35,6 +35,7 @@ import pydicom
 from viewer import model
 from viewer.imaging import decode
 from viewer.media import dicomdir as dicomdir_reader
+from viewer.media import links
 
 log = logging.getLogger(__name__)
 
@@ -263,17 +264,11 @@ class _Tree:
 def _walk(root: Path, problems: list[model.Problem]) -> Iterator[Path]:
     """Files under ``root`` in a stable order: each folder's names sorted, files before folders.
 
-    Symbolic links to folders are not followed (no loops); a folder that cannot be listed is
-    a problem.
+    Never through a symbolic link (:mod:`viewer.media.links`): a link leaving the media is a
+    problem and is not read; one staying inside points at a file read where it lives. A folder
+    that cannot be listed is a problem.
     """
-
-    def unreadable(error: OSError) -> None:
-        problems.append(model.Problem(str(error.filename), f"cannot list: {error.strerror}"))
-
-    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=False):
-        dirs.sort()
-        for name in sorted(files):
-            yield Path(folder) / name
+    return links.walk_files(root, problems, sort=True)
 
 
 def _is_dicomdir_header(ds: pydicom.Dataset) -> bool:
@@ -427,9 +422,18 @@ def _read_dicomdir(
 
 
 def _unreferenced(root: Path, referenced: set[Path], problems: list[model.Problem]) -> list[Path]:
-    """Files under ``root`` that no record references (read quietly: non-DICOM is skipped)."""
-    known = {os.path.normcase(os.path.abspath(p)) for p in referenced}
-    return [f for f in _walk(root, problems) if os.path.normcase(os.path.abspath(f)) not in known]
+    """Files under ``root`` that no record references (read quietly: non-DICOM is skipped).
+
+    A record may name a link inside the media: the walk meets its target under its own name, so
+    paths are compared as real paths (the walk never passes a link: a walked file's real path
+    is the root's real path joined with its relative path, no lookup needed)."""
+    known = {os.path.normcase(os.path.realpath(p)) for p in referenced}
+    root_real = os.path.realpath(root)
+    return [
+        f
+        for f in _walk(root, problems)
+        if os.path.normcase(os.path.join(root_real, os.path.relpath(f, root))) not in known
+    ]
 
 
 def scan(
@@ -502,5 +506,8 @@ def scan(
                 model.Problem(str(i.path), "not referenced by the DICOMDIR")
                 for i in result.instances[before:]
             )
+    # A link leaving the media is named by the DICOMDIR's reader and met again by the walk:
+    # each problem is listed once.
+    result.problems = list(dict.fromkeys(result.problems))
     result.patients = list(tree.patients.values())
     return result
