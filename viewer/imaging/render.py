@@ -4,7 +4,8 @@ Each input is read and decoded (:mod:`viewer.imaging.decode`), windowed by
 :class:`~viewer.imaging.display.FrameRenderer` exactly as the view does, overlays drawn as DCMTK
 draws them unless asked not to, and written at native size as 8-bit grey or 24-bit RGB PNG
 (Pillow). Exit codes follow DEVELOPERS.md: 0 all rendered, 1 some inputs failed (each listed on
-stderr as ``path: reason``), 3 nothing could be rendered or the output cannot be written.
+stderr as ``path: reason``, one line, names and reasons escaped by :func:`viewer.text.escape`),
+3 nothing could be rendered or the output cannot be written.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from numpy.typing import NDArray
 from viewer.imaging.decode import DecodeError, decode_frame, frame_count, read_file
 from viewer.imaging.display import CT_PRESETS, FrameRenderer, Voi, Window
 from viewer.imaging.overlay import draw_overlays, overlay_masks
+from viewer.text import escape
 
 log = logging.getLogger(__name__)
 
@@ -155,17 +157,20 @@ def run_render(
         print("lightbox render: no input files", file=sys.stderr)
         return EXIT_FAILED
     if preset is not None and preset.lower() not in CT_PRESETS:
-        print(f"lightbox render: unknown preset {preset!r}", file=sys.stderr)
+        print(f"lightbox render: unknown preset '{escape(preset)}'", file=sys.stderr)
         return EXIT_FAILED
     to_folder = len(paths) > 1 or out.is_dir()
     if to_folder:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            print(f"{out}: cannot create the output folder: {exc.strerror or exc}", file=sys.stderr)
+            reason = exc.strerror or exc
+            print(
+                f"{escape(out)}: cannot create the output folder: {escape(reason)}", file=sys.stderr
+            )
             return EXIT_FAILED
     elif out.parent != Path("") and not out.parent.is_dir():
-        print(f"{out}: the folder {out.parent} does not exist", file=sys.stderr)
+        print(f"{escape(out)}: the folder {escape(out.parent)} does not exist", file=sys.stderr)
         return EXIT_FAILED
 
     taken: set[str] = set()
@@ -177,7 +182,7 @@ def run_render(
                 path, frame_index=frame - 1, window=window, preset=preset, overlays=overlays
             )
         except RenderError as exc:
-            print(str(exc), file=sys.stderr)
+            print(f"{escape(exc.path)}: {escape(exc.reason)}", file=sys.stderr)
             continue
         target = _unique(out, output_name(path), taken) if to_folder else out
         try:
@@ -185,7 +190,9 @@ def run_render(
         except (OSError, ValueError) as exc:
             output_failures += 1
             reason = getattr(exc, "strerror", None) or str(exc)
-            print(f"{path}: cannot write {target}: {reason}", file=sys.stderr)
+            print(
+                f"{escape(path)}: cannot write {escape(target)}: {escape(reason)}", file=sys.stderr
+            )
             continue
         rendered += 1
     if rendered == len(paths):

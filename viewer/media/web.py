@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from viewer import __version__
 from viewer.media import dicomdir_writer as ddw
+from viewer.text import escape
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -35,10 +36,17 @@ _STYLE = (
 )
 
 
+def _h(text: str) -> str:
+    """A name or value from the files for the pages: HTML-escaped (markup, quotes) and with
+    control and invisible formatting characters shown as escapes (:func:`viewer.text.escape`):
+    they are not valid in HTML text and would act on a terminal showing the file."""
+    return html.escape(escape(text))
+
+
 def _page(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+        f"<title>{_h(title)}</title><style>{_STYLE}</style></head>\n"
         f"<body>\n{body}\n</body></html>\n"
     )
 
@@ -98,8 +106,8 @@ def write_web(root: Path, disc: list[PlannedStudy], result: DiscResult) -> dict[
                 else ""
             )
             rows.append(
-                f'<tr><th colspan="4">{html.escape(name)}'
-                f"{' &#8211; born ' + html.escape(birth) if birth else ''}</th></tr>"
+                f'<tr><th colspan="4">{_h(name)}'
+                f"{' &#8211; born ' + _h(birth) if birth else ''}</th></tr>"
             )
         page = f"S{s_no:04d}.HTM"
         date = files[0].fills.get(ddw.STUDY_DATE) or header.text(ddw.STUDY_DATE)
@@ -108,15 +116,15 @@ def write_web(root: Path, disc: list[PlannedStudy], result: DiscResult) -> dict[
             {f.fills.get(ddw.MODALITY) or f.header.text(ddw.MODALITY) or "OT" for f in files}
         )
         rows.append(
-            f"<tr><td>{html.escape(_format_date(date))}</td>"
-            f'<td><a href="{WEB_DIR}/{page}">{html.escape(description)}</a></td>'
-            f"<td>{html.escape('/'.join(modalities))}</td>"
+            f"<tr><td>{_h(_format_date(date))}</td>"
+            f'<td><a href="{WEB_DIR}/{page}">{_h(description)}</a></td>'
+            f"<td>{_h('/'.join(modalities))}</td>"
             f"<td>{len(study.series)} series, {len(files)} files</td></tr>"
         )
         put(f"{WEB_DIR}/{page}", _study_page(root, s_no, study, by_source, put).encode("utf-8"))
     body = (
         "<h1>DICOM images: study list</h1>\n"
-        f"<p>Disc {result.index} of {result.count}. Made with Lightbox {html.escape(__version__)}."
+        f"<p>Disc {result.index} of {result.count}. Made with Lightbox {_h(__version__)}."
         " Open a study to see a preview of each series. Previews are reduced pictures for"
         " orientation, <strong>not for diagnosis</strong>: open the disc in a DICOM viewer for"
         ' the images themselves (see <a href="README.TXT">README.TXT</a>).</p>\n'
@@ -162,12 +170,12 @@ def _study_page(
         modality = files[0].fills.get(ddw.MODALITY) or sh.text(ddw.MODALITY) or "OT"
         description = _display(sh, ddw.SERIES_DESCRIPTION)
         rows.append(
-            f"<tr><td>{html.escape(number)}</td><td>{html.escape(modality)}</td>"
-            f"<td>{html.escape(description)}</td><td>{len(files)}</td><td>{cell}</td></tr>"
+            f"<tr><td>{_h(number)}</td><td>{_h(modality)}</td>"
+            f"<td>{_h(description)}</td><td>{len(files)}</td><td>{cell}</td></tr>"
         )
     body = (
         f'<p><a href="../INDEX.HTM">&#8592; study list</a></p>\n'
-        f"<h1>{html.escape(title)} &#8211; {html.escape(_format_date(date))}</h1>\n"
+        f"<h1>{_h(title)} &#8211; {_h(_format_date(date))}</h1>\n"
         '<p class="note">Previews are reduced pictures, not for diagnosis.</p>\n'
         "<table><tr><th>Series</th><th>Modality</th><th>Description</th><th>Files</th>"
         "<th>Preview</th></tr>\n" + "\n".join(rows) + "\n</table>"

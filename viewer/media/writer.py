@@ -62,6 +62,7 @@ from viewer.media.profiles import (
     get_profile,
     smallest_medium_for,
 )
+from viewer.text import escape
 
 if TYPE_CHECKING:
     from viewer.media.deidentify import Deidentifier
@@ -110,7 +111,10 @@ class Change:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.source}: {self.attribute} {self.old!r} -> {self.new!r} ({self.reason})"
+        # repr() shows the values' control characters as escapes; the source name is escaped.
+        return (
+            f"{escape(self.source)}: {self.attribute} {self.old!r} -> {self.new!r} ({self.reason})"
+        )
 
 
 @dataclass(slots=True)
@@ -216,18 +220,18 @@ class WriteReport:
         lines = [
             f"profile {self.profile}, medium {self.medium}, {len(self.discs)} disc(s)",
             *(
-                f"disc {d.index} of {d.count}: {d.root} (File-set ID {d.fileset_id}), "
+                f"disc {d.index} of {d.count}: {escape(d.root)} (File-set ID {d.fileset_id}), "
                 f"{len(d.files)} files"
                 for d in self.discs
             ),
             f"{len(self.changes)} change(s) to datasets beyond the File Meta",
             *(f"  {c}" for c in self.changes),
             f"{len(self.skipped)} file(s) not written",
-            *(f"  {s}" for s in self.skipped),
+            *(f"  {escape(s)}" for s in self.skipped),
         ]
         if self.deidentification:
             lines.append(f"de-identified: {self.deidentification}")
-        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"warning: {escape(w)}" for w in self.warnings]
         for result in self.verification:
             lines.append(str(result.summary()) if hasattr(result, "summary") else str(result))
         return "\n".join(lines)
@@ -1133,14 +1137,17 @@ def readme_text(
     for studies in patients.values():
         first = studies[0].files[0].header
         lines.append("")
-        lines.append(f"Patient: {_display(first, ddw.PATIENT_NAME) or '(no name)'}")
+        # Values from the files, escaped: `cat README.TXT` must not run a terminal escape
+        # sequence, and a CR/LF in a name must not forge lines (viewer.text.escape).
+        lines.append(f"Patient: {escape(_display(first, ddw.PATIENT_NAME) or '(no name)')}")
         for study in studies:
             header = study.files[0].header
             date = study.files[0].fills.get(ddw.STUDY_DATE) or header.text(ddw.STUDY_DATE)
             modalities = sorted({f.header.text(ddw.MODALITY) or "OT" for f in study.files})
             description = _display(header, ddw.STUDY_DESCRIPTION) or "(no description)"
             lines.append(
-                f"  Study {_format_date(date)}  {'/'.join(modalities)}  {description}  "
+                f"  Study {escape(_format_date(date))}  {escape('/'.join(modalities))}  "
+                f"{escape(description)}  "
                 f"({len(study.series)} series, {len(study.files)} files)"
             )
     lines += [
