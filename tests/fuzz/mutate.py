@@ -169,6 +169,7 @@ def elements(data: bytes, limit: int = 4000) -> list[Element]:
     # The File Meta (group 0002) is always explicit VR little endian (PS3.10 7.1).
     explicit_rest, little_rest = _guess_encoding(data, pos)
     end = len(data)
+    fragments = False
     while pos + 8 <= end and len(found) < limit:
         group = struct.unpack_from("<H", data, pos)[0]
         in_meta = group == 0x0002
@@ -180,8 +181,14 @@ def elements(data: bytes, limit: int = 4000) -> list[Element]:
         if g == 0xFFFE or not explicit:
             (length,) = struct.unpack_from(order + "I", data, pos + 4)
             found.append(Element(pos, tag, -1, pos + 4, 4, pos + 8, length, little))
-            if g == 0xFFFE or length == _UNDEFINED:
-                pos += 8  # walk into items, sequences and fragments
+            if tag == 0x7FE00010 and length == _UNDEFINED:
+                fragments = True
+            elif tag == 0xFFFEE0DD:
+                fragments = False
+            if fragments and tag == 0xFFFEE000 and length != _UNDEFINED:
+                pos += 8 + length  # a fragment of encapsulated Pixel Data (PS3.5 A.4)
+            elif g == 0xFFFE or length == _UNDEFINED:
+                pos += 8  # walk into items and sequences
             else:
                 pos += 8 + length
             continue
@@ -191,6 +198,7 @@ def elements(data: bytes, limit: int = 4000) -> list[Element]:
                 break
             (length,) = struct.unpack_from(order + "I", data, pos + 8)
             found.append(Element(pos, tag, pos + 4, pos + 8, 4, pos + 12, length, little))
+            fragments = tag == 0x7FE00010 and length == _UNDEFINED
             if length == _UNDEFINED or vr == b"SQ":
                 pos += 12
             else:

@@ -32,8 +32,10 @@ from ``../shared/data``; ms per frame, same machine)
     - JPEG 2000 lossless and lossy: gdcm (1.4x faster on lossless; on par on lossy), then
       pylibjpeg (openjpeg), then Pillow.
     - HTJ2K: pylibjpeg (openjpeg >= 2.5) is the only plugin that decodes it.
-    - RLE Lossless: pylibjpeg-rle (12-17x faster than pydicom's pure-Python decoder, which
-      is the fallback; gdcm is 10x slower on RLE and pydicom does not offer it).
+    - RLE Lossless: pylibjpeg-rle's segment decoder (12-17x faster than pydicom's
+      pure-Python decoder, the fallback; gdcm is 10x slower on RLE), on segments whose header
+      was checked (:func:`_rle_segments`), assembled here: pylibjpeg-rle's frame decoder
+      panics on overlong segments (1.5-2x faster than this assembly where it does not).
     :func:`configure` applies this order to pydicom's own decoders (so ``ds.pixel_array``
     elsewhere uses it too); :func:`decode_frame` walks the same list itself so that one
     plugin's failure falls through to the next with every message kept.
@@ -63,13 +65,19 @@ Parallel decoding
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import math
 import mmap
 import multiprocessing
 import os
 import struct
+import sys
+import tempfile
+import threading
+import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -83,6 +91,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_fragments, get_frame
 from pydicom.errors import InvalidDicomError
+from pydicom.hooks import hooks as pydicom_hooks
+from pydicom.hooks import raw_element_vr as _pydicom_raw_element_vr
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
     HTJ2K,
@@ -102,6 +112,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
+from pydicom.values import converters as _pydicom_converters
 
 from viewer.imaging import _decode_scan, _jpeg
 
@@ -237,6 +248,12 @@ def configure() -> None:
     # Values that break their VR's rules are read as they are, without a warning: pydicom's
     # warning quotes the value, which may be a patient's name (no patient data in logs).
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    # A US/UL/FD... value whose length is no multiple of its size, or a VR that is no VR
+    # (PS3.5 6.2), is kept as UN bytes instead of raising when someone reads it: on a
+    # damaged file the rest stays readable and nothing raises later, far from the reader.
+    pydicom.config.convert_wrong_length_to_UN = True
+    pydicom_hooks.register_callback("raw_element_vr", _raw_element_vr)
+    _quiet_pydicom()
     for uid, order in PLUGIN_ORDER.items():
         decoder = get_decoder(uid)
         present = [name for name in order if name in _registered_plugins(decoder)]
@@ -245,6 +262,123 @@ def configure() -> None:
         for name in present:
             decoder.add_plugin(name, (_PLUGIN_MODULES[name], "_decode_frame"))
     _configured = True
+
+
+def _raw_element_vr(raw: RawDataElement, data: dict[str, Any], **kwargs: Any) -> None:
+    """pydicom's VR lookup; a VR pydicom cannot convert (damage: "XX", NULs) becomes UN."""
+    _pydicom_raw_element_vr(raw, data, **kwargs)
+    if data.get("VR") not in _pydicom_converters:
+        data["VR"] = "UN"
+
+
+# --------------------------------------------------------------------------------------------
+# What the libraries say: pydicom warns (warnings module) and logs (the "pydicom" loggers) about
+# damaged files, gdcm writes C++ warnings to stderr. None of it may reach a terminal as is:
+# while this module reads or decodes, the thread collects pydicom's messages (they become the
+# file's warnings or part of one DecodeError); outside, pydicom's records are shown only at
+# debug level (lightbox -v) and its UserWarnings are not printed (they may quote values).
+
+_log = logging.getLogger(__name__)
+_capture = threading.local()
+_PYDICOM_LOGGERS = (
+    "pydicom",
+    "pydicom.pixels.decoders.base",
+    "pydicom.pixels.utils",
+    "pydicom.pixels.encoders.base",
+)
+
+
+class _PydicomLogFilter(logging.Filter):
+    """Collect pydicom's records in a capturing thread; elsewhere pass them only at debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        messages: list[str] | None = getattr(_capture, "messages", None)
+        if messages is not None:
+            if record.levelno >= logging.WARNING:
+                messages.append(" ".join(record.getMessage().split()))
+            return False
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _quiet_pydicom() -> None:
+    log_filter = _PydicomLogFilter()
+    for name in _PYDICOM_LOGGERS:
+        logging.getLogger(name).addFilter(log_filter)
+    # pydicom's warn_and_log() logs and warns the same message: the log record is kept above.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+
+
+@contextlib.contextmanager
+def library_messages() -> Iterator[list[str]]:
+    """Collect what pydicom logs in this thread (nested uses share the outer list)."""
+    outer: list[str] | None = getattr(_capture, "messages", None)
+    if outer is not None:
+        yield outer
+        return
+    messages: list[str] = []
+    _capture.messages = messages
+    try:
+        yield messages
+    finally:
+        _capture.messages = None
+
+
+_stderr_lock = threading.Lock()
+_stderr_sink: BinaryIO | None = None
+
+
+@contextlib.contextmanager
+def native_stderr() -> Iterator[list[str]]:
+    """Collect what native code writes to file descriptor 2 meanwhile (the lines, at exit).
+
+    gdcm's bundled OpenJPEG prints its errors ("Error with SIZ marker: illegal tile offset")
+    straight to stderr, and so may any C/C++ decoder: the descriptor is pointed at a private
+    file for the call, under a lock (the decoders hold the GIL, so they run one at a time
+    anyway), and what was written becomes part of the DecodeError instead of terminal noise.
+    """
+    global _stderr_sink
+    printed: list[str] = []
+    with _stderr_lock:
+        try:
+            if _stderr_sink is None:
+                _stderr_sink = tempfile.TemporaryFile()  # noqa: SIM115 - kept for the process
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr at all (a GUI start)
+            yield printed
+            return
+        sink = _stderr_sink
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield printed
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(8192).decode("utf-8", "replace")
+            sink.seek(0)
+            sink.truncate()
+            printed.extend(" ".join(line.split()) for line in text.splitlines() if line.strip())
+
+
+_gdcm_quiet = False
+
+
+def _quiet_gdcm() -> None:
+    """gdcm's Trace writes warnings and errors to std::cerr: the exception says it instead."""
+    global _gdcm_quiet
+    if _gdcm_quiet:
+        return
+    _gdcm_quiet = True
+    try:
+        import gdcm
+    except ImportError:  # pragma: no cover - python-gdcm is a dependency
+        return
+    gdcm.Trace.WarningOff()
+    gdcm.Trace.ErrorOff()
+    gdcm.Trace.DebugOff()
 
 
 def _registered_plugins(decoder: Any) -> set[str]:
@@ -291,7 +425,7 @@ def read_file(path: str | os.PathLike[str], *, headers_only: bool = False) -> Di
                 mapped = None
             try:
                 buf: bytes | mmap.mmap = mapped if mapped is not None else fh.read()
-                return _read_buffer(p, buf, headers_only)
+                return _read_buffer_quietly(p, buf, headers_only)
             finally:
                 if mapped is not None:
                     mapped.close()
@@ -309,9 +443,27 @@ def read_buffer(
     """:func:`read_file` on a file already read or mapped (``path`` names it in messages)."""
     p = Path(path)
     try:
-        return _read_buffer(p, buf, headers_only)
+        return _read_buffer_quietly(p, buf, headers_only)
     except MemoryError as exc:
         raise DecodeError(p, "not enough memory to read the file") from exc
+
+
+def _read_buffer_quietly(path: Path, buf: bytes | mmap.mmap, headers_only: bool) -> DicomFile:
+    """:func:`_read_buffer` with pydicom's messages kept as the file's warnings."""
+    with library_messages() as messages:
+        try:
+            result = _read_buffer(path, buf, headers_only)
+        except (DecodeError, MemoryError):
+            raise
+        except RecursionError as exc:
+            raise DecodeError(path, "sequences nest too deep to read") from exc
+        except Exception as exc:  # pydicom on hostile bytes: a message, never a traceback
+            raise DecodeError(path, f"cannot parse the data set: {_one_line(exc)}") from exc
+    for message in dict.fromkeys(messages):
+        text = message.replace(" in file <no filename>", "")
+        if text not in result.warnings:
+            result.warnings.append(text)
+    return result
 
 
 def _read_buffer(path: Path, buf: bytes | mmap.mmap, headers_only: bool) -> DicomFile:
@@ -335,18 +487,10 @@ def _read_buffer(path: Path, buf: bytes | mmap.mmap, headers_only: bool) -> Dico
         ds = _dcmread(src, headers_only)
     except RecursionError:
         ds = _read_without_deep_sequences(path, buf, has_dicm, headers_only, warnings)
-    except (
-        InvalidDicomError,
-        EOFError,
-        ValueError,
-        KeyError,
-        TypeError,
-        struct.error,
-        NotImplementedError,
-        AttributeError,
-        IndexError,
-    ) as exc:
-        raise DecodeError(path, f"cannot parse the data set: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # InvalidDicomError, EOFError, zlib.error, struct.error...
+        raise DecodeError(path, f"cannot parse the data set: {_one_line(exc)}") from exc
 
     tags = list(ds.keys())
     if not has_dicm and not any(tag.group not in (0x0000, 0x0002) for tag in tags):
@@ -589,14 +733,37 @@ def _path_of(ds: Dataset) -> str:
     return str(name) if isinstance(name, str | os.PathLike) and str(name) else "<data set>"
 
 
+#: Exceptions that are no decoding failure and must go on up.
+_NOT_FAILURES = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
 def decode_frame(ds: Dataset, index: int) -> np.ndarray:
     """Decode frame ``index`` (from 0) of ``ds`` without decoding the other frames.
 
     Monochrome and PALETTE COLOR give a 2-D array of stored values; colour gives (rows,
     cols, 3) RGB (YBR_FULL / YBR_FULL_422 converted per PS3.3 C.7.6.3.1.2; YBR_ICT / YBR_RCT
-    are undone by the JPEG 2000 decoder). Arrays are in native byte order. Raises DecodeError.
+    are undone by the JPEG 2000 decoder). Arrays are in native byte order. Raises DecodeError,
+    and nothing else: a panic in a native decoder (pyo3's PanicException is a BaseException)
+    and anything pydicom raises on a damaged data set become one, and what the libraries log
+    meanwhile is collected instead of printed.
     """
     path = _path_of(ds)
+    with library_messages():
+        try:
+            return _decode_frame(ds, index, path)
+        except DecodeError:
+            raise
+        except MemoryError as exc:
+            raise DecodeError(path, f"frame {index + 1}: not enough memory to decode") from exc
+        except _NOT_FAILURES:
+            raise
+        except BaseException as exc:
+            raise DecodeError(
+                path, f"frame {index + 1}: cannot decode: {type(exc).__name__}: {_one_line(exc)}"
+            ) from exc
+
+
+def _decode_frame(ds: Dataset, index: int, path: str) -> np.ndarray:
     count = frame_count(ds)
     if not 0 <= index < count:
         raise DecodeError(path, f"frame {index + 1} does not exist (the file has {count})")
@@ -632,7 +799,9 @@ def decode_frame(ds: Dataset, index: int) -> np.ndarray:
         raise
     except MemoryError as exc:
         raise DecodeError(path, f"frame {index + 1}: not enough memory to decode") from exc
-    except Exception as exc:
+    except _NOT_FAILURES:
+        raise
+    except BaseException as exc:  # a native decoder's panic too
         raise DecodeError(
             path, f"frame {index + 1}: cannot decode {ts.name}: {_one_line(exc)}"
         ) from exc
@@ -749,8 +918,10 @@ def _decode_encapsulated_frame(
 ) -> np.ndarray:
     frame = _encoded_frame(ds, index, count)
     rows, cols = ds.Rows, ds.Columns
-    if ts == RLELossless and ds.BitsAllocated == 1:
-        return _decode_rle_1bit(path, ds, frame, index)
+    if ts == RLELossless:
+        if ds.BitsAllocated == 1:
+            return _decode_rle_1bit(path, ds, frame, index)
+        return _decode_rle_frame(path, ds, frame, index)
     # Refuse streams whose headers do not parse before any plugin sees them: python-gdcm
     # aborts the whole process on some garbage (seen here with a corrupt JPEG 2000 stream).
     if ts in _JPEG_FAMILY or ts in _JPEG_LS:
@@ -790,11 +961,22 @@ def _decode_encapsulated_frame(
     decoder = get_decoder(ts)
     failures: list[str] = []
     for name in plugins:
-        try:
-            arr, _ = decoder.as_array(one, index=0, decoding_plugin=name)
+        if name == "gdcm":
+            _quiet_gdcm()
+        failure: BaseException | None = None
+        with native_stderr() as printed:
+            try:
+                arr, _ = decoder.as_array(one, index=0, decoding_plugin=name)
+            except _NOT_FAILURES:
+                raise
+            except BaseException as exc:  # a native decoder's panic too: try the next one
+                failure = exc
+        if failure is None:
+            if printed:
+                _log.debug("%s: frame %d: %s said: %s", path, index + 1, name, printed)
             break
-        except Exception as exc:
-            failures.append(f"{name}: {_one_line(exc)}")
+        said = f" ({'; '.join(printed[:3])})" if printed else ""
+        failures.append(f"{name}: {_one_line(failure)}{said}")
     else:
         raise DecodeError(
             path, f"frame {index + 1}: the {ts.name} data cannot be decoded ({'; '.join(failures)})"
@@ -860,6 +1042,88 @@ def _decode_rle_1bit(path: str, ds: Dataset, frame: bytes, index: int) -> np.nda
             path, f"frame {index + 1}: RLE segment holds {len(packed)} bytes, needs {needed}"
         )
     one = _frame_dataset(ds, ExplicitVRLittleEndian, bytes(packed[:needed]), ds.Rows, ds.Columns)
+    arr, _ = get_decoder(ExplicitVRLittleEndian).as_array(one, index=0)
+    return np.asarray(arr)
+
+
+def _rle_segments(path: str, ds: Dataset, frame: bytes, index: int) -> list[bytes]:
+    """The segments of an RLE frame whose header was checked against the image (PS3.5 G).
+
+    G.3.1 / G.5: a 64-byte header of 16 little-endian words, the number of segments (1 to
+    15; Samples per Pixel x Bits Allocated / 8 of them, G.2) and their offsets, the first 64,
+    each after the previous one and inside the frame. A segment must hold at least the two
+    bytes per 128 pixels of the most compact replicate runs (G.3.1).
+    """
+    where = f"frame {index + 1}"
+    if len(frame) < 64:
+        raise DecodeError(path, f"{where}: RLE header is truncated ({len(frame)} bytes)")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = int(ds.BitsAllocated)
+    if bits % 8:
+        raise DecodeError(path, f"{where}: RLE with Bits Allocated {bits} is unsupported")
+    words = struct.unpack_from("<16I", frame, 0)
+    count = words[0]
+    expected = samples * bits // 8
+    if not 1 <= count <= 15:
+        raise DecodeError(path, f"{where}: RLE header declares {count} segments (1 to 15)")
+    if count != expected:
+        raise DecodeError(
+            path,
+            f"{where}: RLE header declares {count} segments, the image needs {expected} "
+            f"({samples} sample(s) of {bits} bits)",
+        )
+    offsets = [*words[1 : 1 + count], len(frame)]
+    if offsets[0] != 64:
+        raise DecodeError(path, f"{where}: RLE segment 1 starts at {offsets[0]}, not 64")
+    pixels = int(ds.Rows) * int(ds.Columns)
+    least = 2 * math.ceil(pixels / 128)
+    segments: list[bytes] = []
+    for number in range(count):
+        start, end = offsets[number], offsets[number + 1]
+        if not start < end <= len(frame):
+            raise DecodeError(
+                path,
+                f"{where}: RLE segment {number + 1} offset {start} is out of order or past "
+                f"the end of the {len(frame)}-byte frame",
+            )
+        if end - start < least:
+            raise DecodeError(
+                path,
+                f"{where}: RLE segment {number + 1} holds {end - start} bytes, too few for "
+                f"{ds.Rows}x{ds.Columns} pixels",
+            )
+        segments.append(frame[start:end])
+    return segments
+
+
+def _decode_rle_frame(path: str, ds: Dataset, frame: bytes, index: int) -> np.ndarray:
+    """RLE Lossless (PS3.5 G) of 8/16/32/64-bit samples, without pylibjpeg-rle's frame decoder.
+
+    pylibjpeg-rle's ``decode_frame`` panics (Rust "index out of bounds": a BaseException, and
+    a message on stderr that nothing can catch) when a multi-byte sample's segment decodes to
+    more bytes than the frame has pixels. Its segment decoder is safe: each checked segment is
+    decoded alone, its length checked, and the bytes placed as little-endian native data
+    (segments are most significant byte first, G.2) that pydicom's native decoder turns into
+    the array (signedness, YBR to RGB) as for any uncompressed frame.
+    """
+    segments = _rle_segments(path, ds, frame, index)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    width = int(ds.BitsAllocated) // 8
+    pixels = int(ds.Rows) * int(ds.Columns)
+    planes = np.empty((samples, pixels, width), dtype=np.uint8)
+    for number, segment in enumerate(segments):
+        decoded = _rle_segment(segment)
+        if len(decoded) < pixels:
+            raise DecodeError(
+                path,
+                f"frame {index + 1}: RLE segment {number + 1} decodes to {len(decoded)} bytes, "
+                f"{ds.Rows}x{ds.Columns} pixels need {pixels}",
+            )
+        sample, byte = divmod(number, width)
+        planes[sample, :, width - 1 - byte] = np.frombuffer(decoded, np.uint8, count=pixels)
+    one = _frame_dataset(ds, ExplicitVRLittleEndian, planes.tobytes(), ds.Rows, ds.Columns)
+    if samples > 1:
+        one.PlanarConfiguration = 1
     arr, _ = get_decoder(ExplicitVRLittleEndian).as_array(one, index=0)
     return np.asarray(arr)
 
