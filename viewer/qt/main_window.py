@@ -43,6 +43,7 @@ from viewer.qt.removable import StorageLike
 from viewer.qt.source import FrameSource, LoaderSource, stack_label
 from viewer.qt.workers import OpenResult, OpenWorker
 from viewer.store import Store
+from viewer.text import escape
 
 log = logging.getLogger(__name__)
 
@@ -441,7 +442,11 @@ class MainWindow(QMainWindow):
         for problem in problems:
             self._problems.append(problem)
             # The loader's messages already start with the file's path.
-            text = problem.problem if problem.problem.startswith(problem.path) else str(problem)
+            text = (
+                escape(problem.problem)
+                if problem.problem.startswith(problem.path)
+                else str(problem)  # escaped: one line, no control character from a disc
+            )
             self.problems_list.addItem(text)
             print(f"lightbox: {text}", file=sys.stderr)
         self.problems_dock.show()
