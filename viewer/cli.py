@@ -788,7 +788,9 @@ def _explain(exc: Exception) -> tuple[int, str]:
         return EXIT_FAILED, exc.message
     store = sys.modules.get("viewer.store.store")
     if store is not None and isinstance(exc, store.StoreError):
-        return EXIT_FAILED, f"local store: {exc}"
+        # "the store's disc is full: FOLDER", "the store is read-only: FOLDER" say it already
+        text = str(exc)
+        return EXIT_FAILED, text if text.startswith("the store") else f"local store: {text}"
     if isinstance(exc, OSError):
         return EXIT_FAILED, str(exc)
     return EXIT_FAILED, f"{type(exc).__name__}: {exc}"

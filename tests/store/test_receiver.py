@@ -26,7 +26,12 @@ from tests.store.dicomfiles import make_dataset, make_folder, uid, write
 from viewer.store import Receiver, Store, check, has_instance, import_paths, list_studies
 from viewer.store.check import ORPHAN, PENDING, TMP_LEFT
 from viewer.store.importer import CRASH_ENV, ImportReport, spool_dir
-from viewer.store.receiver import STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS
+from viewer.store.receiver import (
+    STATUS_CANNOT_UNDERSTAND,
+    STATUS_OUT_OF_RESOURCES,
+    STATUS_SUCCESS,
+    status_of,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,8 +86,12 @@ def test_already_present_conflict_and_unreadable(
         assert import_paths(store, [stored]).imported
         (before,) = store.connection().execute("SELECT dataset_sha256 FROM instances").fetchone()
         with Receiver(store) as receiver, caplog.at_level(logging.INFO):
-            for path in _scp_files(tmp_path / "scp", [same, other, junk]):
-                assert receiver(path, "MODALITY") == STATUS_SUCCESS
+            same_rx, other_rx, junk_rx = _scp_files(tmp_path / "scp", [same, other, junk])
+            assert receiver(same_rx, "MODALITY") == STATUS_SUCCESS
+            assert receiver(other_rx, "MODALITY") == STATUS_SUCCESS
+            # unreadable: refused in the answer (test_hostile_input.py), never acknowledged
+            assert status_of(receiver(junk_rx, "MODALITY")) == STATUS_CANNOT_UNDERSTAND
+            assert not junk_rx.exists()
             assert receiver.wait_idle(30)
         assert _rows(store) == 1
         (after,) = store.connection().execute("SELECT dataset_sha256 FROM instances").fetchone()
@@ -91,10 +100,10 @@ def test_already_present_conflict_and_unreadable(
         # what was acknowledged and refused is kept, with a note saying why
         notes = sorted(store.quarantine_dir.glob("received-*.txt"))
         kept = sorted(p for p in store.quarantine_dir.glob("received-*") if p.suffix != ".txt")
-        assert len(notes) == len(kept) == 2
+        assert len(notes) == len(kept) == 1
         text = " ".join(n.read_text() for n in notes)
-        assert "conflict" in text and "refused" in text and "MODALITY" in text
-        assert {p.read_bytes() for p in kept} == {other.read_bytes(), junk.read_bytes()}
+        assert "conflict" in text and "MODALITY" in text
+        assert {p.read_bytes() for p in kept} == {other.read_bytes()}
         assert check(store).ok
     logged = caplog.text
     assert "was not stored" in logged
@@ -135,7 +144,7 @@ def test_close_imports_what_is_queued_then_refuses(tmp_path: Path) -> None:
             assert receiver(path, "PACS") == STATUS_SUCCESS
         assert receiver.close()  # no wait_idle: close itself imports the queue
         assert _rows(store) == 4
-        assert receiver(incoming[4], "PACS") == STATUS_OUT_OF_RESOURCES
+        assert status_of(receiver(incoming[4], "PACS")) == STATUS_OUT_OF_RESOURCES
         assert incoming[4].exists()  # refused: left to the SCP, which deletes it
         assert receiver.close()  # twice is fine
         assert _spooled(store) == []

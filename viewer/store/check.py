@@ -22,9 +22,9 @@ import contextlib
 import hashlib
 import os
 import secrets
+import sqlite3
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,18 +33,20 @@ from viewer.store import part10
 from viewer.store.importer import reindex_file, spool_dir
 from viewer.store.index import delete_instance_rows, remove_pending_files
 from viewer.store.schema import write_transaction
-from viewer.store.store import Store, StoreError, is_managed_relpath
+from viewer.store.store import (
+    RECEIVING_PREFIX,
+    Store,
+    StoreError,
+    is_managed_relpath,
+    owner_gone,
+)
 
 MISSING = "in the index, but the file is missing"
 ORPHAN = "a file in the store that the index does not list"
 TMP_LEFT = "a temporary file left by an interrupted import"
-#: Name prefix of a file the storage SCP is writing into ``incoming/`` (viewer.net.scp).
-RECEIVING_PREFIX = ".rx-"
 PENDING = "a deleted instance whose file was not yet removed"
-
-#: Where directories cannot tell whether the importing process still runs (not POSIX),
-#: a temporary file this old is taken as left behind.
-_TMP_AGE_S = 24 * 3600
+#: Kept importable for callers of the old name (viewer.store.store.owner_gone now).
+_tmp_abandoned = owner_gone
 
 
 @dataclass(slots=True)
@@ -57,6 +59,9 @@ class CheckReport:
     remaining: list[Problem] = field(default_factory=list)
     instances: int = 0
     files: int = 0
+    #: Quarantined files dropped so far to keep the quarantine within its size limit
+    #: (:meth:`viewer.store.Store.quarantine`): not a problem, said so the loss is known.
+    quarantine_dropped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -77,30 +82,6 @@ def _hashes(path: Path) -> tuple[str, str]:
     return hashlib.sha256(head[:start]).hexdigest(), digest.hexdigest()
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _tmp_abandoned(path: Path) -> bool:
-    """A temporary named ``<pid>-...`` (or ``.rx-<pid>-...``, a received file being written
-    into ``incoming/``) whose process is gone, or, without a pid, an old one."""
-    pid_text = path.name.removeprefix(RECEIVING_PREFIX).split("-", 1)[0]
-    if os.name == "posix" and pid_text.isdigit():
-        return not _process_alive(int(pid_text))
-    try:
-        return time.time() - path.stat().st_mtime > _TMP_AGE_S
-    except OSError:
-        return False
-
-
 def check(
     store: Store,
     *,
@@ -112,9 +93,13 @@ def check(
     """Check the store (and repair it when asked); see the module docstring.
 
     ``verify_hashes=False`` skips reading every file (sizes are still compared): what
-    ``lightbox store ls`` can afford. ``cancel`` stops the hash pass early.
+    ``lightbox store ls`` can afford. ``cancel`` stops the hash pass early. A read-only store
+    is checked, not repaired (:class:`StoreError` for ``repair=True``).
     """
+    if repair:
+        store.require_writable()
     report = CheckReport()
+    report.quarantine_dropped = store.quarantine_dropped()[0]
     conn = store.connection()
     found = report.problems.append
 
@@ -203,8 +188,9 @@ def _orphans(store: Store, indexed: set[str], report: CheckReport, repair: bool)
         return
     conn = store.connection()
     # Confirm under the write lock: an import renames and commits inside it, so a file
-    # unlisted now is not one an import is about to list.
-    with write_transaction(conn):
+    # unlisted now is not one an import is about to list. A read-only store has no writer
+    # of ours; a read transaction is the most it can take.
+    with write_transaction(conn) if not store.read_only else _read_transaction(conn):
         orphans = [
             rel
             for rel in candidates
@@ -236,6 +222,15 @@ def _orphans(store: Store, indexed: set[str], report: CheckReport, repair: bool)
             report.repaired.append(Problem(str(path), f"moved to quarantine: {reason}"))
 
 
+@contextlib.contextmanager
+def _read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("ROLLBACK")
+
+
 def _indexed(store: Store, rel: str) -> bool:
     row = store.connection().execute("SELECT 1 FROM instances WHERE path = ?", (rel,))
     return row.fetchone() is not None
@@ -252,12 +247,9 @@ def _remove_unindexed(store: Store, rel: str, quarantine_reason: str | None) -> 
             if quarantine_reason is None:
                 path.unlink()
             else:
-                store.quarantine_dir.mkdir(exist_ok=True)
-                target = store.quarantine_dir / f"{secrets.token_hex(4)}-{path.name}"
-                target.with_name(target.name + ".txt").write_text(
-                    f"{rel}: {quarantine_reason}\n", encoding="utf-8"
+                store.quarantine(
+                    path, f"{secrets.token_hex(4)}-{path.name}", f"{rel}: {quarantine_reason}\n"
                 )
-                os.replace(path, target)
         except FileNotFoundError:
             return False
     return True
@@ -271,7 +263,7 @@ def _temporaries(store: Store, report: CheckReport, repair: bool) -> None:
     with contextlib.suppress(FileNotFoundError):
         entries += (p for p in spool_dir(store).iterdir() if p.name.startswith(RECEIVING_PREFIX))
     for path in entries:
-        if not path.is_file() or not _tmp_abandoned(path):
+        if not path.is_file() or not owner_gone(path):
             continue
         report.problems.append(Problem(str(path), TMP_LEFT))
         if repair:

@@ -70,7 +70,17 @@ def listing(store: Store, *, verify_hashes: bool = False) -> dict[str, Any]:
     without reading every file: sizes are compared, hashes are not)."""
     report = check(store, verify_hashes=verify_hashes)
     missing = frozenset(p.path for p in report.problems if p.problem == MISSING)
-    return tree_to_json(store_tree(store), report.problems, unreadable=missing)
+    data = tree_to_json(store_tree(store), report.problems, unreadable=missing)
+    if report.quarantine_dropped:  # only then: the shape stays that of ``ls --json``
+        data["quarantine_dropped"] = report.quarantine_dropped
+    return data
+
+
+def _dropped(count: int) -> list[str]:
+    """The line saying the quarantine's size limit dropped files (viewer.store.Store.quarantine)."""
+    if not count:
+        return []
+    return [f"{count} quarantined file(s) dropped (the oldest, to keep the quarantine small)"]
 
 
 def listing_text(data: dict[str, Any]) -> str:
@@ -91,6 +101,7 @@ def listing_text(data: dict[str, Any]) -> str:
                 )
     if not data["patients"]:
         lines.append("(empty)")
+    lines.extend(_dropped(int(data.get("quarantine_dropped") or 0)))
     if data["problems"]:
         lines.append(f"{len(data['problems'])} problem(s):")
         lines.extend(f"  {pr['path']}: {pr['problem']}" for pr in data["problems"])
@@ -135,6 +146,7 @@ def check_summary(report: CheckReport) -> str:
             lines.extend(f"  {p.path}: {p.problem}" for p in report.remaining)
         else:
             lines.append("no problems remain")
+    lines.extend(_dropped(report.quarantine_dropped))
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ before the commit leaves it to be imported again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import mmap
@@ -61,7 +62,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -74,7 +75,14 @@ from viewer.model import Problem
 from viewer.store import part10
 from viewer.store.index import InstanceRecord, insert_record
 from viewer.store.schema import BUSY_TIMEOUT_MS, write_transaction
-from viewer.store.store import Store, StoreError, fsync_dir, managed_relpath
+from viewer.store.store import (
+    Store,
+    StoreError,
+    disc_full_error,
+    fsync_dir,
+    is_disc_full,
+    managed_relpath,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +132,22 @@ class _Rejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _SourceError(Exception):
+    """Reading the source failed (its disc, not the store's): the file is refused, the rest go
+    on. Any other OSError while staging is the store's (its disc full: the import stops)."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(str(exc))
+        self.reason = exc.strerror or str(exc)
+
+
+def _read_source(src: IO[bytes], size: int) -> bytes:
+    try:
+        return src.read(size)
+    except OSError as exc:
+        raise _SourceError(exc) from exc
 
 
 @dataclass(slots=True)
@@ -255,7 +279,17 @@ def _uid(ds: pydicom.Dataset, keyword: str, name: str) -> str:
     return uid
 
 
-def _record(ds: pydicom.Dataset, rel: str, size: int, meta_sha: str, ds_sha: str) -> InstanceRecord:
+class _Identity(NamedTuple):
+    sop_class: str
+    sop_instance: str
+    study: str
+    series: str
+
+
+def _identity(ds: pydicom.Dataset) -> _Identity:
+    """What the store needs of every instance (PS3.3 C.12.1, C.7.2.1, C.7.3.1: Type 1), or
+    _Rejected saying what is missing. The one rule for import and for the storage SCP's answer
+    (:func:`refusal`)."""
     media_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")).strip()
     sop_class = _text(ds, "SOPClassUID") or media_class
     if MEDIA_STORAGE_DIRECTORY in (sop_class, media_class):
@@ -265,17 +299,62 @@ def _record(ds: pydicom.Dataset, rel: str, size: int, meta_sha: str, ds_sha: str
         )
     if not sop_class:
         raise _Rejected("no SOP Class UID (not a composite instance the store can keep)")
+    return _Identity(
+        sop_class,
+        _uid(ds, "SOPInstanceUID", "SOP Instance UID"),
+        _uid(ds, "StudyInstanceUID", "Study Instance UID"),
+        _uid(ds, "SeriesInstanceUID", "Series Instance UID"),
+    )
+
+
+class Refusal(NamedTuple):
+    """Why a file cannot be stored: ``understood`` is False when it does not parse (damaged,
+    truncated, not DICOM), True when it parses but lacks what the store needs or contradicts
+    what it was sent as."""
+
+    understood: bool
+    reason: str
+
+
+def refusal(path: Path) -> Refusal | None:
+    """What the import of ``path`` would refuse it for, found the way the import finds it
+    (the same header reader, the walk of the data set to its end, the same required
+    attributes) without copying or hashing it: the storage SCP's answer must not be success
+    for what the store will not keep (PS3.4 B.2.3). Headers only: the pixel data is jumped
+    over, never decoded. ``None``: the import will take it (unless it conflicts with a stored
+    instance, which only the import under the index's lock can tell).
+
+    For a received file, the File Meta holds what the request said (Affected SOP Class and
+    Instance UID): a data set of another SOP Class is refused too."""
+    try:
+        ds, _warnings = _read_headers(path)
+    except _Rejected as exc:
+        return Refusal(False, exc.reason)
+    try:
+        ident = _identity(ds)
+    except _Rejected as exc:
+        return Refusal(True, exc.reason)
+    said = str(ds.file_meta.get("MediaStorageSOPClassUID", "")).strip()
+    if said and _text(ds, "SOPClassUID") and ident.sop_class != said:
+        return Refusal(
+            True, f"the data set is of SOP Class {ident.sop_class}, it was sent as {said}"
+        )
+    return None
+
+
+def _record(ds: pydicom.Dataset, rel: str, size: int, meta_sha: str, ds_sha: str) -> InstanceRecord:
+    ident = _identity(ds)
     frames = _int(ds, "NumberOfFrames")
     patient_id = _text(ds, "PatientID")
     return InstanceRecord(
-        sop_instance_uid=_uid(ds, "SOPInstanceUID", "SOP Instance UID"),
-        study_instance_uid=_uid(ds, "StudyInstanceUID", "Study Instance UID"),
-        series_instance_uid=_uid(ds, "SeriesInstanceUID", "Series Instance UID"),
+        sop_instance_uid=ident.sop_instance,
+        study_instance_uid=ident.study,
+        series_instance_uid=ident.series,
         path=rel,
         size=size,
         meta_sha256=meta_sha,
         dataset_sha256=ds_sha,
-        sop_class_uid=sop_class,
+        sop_class_uid=ident.sop_class,
         transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")),
         patient_id=patient_id or None,
         patient_name=_text(ds, "PatientName"),
@@ -350,7 +429,7 @@ class _Importer:
     def _copy(
         self, src: IO[bytes], tmp: Path, warnings: list[str]
     ) -> tuple[part10.Header, str, str, int]:
-        head = src.read(part10.HEAD_SIZE)
+        head = _read_source(src, part10.HEAD_SIZE)
         try:
             header = part10.split_header(head)
         except part10.HeaderError as exc:
@@ -373,7 +452,7 @@ class _Importer:
                 ds_hash.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
-                chunk = src.read(_CHUNK)
+                chunk = _read_source(src, _CHUNK)
         return header, hashlib.sha256(prefix).hexdigest(), ds_hash.hexdigest(), size
 
     def _add_meta(
@@ -385,11 +464,15 @@ class _Importer:
         )
         new_tmp = self._tmp_path()
         size = len(prefix)
-        with open(tmp, "rb") as src, open(new_tmp, "xb") as out:
-            out.write(prefix)
-            while chunk := src.read(_CHUNK):
-                out.write(chunk)
-                size += len(chunk)
+        try:
+            with open(tmp, "rb") as src, open(new_tmp, "xb") as out:
+                out.write(prefix)
+                while chunk := src.read(_CHUNK):
+                    out.write(chunk)
+                    size += len(chunk)
+        except BaseException:
+            new_tmp.unlink(missing_ok=True)
+            raise
         tmp.unlink()
         return new_tmp, hashlib.sha256(prefix).hexdigest(), size
 
@@ -439,10 +522,14 @@ class _Importer:
                     header, meta_sha, ds_sha, size = linked
                     durable = True
                 else:
-                    with opener() as src:
+                    try:
+                        opened = opener()
+                    except OSError as exc:
+                        raise _SourceError(exc) from exc
+                    with opened as src:
                         header, meta_sha, ds_sha, size = self._copy(src, tmp, result.warnings)
-            except OSError as exc:
-                raise _Rejected(f"cannot read it ({exc.strerror or exc})") from exc
+            except _SourceError as exc:
+                raise _Rejected(f"cannot read it ({exc.reason})") from exc
             ds, read_warnings = _read_headers(tmp)
             result.warnings.extend(read_warnings)
             record = _record(ds, managed_relpath(ds_sha), size, meta_sha, ds_sha)
@@ -452,6 +539,9 @@ class _Importer:
         except _Rejected as exc:
             result.rejected = exc.reason
         except OSError as exc:
+            if is_disc_full(exc):  # the store's disc: one error for the whole import
+                tmp.unlink(missing_ok=True)
+                raise disc_full_error(self.store.root, exc) from exc
             result.rejected = f"cannot store it ({exc.strerror or exc})"
         except Exception as exc:  # one bad file never stops the rest
             log.debug("unexpected error while importing a file", exc_info=True)
@@ -533,50 +623,83 @@ class _Importer:
         The fsyncs run in parallel threads: the file system then commits them together, which
         measured eight times faster here than one after the other.
         """
+        renamed: list[_Staged] = []
         try:
             self._each(_fsync_path, [staged.tmp for staged in batch if not staged.durable])
             self.crash.reached("synced")
             imported: list[str] = []
             studies: dict[str, None] = {}
+            full: OSError | None = None
             conn = self.store.connection()
-            with write_transaction(conn):
-                dirs: set[Path] = set()
-                for staged in batch:
-                    rec = staged.record
-                    known = conn.execute(
-                        "SELECT dataset_sha256 FROM instances WHERE sop_instance_uid = ?",
-                        (rec.sop_instance_uid,),
-                    ).fetchone()
-                    if known is not None:
-                        staged.tmp.unlink()
-                        self._duplicate(staged.source, rec, known[0])
-                        continue
-                    final = self.store.root / rec.path
-                    if not final.parent.is_dir():
-                        final.parent.mkdir(parents=True, exist_ok=True)
-                        dirs.add(final.parent.parent)
-                    try:
-                        os.replace(staged.tmp, final)
-                    except OSError as exc:
-                        self.report.rejected.append(
-                            Problem(staged.source, f"cannot store it ({exc.strerror or exc})")
-                        )
-                        continue
-                    dirs.add(final.parent)
-                    self.crash.reached("renamed")
-                    insert_record(conn, rec)
-                    imported.append(staged.source)
-                    studies.setdefault(rec.study_instance_uid)
-                self._each(fsync_dir, sorted(dirs))
-                self.crash.reached("indexed")
+            try:
+                with write_transaction(conn):
+                    dirs: set[Path] = set()
+                    for staged in batch:
+                        rec = staged.record
+                        known = conn.execute(
+                            "SELECT dataset_sha256 FROM instances WHERE sop_instance_uid = ?",
+                            (rec.sop_instance_uid,),
+                        ).fetchone()
+                        if known is not None:
+                            staged.tmp.unlink()
+                            self._duplicate(staged.source, rec, known[0])
+                            continue
+                        final = self.store.root / rec.path
+                        try:
+                            if not final.parent.is_dir():
+                                final.parent.mkdir(parents=True, exist_ok=True)
+                                dirs.add(final.parent.parent)
+                            os.replace(staged.tmp, final)
+                        except OSError as exc:
+                            if is_disc_full(exc):  # commit what is in place, then stop
+                                full = exc
+                                break
+                            self.report.rejected.append(
+                                Problem(staged.source, f"cannot store it ({exc.strerror or exc})")
+                            )
+                            continue
+                        renamed.append(staged)
+                        dirs.add(final.parent)
+                        self.crash.reached("renamed")
+                        insert_record(conn, rec)
+                        imported.append(staged.source)
+                        studies.setdefault(rec.study_instance_uid)
+                    self._each(fsync_dir, sorted(dirs))
+                    self.crash.reached("indexed")
+            except BaseException:
+                self._unrename(renamed)
+                raise
             self.report.imported.extend(imported)
             for uid in studies:
                 if uid not in self.report.studies:
                     self.report.studies.append(uid)
             self.crash.reached("committed")
+            if full is not None:
+                raise disc_full_error(self.store.root, full) from full
         finally:
             for staged in batch:
                 staged.tmp.unlink(missing_ok=True)
+
+    def _unrename(self, renamed: list[_Staged]) -> None:
+        """After a commit failed (the index's disc full, say), move the files renamed for it
+        back to ``tmp/`` (to be removed), under the write lock and only where no row names
+        them: a managed file without a row would stay behind for ``store check`` otherwise.
+        What cannot be moved back is such an orphan, which ``check --repair`` indexes."""
+        if not renamed:
+            return
+        conn = self.store.connection()
+        try:
+            if conn.in_transaction:  # a failed COMMIT may leave it open
+                conn.execute("ROLLBACK")
+            with write_transaction(conn):
+                for staged in renamed:
+                    rel = staged.record.path
+                    row = conn.execute("SELECT 1 FROM instances WHERE path = ?", (rel,))
+                    if row.fetchone() is None:
+                        with contextlib.suppress(OSError):
+                            os.replace(self.store.root / rel, staged.tmp)
+        except sqlite3.Error:
+            log.warning("files of a failed commit stay in %s for store check", self.store.root)
 
 
 def _walk(path: Path, rejected: list[Problem], store_root: Path) -> Iterator[Path]:
@@ -667,7 +790,10 @@ def _run_unguarded(
             importer.flush()
         finally:  # an error on the way out: drop every copy not committed
             for future in pending:
-                left = future.result().staged
+                try:
+                    left = future.result().staged
+                except Exception:  # its own copy was dropped where it failed
+                    continue
                 if left is not None:
                     left.tmp.unlink(missing_ok=True)
             try:
@@ -709,10 +835,19 @@ def _run(
     progress: ProgressCallback | None,
     spooled: bool = False,
 ) -> ImportReport:
-    """:func:`_run_unguarded`, with a failure of the index itself said in words."""
+    """:func:`_run_unguarded`, with a failure of the index itself said in words; a full disc
+    is one :class:`viewer.store.store.StoreFullError` naming the store's folder, and a
+    read-only store refuses at once."""
+    store.require_writable()
     try:
         return _run_unguarded(store, sources, total, report, cancel, progress, spooled)
+    except OSError as exc:
+        if is_disc_full(exc):
+            raise disc_full_error(store.root, exc) from exc
+        raise
     except sqlite3.OperationalError as exc:
+        if is_disc_full(exc):
+            raise disc_full_error(store.root, exc) from exc
         if "locked" in str(exc) or "busy" in str(exc):
             raise StoreError(
                 f"{store.root}: the store stayed locked by another process for "
@@ -743,9 +878,12 @@ def import_paths(
 
     Blocks; call it from a worker. ``cancel`` stops between files, after committing what was
     staged (the store stays consistent); ``progress(done, total)`` follows every file.
-    Raises :class:`viewer.store.StoreError` only when the index itself fails (disc full, locked
-    by another process for longer than the busy timeout).
+    Raises :class:`viewer.store.StoreError` only when the store itself fails: its disc is full
+    (:class:`viewer.store.store.StoreFullError`, at the first file that does not fit; what was
+    committed before stays), it is read-only, or it stayed locked by another process for
+    longer than the busy timeout.
     """
+    store.require_writable()
     report = ImportReport()
     if spooled:
         return _import_spooled(store, paths, report, cancel, progress)

@@ -240,6 +240,7 @@ def add_records(store: Store, records: Iterable[InstanceRecord]) -> int:
     The rows name files that must already be in place: :func:`viewer.store.check.check` reports
     any that are not.
     """
+    store.require_writable()
     conn = store.connection()
     added = 0
     with write_transaction(conn):
@@ -483,6 +484,7 @@ def remove_pending_files(store: Store) -> int:
     Runs under the write lock and skips a path an import has indexed again meanwhile (the
     importer renames into place only under the same lock), so it never removes a live file.
     """
+    store.require_writable()
     conn = store.connection()
     removed = 0
     while True:
@@ -512,8 +514,10 @@ def _unlink(store: Store, rel: str) -> bool:
 def delete_uid(store: Store, uid: str) -> DeleteResult:
     """Delete a study or a series (rows and files) by its UID.
 
-    Raises :class:`StoreError` when the store has neither a study nor a series with this UID.
+    Raises :class:`StoreError` when the store has neither a study nor a series with this UID,
+    or when it is read-only.
     """
+    store.require_writable()
     conn = store.connection()
     with write_transaction(conn):
         kind = "study"

@@ -7,8 +7,14 @@ that window made receiving five times slower than DCMTK's own ``storescp``.
 
 So receiving is split in two:
 
-1. :meth:`Receiver.__call__` (the storage SCP's ``on_instance``, in the network thread) makes
-   the spooled file durable (``fsync`` it, rename it into ``incoming/`` of the store, ``fsync``
+1. :meth:`Receiver.__call__` (the storage SCP's ``on_instance``, in the network thread) first
+   checks the file the way the import will (:func:`viewer.store.importer.refusal`: the data set
+   parses to its end, and carries the SOP Class, SOP Instance, Study and Series Instance UIDs
+   the store needs, headers only). What the store would refuse is answered with a failure and
+   an error comment (0xC000 "cannot understand" for a data set that does not parse, 0xA900
+   "does not match SOP Class" for one that lacks what its class requires or is of another
+   class, PS3.4 B.2.3) and deleted: the sender knows it was not stored. It then makes the
+   spooled file durable (``fsync`` it, rename it into ``incoming/`` of the store, ``fsync``
    that folder) and queues it; only then does the sender get success. From then on the instance
    cannot be lost: whatever happens next, ``incoming/`` is imported again at the next start.
 2. A background thread imports whatever is queued, a batch at a time, through the one import
@@ -32,8 +38,13 @@ indexed. A kill between the answer and the commit leaves the spool file; :meth:`
 harmless (the second time it is "already present").
 
 What the store refuses after the sender was told success (a conflict with a stored instance of
-the same SOP Instance UID, or a file the store cannot read) is not deleted: it is moved to the
-store's ``quarantine/`` with a note saying why, and logged without patient data.
+the same SOP Instance UID, which only the import under the index's lock can tell) is not
+deleted: it is moved to the store's ``quarantine/`` with a note saying why, and logged without
+patient data. The quarantine is bounded (:attr:`viewer.store.Store.quarantine_limit`, 256 MiB
+by default): the oldest files go first, counted, so a sender cannot fill the disc with it.
+
+The answer is a status, or a ``(status, error comment)`` pair for a failure (the SCP puts the
+comment in the C-STORE response's Error Comment, an LO of at most 64 characters, PS3.7 C.4.2.1).
 """
 
 from __future__ import annotations
@@ -51,8 +62,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from viewer.imaging import loader
-from viewer.store.importer import CRASH_ENV, ImportReport, import_paths, spool_dir
-from viewer.store.store import Store, StoreError, fsync_dir
+from viewer.store.importer import CRASH_ENV, ImportReport, import_paths, refusal, spool_dir
+from viewer.store.store import Store, StoreError, fsync_dir, is_disc_full
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,29 @@ log = logging.getLogger(__name__)
 #: import (the network layer knows nothing of the store, and the reverse).
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_DOES_NOT_MATCH = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+
+#: An answer to a C-STORE: a status, or a failure status with its error comment.
+Answer = int | tuple[int, str]
+
+#: Most characters of an Error Comment (0000,0902), an LO (PS3.5 section 6.2, PS3.7 C.4.2.1).
+COMMENT_MAX = 64
+
+
+def status_of(answer: Answer) -> int:
+    """The status of an answer of :meth:`Receiver.__call__` (with or without a comment)."""
+    return answer[0] if isinstance(answer, tuple) else answer
+
+
+def _comment(text: str) -> str:
+    """An Error Comment: one line of default-repertoire text, at most 64 characters."""
+    flat = "".join(c if " " <= c <= "~" else "?" for c in text).replace("\\", "/")
+    if len(flat) > COMMENT_MAX:  # the words before an explanation in brackets, or cut
+        head = flat.split(" (", 1)[0]
+        flat = head if len(head) <= COMMENT_MAX else flat[: COMMENT_MAX - 3] + "..."
+    return flat
+
 
 #: Most files per import: one commit each; a batch also ends with whatever is queued. Small
 #: enough that the last batch after a sender finished is short (the import runs beside the
@@ -95,8 +129,16 @@ class Receiver:
     """
 
     def __init__(
-        self, store: Store, *, on_committed: OnCommitted | None = None, isolated: bool = True
+        self,
+        store: Store,
+        *,
+        on_committed: OnCommitted | None = None,
+        isolated: bool = True,
+        quarantine_limit: int | None = None,
     ) -> None:
+        store.require_writable()
+        if quarantine_limit is not None:
+            store.quarantine_limit = quarantine_limit
         self.store = store
         self.isolated = isolated
         self.spool = spool_dir(store)
@@ -117,23 +159,38 @@ class Receiver:
         self._thread.start()
 
     # --------------------------------------------------------------- the network side
-    def __call__(self, path: Path, calling_ae: str = "") -> int:
-        """Make ``path`` (a PS3.10 file just written by the SCP) durable in the spool, queue
-        it, and answer the C-STORE: success, or out of resources (0xA700) when it cannot be
-        made durable (disc full) or the receiver is closed. Safe from many threads."""
+    def __call__(self, path: Path, calling_ae: str = "") -> Answer:
+        """Check ``path`` (a PS3.10 file just written by the SCP), make it durable in the
+        spool, queue it, and answer the C-STORE: success; 0xC000 or 0xA900 with a comment for
+        a data set the store would refuse (the file is deleted, see the module docstring); out
+        of resources (0xA700) with a comment when it cannot be made durable (disc full) or the
+        receiver is closed. Safe from many threads."""
+        caller = calling_ae or "a caller"
         if self._closing:
-            log.warning("refused an instance from %s: the receiver is closing", calling_ae)
-            return STATUS_OUT_OF_RESOURCES
+            log.warning("refused an instance from %s: the receiver is closing", caller)
+            return STATUS_OUT_OF_RESOURCES, "the receiver is shutting down"
+        path = Path(path)
+        refused = refusal(path)
+        if refused is not None:
+            path.unlink(missing_ok=True)
+            status = STATUS_DOES_NOT_MATCH if refused.understood else STATUS_CANNOT_UNDERSTAND
+            log.warning(
+                "refused an instance from %s (status 0x%04X): %s", caller, status, refused.reason
+            )
+            return status, _comment(refused.reason)
         try:
-            target = self._spool(Path(path))
+            target = self._spool(path)
         except OSError as exc:
             log.warning(
                 "cannot keep an instance received from %s in %s: %s",
-                calling_ae or "a caller",
+                caller,
                 self.spool,
                 exc.strerror or exc,
             )
-            return STATUS_OUT_OF_RESOURCES
+            path.unlink(missing_ok=True)
+            if is_disc_full(exc):
+                return STATUS_OUT_OF_RESOURCES, "the receiver's disc is full"
+            return STATUS_OUT_OF_RESOURCES, _comment(f"cannot store it: {exc.strerror or exc}")
         with self._cond:
             self._callers[target] = calling_ae
             self._enqueue([target])
@@ -368,15 +425,13 @@ class Receiver:
             return
         caller = self._callers.get(path, "") or "a caller"
         folder = self.store.quarantine_dir
-        target = folder / f"received-{path.name}"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            target.with_suffix(".txt").write_text(
-                f"received from {caller}; {kind}: {reason}\n", encoding="utf-8"
+            target = self.store.quarantine(
+                path, f"received-{path.name}", f"received from {caller}; {kind}: {reason}\n"
             )
-            os.replace(path, target)
-        except OSError as exc:
-            log.warning("cannot move %s to %s: %s", path, folder, exc.strerror or exc)
+        except (OSError, StoreError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            log.warning("cannot move %s to %s: %s", path, folder, reason)
             return
         if kind == "conflict":  # the message names the SOP Instance UID: not in the log
             reason = "same SOP Instance UID as a stored instance, different content"

@@ -229,7 +229,7 @@ class NetworkService(QObject):
             store.release_connection()  # worker threads come and go: close their connection
         return row is not None
 
-    def receive_instance(self, path: Path, calling_ae: str) -> int:
+    def receive_instance(self, path: Path, calling_ae: str) -> int | tuple[int, str]:
         """``on_instance`` of retrieves (C-GET sub-operations, or a C-MOVE into an SCP started
         for the retrieve when ours is off): the same :class:`Receiver` as our SCP's, so durable
         in the store's spool before the peer hears success and indexed in batches (a job ends
