@@ -802,3 +802,16 @@ def test_the_default_limits(tmp_path: Path) -> None:
     assert defaults.scp_idle_timeout == 60.0 and Timeouts().acse == 30.0
     unbounded = StorageScp(replace(defaults, max_pdu=0), lambda p, c: 0, tmp_path)
     assert 0 < unbounded.max_pdu <= 16 * 1024 * 1024
+
+
+def test_the_limits_are_saved_and_read_back(tmp_path: Path) -> None:
+    from viewer.net.nodes import NetConfig, load_config, save_config
+
+    local = LocalSettings(scp_max_associations=10, scp_max_per_host=3, scp_idle_timeout=20.0)
+    path = save_config(NetConfig(local), tmp_path / "network.json")
+    again = load_config(path).local
+    assert (again.scp_max_associations, again.scp_max_per_host, again.scp_idle_timeout) == (
+        10,
+        3,
+        20.0,
+    )

@@ -1,8 +1,9 @@
 """Network > Settings: our own Application Entity (PS3.2 section 2.2 describes what it means).
 
 AE title, storage SCP port and bind address, whether the storage service runs, the calling AE
-titles it accepts (empty: anyone), TLS files (PS3.15 B.9) and the timeouts that keep a dead peer
-from hanging a worker. Saved with :func:`viewer.net.nodes.save_config` through the service,
+titles it accepts (empty: anyone), how many associations it takes at once and from one address,
+TLS files (PS3.15 B.9) and the timeouts that keep a dead peer from hanging a worker. Saved with
+:func:`viewer.net.nodes.save_config` through the service,
 which restarts the SCP when our AE changed. A bad value is said in words beside the buttons;
 nothing is saved until every value is valid.
 """
@@ -98,6 +99,14 @@ class SettingsDialog(QDialog):
         self.max_pdu.setRange(0, 2**31 - 1)
         self.max_pdu.setSingleStep(16384)
         self.max_pdu.setSpecialValueText("unlimited")
+        self.max_pdu.setToolTip("The storage service never accepts more than 16 MiB per PDU")
+        self.scp_max_associations = QSpinBox()
+        self.scp_max_associations.setObjectName("scp_max_associations")
+        self.scp_max_associations.setRange(1, 1000)
+        self.scp_max_per_host = QSpinBox()
+        self.scp_max_per_host.setObjectName("scp_max_per_host")
+        self.scp_max_per_host.setRange(1, 1000)
+        self.scp_max_per_host.setToolTip("So that one machine cannot take every association")
 
         own = QGroupBox("Our Application Entity")
         form = QFormLayout(own)
@@ -107,6 +116,8 @@ class SettingsDialog(QDialog):
         form.addRow("", self.start_with_app)
         form.addRow("Accepted callers", self.accepted_callers)
         form.addRow("Maximum PDU (bytes)", self.max_pdu)
+        form.addRow("Associations at once", self.scp_max_associations)
+        form.addRow("… from one address", self.scp_max_per_host)
 
         self.tls_ca = FileField("tls_ca", "CA certificates")
         self.tls_cert = FileField("tls_cert", "Our certificate")
@@ -122,12 +133,14 @@ class SettingsDialog(QDialog):
         self.timeout_acse = timeout_box("timeout_acse", t.acse)
         self.timeout_dimse = timeout_box("timeout_dimse", t.dimse)
         self.timeout_network = timeout_box("timeout_network", t.network)
+        self.scp_idle_timeout = timeout_box("scp_idle_timeout", LocalSettings().scp_idle_timeout)
         times = QGroupBox("Timeouts")
         times_form = QFormLayout(times)
         times_form.addRow("Connect", self.timeout_connect)
         times_form.addRow("Association (ACSE)", self.timeout_acse)
         times_form.addRow("Answer (DIMSE)", self.timeout_dimse)
         times_form.addRow("Idle connection", self.timeout_network)
+        times_form.addRow("Idle caller (storage service)", self.scp_idle_timeout)
 
         self.status_label = QLabel()
         self.status_label.setObjectName("scp_status")
@@ -158,6 +171,9 @@ class SettingsDialog(QDialog):
         self.start_with_app.setChecked(local.start_with_app)
         self.accepted_callers.setText(", ".join(local.accepted_callers))
         self.max_pdu.setValue(local.max_pdu)
+        self.scp_max_associations.setValue(local.scp_max_associations)
+        self.scp_max_per_host.setValue(local.scp_max_per_host)
+        self.scp_idle_timeout.setValue(local.scp_idle_timeout)
         self.tls_ca.setText(local.tls.ca)
         self.tls_cert.setText(local.tls.cert)
         self.tls_key.setText(local.tls.key)
@@ -188,6 +204,9 @@ class SettingsDialog(QDialog):
             ),
             max_pdu=self.max_pdu.value(),
             tls=tls,
+            scp_max_associations=self.scp_max_associations.value(),
+            scp_max_per_host=self.scp_max_per_host.value(),
+            scp_idle_timeout=self.scp_idle_timeout.value(),
         )
 
     def _on_buttons_accepted(self) -> None:
