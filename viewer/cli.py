@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from viewer import __version__
+from viewer.text import EscapingFormatter, escape, json_safe
 
 if TYPE_CHECKING:
     from viewer.net.nodes import LocalSettings, Node
@@ -305,8 +306,18 @@ def _cmd_render(args: argparse.Namespace) -> int:
 # -- shared helpers ----------------------------------------------------------------------------
 
 
+def _json(data: object) -> str:
+    """``--json`` output: names and values kept as they are (``ensure_ascii=False``), with
+    what ``json.dumps`` leaves raw but a terminal would act on (DEL, C1, bidi overrides, U+2028,
+    lone surrogates of undecodable file names) written as ``\\uNNNN``: same JSON, safe to print."""
+    return json_safe(json.dumps(data, indent=2, ensure_ascii=False))
+
+
 def _say(message: str) -> None:
-    print(f"lightbox: {message}", file=sys.stderr)
+    """One line on stderr. ``message`` is raw text (names, values, peers' words as they are):
+    it is escaped here (:func:`viewer.text.escape`), once, so nothing from a disc or a peer
+    can reach the terminal as a control character or split the line."""
+    print(f"lightbox: {escape(message)}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -369,7 +380,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
             seen.add((problem.path, problem.problem))
             problems.append(problem)
     data = tree_to_json(result.patients, problems)
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else listing_text(data))
+    print(_json(data) if args.json else listing_text(data))
     if cancel.is_set():
         _say("cancelled: the listing is incomplete")
         return EXIT_PROBLEMS
@@ -401,7 +412,7 @@ def _cmd_store_ls(args: argparse.Namespace) -> int:
 
     with _open_store() as store:
         data = listing(store)
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else listing_text(data))
+    print(_json(data) if args.json else listing_text(data))
     return EXIT_PROBLEMS if data["problems"] else EXIT_OK
 
 
@@ -458,7 +469,7 @@ def _cmd_echo(args: argparse.Namespace) -> int:
     node, local = _net_setup(args)
     result = echo(node, local)
     if result.ok:
-        print(f"{node}: C-ECHO OK ({result.seconds * 1e3:.0f} ms)")
+        print(f"{escape(node)}: C-ECHO OK ({result.seconds * 1e3:.0f} ms)")
         return EXIT_OK
     _say(f"{node}: {result.message}")
     return EXIT_FAILED
@@ -471,7 +482,7 @@ def _cmd_find(args: argparse.Namespace) -> int:
     for item in args.keys:
         keyword, sep, value = item.partition("=")
         if not sep or not keyword:
-            _say(f"-k {item!r}: expected KEYWORD=VALUE")
+            _say(f"-k '{item}': expected KEYWORD=VALUE")
             return EXIT_USAGE
         keys[keyword.strip()] = value
     try:
@@ -483,10 +494,10 @@ def _cmd_find(args: argparse.Namespace) -> int:
     with _cancel_on_signals() as cancel:
         result = find(node, local, query, cancel=cancel)
     if args.json:
-        print(json.dumps(result.matches, indent=2, ensure_ascii=False))
-    else:
+        print(_json(result.matches))
+    else:  # the peer's values, escaped: one line per match whatever the peer sends
         for match in result.matches:
-            print("  ".join(f"{k}={v}" for k, v in match.items() if v))
+            print("  ".join(f"{escape(k)}={escape(v)}" for k, v in match.items() if v))
         print(f"{len(result.matches)} match(es)", file=sys.stderr)
     return EXIT_PROBLEMS if result.cancelled else EXIT_OK
 
@@ -526,7 +537,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
         f"already present: {result.skipped}" + (", cancelled" if result.cancelled else "")
     )
     for uid in result.failed_uids:
-        print(f"  failed: {uid}")
+        print(f"  failed: {escape(uid)}")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
 
 
@@ -574,7 +585,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     )
     for item in result.failed:
         status = "no answer" if item.status is None else f"status 0x{item.status:04X}"
-        print(f"  {item.path}: {status} {item.message}".rstrip())
+        print(f"  {escape(item.path)}: {status} {escape(item.message)}".rstrip())
     return EXIT_OK if not result.failed and not result.cancelled else EXIT_PROBLEMS
 
 
@@ -634,7 +645,7 @@ def _cmd_nodes_rm(args: argparse.Namespace) -> int:
     from viewer.net.nodes import load_config, remove_node
 
     if args.name not in load_config().nodes:
-        _say(f"no node named {args.name!r}")
+        _say(f"no node named '{args.name}'")
         return EXIT_FAILED
     remove_node(args.name)
     return EXIT_OK
@@ -654,7 +665,8 @@ def _burn_sources(args: argparse.Namespace) -> list[Path]:
             raise FileNotFoundError(f"{source}: no such file or folder")
         result = scan(source)
         for problem in result.problems:
-            _say(str(problem))
+            print(f"lightbox: {problem}", file=sys.stderr)  # Problem's str() is escaped
+        args.source_problems = len(result.problems)
         wanted = set(args.study)
         return [i.path for i in result.instances if not wanted or i.study_instance_uid in wanted]
     paths: list[Path] = []
@@ -726,7 +738,8 @@ def _cmd_burn(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     progress.close()
     print(report.summary())
-    return EXIT_OK if report.ok and not report.skipped else EXIT_PROBLEMS
+    source_problems: int = getattr(args, "source_problems", 0)
+    return EXIT_OK if report.ok and not report.skipped and not source_problems else EXIT_PROBLEMS
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -758,9 +771,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
         return int(exc.code or 0)
+    # Log records may quote names from discs and values from peers: the formatter escapes
+    # them (viewer.text.EscapingFormatter), for the headless commands and the GUI alike.
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("lightbox: %(levelname)s: %(message)s"))
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="lightbox: %(levelname)s: %(message)s",
+        level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler]
     )
     func: Callable[[argparse.Namespace], int] = getattr(args, "func", _cmd_open)
     if not hasattr(args, "paths") and func is _cmd_open:
@@ -773,7 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: a message, never a traceback
         code, message = _explain(exc)
         log.debug("failed", exc_info=True)
-        print(f"lightbox: {message}", file=sys.stderr)
+        print(f"lightbox: {escape(message)}", file=sys.stderr)
         return code
 
 

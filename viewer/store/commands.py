@@ -18,6 +18,7 @@ from viewer.store.check import MISSING, CheckReport, check
 from viewer.store.importer import ImportReport
 from viewer.store.index import DeleteResult, store_tree
 from viewer.store.store import Store
+from viewer.text import escape
 
 
 def _or_none(value: str) -> str | None:
@@ -84,27 +85,32 @@ def _dropped(count: int) -> list[str]:
 
 
 def listing_text(data: dict[str, Any]) -> str:
-    """A readable tree of :func:`listing` (or any ``ls --json`` object) and its problems."""
+    """A readable tree of :func:`listing` (or any ``ls --json`` object) and its problems.
+
+    Every name and value comes from files: each is escaped (:func:`viewer.text.escape`), so a
+    control character cannot reach the terminal and each problem is one line."""
     lines: list[str] = []
     for p in data["patients"]:
-        lines.append(f"{p['patient_name'] or '(no name)'}  [{p['patient_id'] or 'no ID'}]")
+        name, pid = escape(p["patient_name"] or "(no name)"), escape(p["patient_id"] or "no ID")
+        lines.append(f"{name}  [{pid}]")
         for st in p["studies"]:
-            date = st["study_date"] or "no date"
-            lines.append(f"  {date}  {st['study_description'] or ''}".rstrip())
-            lines.append(f"    study {st['study_instance_uid']}")
+            date = escape(st["study_date"] or "no date")
+            lines.append(f"  {date}  {escape(st['study_description'] or '')}".rstrip())
+            lines.append(f"    study {escape(st['study_instance_uid'])}")
             for se in st["series"]:
                 number = "-" if se["series_number"] is None else se["series_number"]
-                desc = se["series_description"] or ""
+                desc = escape(se["series_description"] or "")
                 lines.append(
-                    f"    #{number} {se['modality'] or '??'} {desc}  ({se['instances']} "
-                    f"instance{'s' if se['instances'] != 1 else ''})  {se['series_instance_uid']}"
+                    f"    #{number} {escape(se['modality'] or '??')} {desc}  ({se['instances']} "
+                    f"instance{'s' if se['instances'] != 1 else ''})  "
+                    f"{escape(se['series_instance_uid'])}"
                 )
     if not data["patients"]:
         lines.append("(empty)")
     lines.extend(_dropped(int(data.get("quarantine_dropped") or 0)))
     if data["problems"]:
         lines.append(f"{len(data['problems'])} problem(s):")
-        lines.extend(f"  {pr['path']}: {pr['problem']}" for pr in data["problems"])
+        lines.extend(f"  {model.Problem(pr['path'], pr['problem'])}" for pr in data["problems"])
     return "\n".join(lines)
 
 
@@ -125,7 +131,7 @@ def import_summary(report: ImportReport) -> str:
     ):
         if items:
             lines.append(f"{title}:")
-            lines.extend(f"  {p.path}: {p.problem}" for p in items)
+            lines.extend(f"  {p}" for p in items)
     return "\n".join(lines)
 
 
@@ -136,14 +142,14 @@ def check_summary(report: CheckReport) -> str:
         lines.append("no problems")
     else:
         lines.append(f"{len(report.problems)} problem(s):")
-        lines.extend(f"  {p.path}: {p.problem}" for p in report.problems)
+        lines.extend(f"  {p}" for p in report.problems)
     if report.repaired:
         lines.append(f"repaired {len(report.repaired)}:")
-        lines.extend(f"  {p.path}: {p.problem}" for p in report.repaired)
+        lines.extend(f"  {p}" for p in report.repaired)
     if report.repaired or report.remaining != report.problems:
         if report.remaining:
             lines.append(f"{len(report.remaining)} problem(s) remain:")
-            lines.extend(f"  {p.path}: {p.problem}" for p in report.remaining)
+            lines.extend(f"  {p}" for p in report.remaining)
         else:
             lines.append("no problems remain")
     lines.extend(_dropped(report.quarantine_dropped))
@@ -153,6 +159,6 @@ def check_summary(report: CheckReport) -> str:
 def delete_summary(uid: str, result: DeleteResult) -> str:
     """What ``lightbox store rm UID`` prints."""
     return (
-        f"deleted {result.kind} {uid}: {result.instances} instance(s), "
+        f"deleted {result.kind} {escape(uid)}: {result.instances} instance(s), "
         f"{result.files_removed} file(s) removed"
     )

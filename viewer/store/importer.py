@@ -71,6 +71,7 @@ from pydicom.multival import MultiValue
 
 from viewer.imaging.decode import DecodeError, read_buffer
 from viewer.media.health import walk_header
+from viewer.media.links import walk_files
 from viewer.model import Problem
 from viewer.store import part10
 from viewer.store.index import InstanceRecord, insert_record
@@ -703,20 +704,25 @@ class _Importer:
 
 
 def _walk(path: Path, rejected: list[Problem], store_root: Path) -> Iterator[Path]:
-    """Files under ``path`` in directory order (fewer seeks on optical media); symlinked
-    folders are not followed, so a link cannot make the walk loop; the store's own folder is
-    never walked into."""
+    """Files under ``path`` in directory order (fewer seeks on optical media), never through a
+    symbolic link (:func:`viewer.media.links.walk_files`: a link leading out of the folder is
+    rejected and not read, so an import never takes in files from elsewhere on this computer;
+    no loops); the store's own folder is never walked into."""
     if not path.is_dir():
         yield path
         return
 
-    def on_error(exc: OSError) -> None:
-        rejected.append(Problem(str(exc.filename or path), f"cannot list ({exc.strerror})"))
+    def on_error(folder: str, exc: OSError) -> None:
+        rejected.append(Problem(folder, f"cannot list ({exc.strerror})"))
 
-    for folder, dirs, files in os.walk(path, onerror=on_error):
-        dirs[:] = [d for d in dirs if Path(folder, d).resolve() != store_root]
-        for name in files:
-            yield Path(folder) / name
+    store = str(store_root)
+    yield from walk_files(
+        path,
+        rejected,
+        sort=False,
+        prune=lambda folder: os.path.realpath(folder) == store,
+        on_error=on_error,
+    )
 
 
 def _open_regular(path: Path) -> IO[bytes]:
