@@ -92,6 +92,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_fragments, get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.hooks import hooks as pydicom_hooks
+from pydicom.hooks import raw_element_value as _pydicom_raw_element_value
 from pydicom.hooks import raw_element_vr as _pydicom_raw_element_vr
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
@@ -249,10 +250,11 @@ def configure() -> None:
     # warning quotes the value, which may be a patient's name (no patient data in logs).
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     # A US/UL/FD... value whose length is no multiple of its size, or a VR that is no VR
-    # (PS3.5 6.2), is kept as UN bytes instead of raising when someone reads it: on a
+    # (PS3.5 6.2), is kept as bytes instead of raising when someone reads it: on a
     # damaged file the rest stays readable and nothing raises later, far from the reader.
     pydicom.config.convert_wrong_length_to_UN = True
     pydicom_hooks.register_callback("raw_element_vr", _raw_element_vr)
+    pydicom_hooks.register_callback("raw_element_value", _raw_element_value)
     _quiet_pydicom()
     for uid, order in PLUGIN_ORDER.items():
         decoder = get_decoder(uid)
@@ -268,7 +270,39 @@ def _raw_element_vr(raw: RawDataElement, data: dict[str, Any], **kwargs: Any) ->
     """pydicom's VR lookup; a VR pydicom cannot convert (damage: "XX", NULs) becomes UN."""
     _pydicom_raw_element_vr(raw, data, **kwargs)
     if data.get("VR") not in _pydicom_converters:
-        data["VR"] = "UN"
+        # OB, not UN: pydicom turns an UN of a known tag back into its dictionary VR
+        # (config.replace_un_with_known_vr), which is what cannot be read here.
+        data["VR"] = "OB"
+
+
+def _raw_element_value(raw: RawDataElement, data: dict[str, Any], **kwargs: Any) -> None:
+    """pydicom's value conversion; a value it cannot convert is kept as OB bytes.
+
+    pydicom converts an element when it is first read, anywhere in the program: an IS of
+    "1e309" (OverflowError), a sequence whose items are no items (TypeError) would raise in
+    whoever looked. The failure is logged (see :class:`_PydicomLogFilter`) instead.
+    """
+    try:
+        _pydicom_raw_element_value(raw, data, **kwargs)
+    except (RecursionError, MemoryError):
+        raise
+    except Exception as exc:
+        _unreadable(raw, data, _one_line(exc))
+        return
+    value = data.get("value")
+    if data.get("VR") == "SQ" and (
+        isinstance(value, str | bytes | bytearray)
+        or not isinstance(value, Iterable)
+        or not all(isinstance(item, Dataset) for item in value)
+    ):
+        _unreadable(raw, data, "its items are no data sets")
+
+
+def _unreadable(raw: RawDataElement, data: dict[str, Any], why: str) -> None:
+    tag = f"({raw.tag >> 16:04X},{raw.tag & 0xFFFF:04X})"
+    logging.getLogger("pydicom").warning("element %s cannot be read (%s): kept as bytes", tag, why)
+    data["VR"] = "OB"  # not UN: see _raw_element_vr
+    data["value"] = raw.value
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,6 +395,14 @@ def native_stderr() -> Iterator[list[str]]:
             sink.seek(0)
             sink.truncate()
             printed.extend(" ".join(line.split()) for line in text.splitlines() if line.strip())
+
+
+@atexit.register
+def _close_stderr_sink() -> None:
+    global _stderr_sink
+    if _stderr_sink is not None:
+        _stderr_sink.close()
+        _stderr_sink = None
 
 
 _gdcm_quiet = False
