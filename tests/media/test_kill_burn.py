@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests import killing
+from tests.conftest import require_tool
 from tests.store.dicomfiles import make_folder
 from viewer.media import iso, writer
 from viewer.media.verify import verify
@@ -198,3 +200,23 @@ def test_what_a_killed_iso_burn_left_is_removed_next_time(source: Path, tmp_path
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+@POSIX
+def test_a_killed_disc_burn_leaves_no_image_in_the_temporary_folder(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``burn --device`` stages its images (patient data) in the temporary folder: what a
+    killed one left there is removed by the next burn."""
+    require_tool("xorriso")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = scratch / f".lightbox-burn-{dead.pid}-abc"
+    (left / "DISC.iso").mkdir(parents=True)
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    report = iso.burn(files, f"stdio:{tmp_path / 'disc.img'}", web=False)
+    assert report.ok, report.summary()
+    assert list(scratch.iterdir()) == []

@@ -252,7 +252,12 @@ def burn(
     from viewer.media.verify import verify_written
 
     next_disc = options.pop("next_disc", None)
-    with tempfile.TemporaryDirectory(prefix="lightbox-burn-") as staging:
+    # The images hold patient data: what a killed burn left in the temporary folder goes now.
+    scratch = Path(tempfile.gettempdir())
+    remove_abandoned(scratch)
+    with tempfile.TemporaryDirectory(
+        prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=scratch
+    ) as staging:
         report = write_iso(paths, Path(staging) / "DISC.iso", verify=False, **options)
         for disc in report.discs:
             if disc.index > 1:
