@@ -37,9 +37,11 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
-from tests.net import peers
+from tests.net import peers, test_tls
 from tests.net.conftest import FAST, Received
-from viewer.net.nodes import LocalSettings, Timeouts
+from tests.net.test_tls import Pki
+from viewer.net.echo import echo
+from viewer.net.nodes import LocalSettings, Node, Timeouts, Tls
 from viewer.net.scp import StorageScp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -442,6 +444,37 @@ def test_fuzzed_requests_do_not_block_real_senders(
         assert echo_ok(local.scp_port, source="127.0.0.3")
     finally:
         scp.stop()
+    assert thread_errors.errors == []
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client one (as test_tls)."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca = test_tls._ca(folder, "ca")
+    server = test_tls._leaf(folder, "server", ca, "IP:127.0.0.1,DNS:localhost")
+    client = test_tls._leaf(folder, "client", ca, "DNS:lightbox-client")
+    return Pki(ca[0], server[0], server[1], client[0], client[1], ca[0])
+
+
+def test_a_stalled_tls_handshake_does_not_stop_the_listener(
+    pki: Pki, local: LocalSettings, received: Received, spool: Path, thread_errors: ThreadErrors
+) -> None:
+    """pynetdicom does the TLS handshake in its accepting loop: one connection that never
+    sends its ClientHello stopped every other caller. Now the handshake runs in the
+    connection's own thread, under the ARTIM timeout."""
+    settings = replace(local, tls=Tls(str(pki.ca), str(pki.server_cert), str(pki.server_key)))
+    client = Tls(str(pki.ca), str(pki.client_cert), str(pki.client_key))
+    with StorageScp(settings, received, spool):
+        stalled = [connect(local.scp_port) for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            started = time.monotonic()
+            assert echo(Node("self", "LIGHTBOX", "127.0.0.1", local.scp_port, tls=client), local).ok
+            assert time.monotonic() - started < 3
+        finally:
+            for sock in stalled:
+                sock.close()
     assert thread_errors.errors == []
 
 
