@@ -973,15 +973,25 @@ def _decode_encapsulated_frame(
                 path,
                 f"frame {index + 1}: corrupt {ts.name} data (no valid JPEG frame and scan headers)",
             )
+        _check_codestream(path, ds, ts, index, header.components, header.precision)
+        if ts in _JPEG_LS and (header.rows, header.columns) != (ds.Rows, ds.Columns):
+            raise DecodeError(
+                path,
+                f"frame {index + 1}: the {ts.name} codestream is {header.rows}x{header.columns}, "
+                f"the data set says {ds.Rows}x{ds.Columns}",
+            )
         if ts in _JPEG_FAMILY:
             if not header.scan_header_conformant:
                 frame = _jpeg.fix_scan_header(frame, header)
             if header.rows > 0 and header.columns > 0:
                 rows, cols = header.rows, header.columns
-    elif ts in _J2K and _jpeg.parse_j2k_size(frame) is None:
-        raise DecodeError(
-            path, f"frame {index + 1}: corrupt {ts.name} data (no valid SOC/SIZ header)"
-        )
+    elif ts in _J2K:
+        size = _jpeg.parse_j2k_size(frame)
+        if size is None:
+            raise DecodeError(
+                path, f"frame {index + 1}: corrupt {ts.name} data (no valid SOC/SIZ header)"
+            )
+        _check_codestream(path, ds, ts, index, size[2], None)
     if ts == JPEGBaseline8Bit and _is_ycbcr_colour(ds):
         fast = _pillow_rgb(frame)
         if fast is not None:
@@ -1027,6 +1037,31 @@ def _decode_encapsulated_frame(
     if (rows, cols) != (ds.Rows, ds.Columns):
         arr = _place_tile(arr, ds.Rows, ds.Columns)
     return arr
+
+
+def _check_codestream(
+    path: str, ds: Dataset, ts: UID, index: int, components: int, precision: int | None
+) -> None:
+    """The codestream's header must agree with the Image Pixel module before a decoder runs.
+
+    python-gdcm terminates the process (an uncaught C++ exception, "len <= outbv->GetLength()")
+    when a JPEG-LS stream decodes to more than the data set's frame: samples per pixel and
+    precision are checked against Samples per Pixel and Bits Allocated (PS3.5 8.2.1-8.2.4,
+    8.2.3: the codestream's values shall match).
+    """
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if components != samples:
+        raise DecodeError(
+            path,
+            f"frame {index + 1}: the {ts.name} codestream has {components} component(s), "
+            f"Samples per Pixel is {samples}",
+        )
+    if precision is not None and precision > int(ds.BitsAllocated):
+        raise DecodeError(
+            path,
+            f"frame {index + 1}: the {ts.name} codestream has {precision}-bit samples, "
+            f"Bits Allocated is {ds.BitsAllocated}",
+        )
 
 
 def _is_ycbcr_colour(ds: Dataset) -> bool:
