@@ -9,8 +9,31 @@ Information, then the data set exactly as received) into a spool folder and hand
 ``on_instance(path, calling_ae) -> status``. The network layer knows nothing of the store: the
 application connects that callback to the store's atomic import. The callback owns the file
 (moves it away); whatever is left is deleted. The returned status goes back to the sender as the
-C-STORE response status (PS3.4 B.2.3: 0x0000 success, 0xA7xx out of resources, 0xCxxx cannot
-understand).
+C-STORE response status (PS3.4 B.2.3: 0x0000 success, 0xA7xx out of resources, 0xA9xx data
+set does not match SOP Class, 0xCxxx cannot understand), with its Error Comment (0000,0902) when
+``on_instance`` answers ``(status, comment)``.
+
+Every peer is untrusted (issue 9). What the listener accepts, and the knobs
+(:class:`~viewer.net.nodes.LocalSettings`):
+
+- PDUs no longer than the maximum we advertise (``max_pdu``, 256 KiB by default, never more than
+  :data:`MAX_PDU_CEILING`); an association request of at most :data:`MAX_REQUEST_PDU`. A longer
+  one is an A-ABORT, before anything near its declared length is allocated.
+- A deadline on every read: the association request within the ARTIM timeout
+  (``timeouts.acse``, 30 s), then silence or a PDU taking longer than ``scp_idle_timeout`` (60 s)
+  ends the association.
+- At most ``scp_max_associations`` (32) connections at once, ``scp_max_per_host`` (8) of them
+  from one IP address, counted from the TCP connection; the next gets an A-ASSOCIATE-RJ "local
+  limit exceeded". TLS handshakes run in the connection's own thread.
+- Called AE title ours; calling AE titles from ``accepted_callers`` when it is not empty; AE
+  titles that are not VR AE (control or non-ASCII bytes) are rejected and logged escaped.
+- Bind address ``bind_address`` (empty: every interface).
+- :meth:`StorageScp.stop` closes every connection at once: a stalled peer never delays it.
+
+pynetdicom's private loops are copied here (``_PromptDUL.run_reactor``,
+``_PromptAssociation.run_reactor``/``_run_reactor``, the server's ``get_request`` and
+``process_request_thread``): pyproject.toml pins pynetdicom to the 3.0 series they were read
+from, and tests/net/test_hostile_peer.py checks the pin and the source of those methods.
 """
 
 from __future__ import annotations
@@ -161,7 +184,7 @@ def _status_of(result: StoreResult) -> tuple[int, str]:
 def _answer(status: int, comment: str = "") -> int | Dataset:
     """The C-STORE response's status, with an Error Comment (0000,0902) when there is one
     (PS3.7 C.4): a failure says what was wrong."""
-    if not comment:
+    if not comment or status == STATUS_SUCCESS:
         return status
     ds = Dataset()
     ds.Status = status
@@ -578,6 +601,8 @@ class _GuardedServer(ThreadedAssociationServer):
         self._hosts: dict[str, int] = {}
         self._live: dict[Association, str] = {}
         self._turning_away = threading.BoundedSemaphore(8)
+        self._closed = False
+        self._refusals: dict[str, tuple[float, int]] = {}  # host: (last logged, since then)
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
@@ -597,15 +622,7 @@ class _GuardedServer(ThreadedAssociationServer):
             if not full:
                 self._hosts[host] = from_host + 1
         if full:
-            LOG.warning(
-                "refused a connection from %s: %d associations open, %d from that address "
-                "(limits %d and %d per address)",
-                _escape(host),
-                total,
-                from_host,
-                self.max_total,
-                self.max_per_host,
-            )
+            self._log_refusal(host, total, from_host)
             self._turn_away(request)
             return
         try:
@@ -613,6 +630,26 @@ class _GuardedServer(ThreadedAssociationServer):
         except Exception:  # no thread: give the slot back
             self._release(host)
             self.shutdown_request(request)
+
+    def _log_refusal(self, host: str, total: int, from_host: int) -> None:
+        """One line per address and per 10 s at most (a flood must not flood the log)."""
+        now = time.monotonic()
+        last, since = self._refusals.get(host, (0.0, 0))
+        if now - last < 10.0:
+            self._refusals[host] = (last, since + 1)
+            return
+        self._refusals[host] = (now, 0)
+        more = f"; {since} more refused since the last report" if since else ""
+        LOG.warning(
+            "refused a connection from %s: %d associations open, %d from that address "
+            "(limits %d and %d per address)%s",
+            _escape(host),
+            total,
+            from_host,
+            self.max_total,
+            self.max_per_host,
+            more,
+        )
 
     def _turn_away(self, request: Any) -> None:
         """A-ASSOCIATE-RJ, local limit exceeded, from a short-lived thread (the peer's request
@@ -663,7 +700,10 @@ class _GuardedServer(ThreadedAssociationServer):
         """The association owns the slot now: given back when its thread ends."""
         with self._guard:
             self._live[assoc] = host
+            closed = self._closed
         cast(_PromptAssociation, assoc)._lightbox_release = lambda: self._release(host, assoc)
+        if closed:  # its TLS handshake ended after stop(): close it at once too
+            self._close(assoc)
 
     def _release(self, host: str, assoc: Association | None = None) -> None:
         with self._guard:
@@ -679,19 +719,24 @@ class _GuardedServer(ThreadedAssociationServer):
         with self._guard:
             return sum(self._hosts.values())
 
+    @staticmethod
+    def _close(assoc: Association) -> None:
+        cast(_PromptAssociation, assoc)._lightbox_closing = True
+        sock = assoc.dul.socket
+        raw = sock.socket if sock is not None else None
+        if raw is not None:
+            with contextlib.suppress(OSError, ValueError):
+                raw.shutdown(socket.SHUT_RDWR)
+
     def close_all(self, wait: float = 1.0) -> None:
         """Close every association's connection (the peers see it closed, our threads end
         at once) and wait at most ``wait`` seconds for their threads: a stalled peer never
         delays a shutdown. A thread still storing an instance is left to finish (daemon)."""
         with self._guard:
+            self._closed = True
             live = list(self._live)
         for assoc in live:
-            cast(_PromptAssociation, assoc)._lightbox_closing = True
-            sock = assoc.dul.socket
-            raw = sock.socket if sock is not None else None
-            if raw is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    raw.shutdown(socket.SHUT_RDWR)
+            self._close(assoc)
         deadline = time.monotonic() + wait
         for assoc in live:
             assoc.join(max(0.0, deadline - time.monotonic()))
