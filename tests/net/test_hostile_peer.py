@@ -519,6 +519,7 @@ def test_sigterm_ends_listen_at_once_with_stalled_peers() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    print(f"SIGTERM took {took:.2f} s")
     assert took < 2.0, f"SIGTERM took {took:.1f} s"
     assert proc.returncode == 0, err
     assert "Traceback" not in err
@@ -780,6 +781,32 @@ def test_a_failure_status_goes_back_with_its_error_comment(
     assert answer.ErrorComment.startswith("the data set does not parse to its end")
     assert "\x1b" not in answer.ErrorComment and "\n" not in answer.ErrorComment
     assert list(spool.iterdir()) == []
+
+
+def test_a_truncated_data_set_into_the_store_is_refused_with_its_comment(
+    local: LocalSettings, tmp_path: Path, thread_errors: ThreadErrors
+) -> None:
+    """End to end with the application's receiver: a data set cut in the middle of an element
+    (the last fragment says it is complete) is answered 0xC000 with an Error Comment, not
+    Success, and nothing is left in the spool."""
+    from viewer.store import Receiver, Store
+
+    ds = _ct()
+    data = _implicit_bytes(ds)
+    with Store.open(tmp_path / "store") as store, Receiver(store) as receiver:
+        with StorageScp(local, receiver):
+            sock = associate(local.scp_port, contexts=[(1, CT_STORAGE, [IMPLICIT_LE])])
+            with sock:
+                sock.sendall(pdata(pdv(1, store_rq(str(ds.SOPInstanceUID).encode()), True)))
+                sock.sendall(pdata(pdv(1, data[: len(data) - 1001], False)))
+                answer = read_pdu(sock, timeout=15)
+            assert answer is not None and answer[0] == P_DATA_TF, answer
+            rsp = answer[1][6:]
+            status = rsp[rsp.index(struct.pack("<HHI", 0, 0x0900, 2)) + 8 :][:2]
+            assert struct.unpack("<H", status)[0] in (0xC000, 0xA900), rsp
+            assert struct.pack("<HH", 0, 0x0902) in rsp, rsp  # the Error Comment
+        assert list(receiver.scp_folder.glob(".rx-*")) == []
+    assert thread_errors.errors == []
 
 
 def test_storescu_sees_the_error_comment(

@@ -834,7 +834,10 @@ class StorageScp:
                 )
                 # What AE.start_server(block=False) does, with our request handler.
                 thread = threading.Thread(
-                    target=server.serve_forever, name="lightbox-storage-scp", daemon=True
+                    target=server.serve_forever,
+                    args=(0.1,),  # how soon stop() is noticed (socketserver polls)
+                    name="lightbox-storage-scp",
+                    daemon=True,
                 )
                 thread.start()
                 ae._servers.append(server)
