@@ -71,7 +71,6 @@ from pydicom.multival import MultiValue
 
 from viewer.imaging.decode import DecodeError, read_buffer
 from viewer.media.health import walk_header
-from viewer.media.links import walk_files
 from viewer.model import Problem
 from viewer.store import part10
 from viewer.store.index import InstanceRecord, insert_record
@@ -91,6 +90,8 @@ ProgressCallback = Callable[[int, int], None]
 
 #: Media Storage Directory Storage SOP Class (PS3.4 Annex B.5): a DICOMDIR is not an instance.
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+#: (0002,0002) Media Storage SOP Class UID (PS3.10 7.1).
+_MEDIA_SOP_CLASS = 0x00020002
 
 #: Staged files per commit, and bytes per commit: a commit is one fsync of the index, so fewer
 #: commits are faster, while a smaller batch shows progress sooner and loses less on a kill.
@@ -271,8 +272,8 @@ def _floats(ds: pydicom.Dataset, keyword: str, count: int) -> tuple[float, ...] 
         return None
 
 
-def _uid(ds: pydicom.Dataset, keyword: str, name: str) -> str:
-    uid = _text(ds, keyword)
+def _uid(text: Callable[[str], str], keyword: str, name: str) -> str:
+    uid = text(keyword)
     if not uid:
         raise _Rejected(f"no {name} (not a composite instance the store can keep)")
     if len(uid) > 64:
@@ -288,11 +289,16 @@ class _Identity(NamedTuple):
 
 
 def _identity(ds: pydicom.Dataset) -> _Identity:
-    """What the store needs of every instance (PS3.3 C.12.1, C.7.2.1, C.7.3.1: Type 1), or
-    _Rejected saying what is missing. The one rule for import and for the storage SCP's answer
-    (:func:`refusal`)."""
     media_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")).strip()
-    sop_class = _text(ds, "SOPClassUID") or media_class
+    return _identity_of(lambda keyword: _text(ds, keyword), media_class)
+
+
+def _identity_of(text: Callable[[str], str], media_class: str) -> _Identity:
+    """What the store needs of every instance (PS3.3 C.12.1, C.7.2.1, C.7.3.1: Type 1), or
+    _Rejected saying what is missing: ``text(keyword)`` gives a value of the data set. The one
+    rule for import (read by pydicom) and for the storage SCP's answer (:func:`refusal`, read
+    by the media walker)."""
+    sop_class = text("SOPClassUID") or media_class
     if MEDIA_STORAGE_DIRECTORY in (sop_class, media_class):
         raise _Rejected(
             "a DICOMDIR (media directory), not an instance; the files it lists are imported "
@@ -302,9 +308,9 @@ def _identity(ds: pydicom.Dataset) -> _Identity:
         raise _Rejected("no SOP Class UID (not a composite instance the store can keep)")
     return _Identity(
         sop_class,
-        _uid(ds, "SOPInstanceUID", "SOP Instance UID"),
-        _uid(ds, "StudyInstanceUID", "Study Instance UID"),
-        _uid(ds, "SeriesInstanceUID", "Series Instance UID"),
+        _uid(text, "SOPInstanceUID", "SOP Instance UID"),
+        _uid(text, "StudyInstanceUID", "Study Instance UID"),
+        _uid(text, "SeriesInstanceUID", "Series Instance UID"),
     )
 
 
@@ -318,25 +324,41 @@ class Refusal(NamedTuple):
 
 
 def refusal(path: Path) -> Refusal | None:
-    """What the import of ``path`` would refuse it for, found the way the import finds it
-    (the same header reader, the walk of the data set to its end, the same required
-    attributes) without copying or hashing it: the storage SCP's answer must not be success
-    for what the store will not keep (PS3.4 B.2.3). Headers only: the pixel data is jumped
-    over, never decoded. ``None``: the import will take it (unless it conflicts with a stored
-    instance, which only the import under the index's lock can tell).
+    """What the import of ``path`` would refuse it for, found without copying, hashing or
+    decoding it: the storage SCP's answer must not be success for what the store will not keep
+    (PS3.4 B.2.3). The media walker of the import (:func:`viewer.media.health.walk_header`)
+    goes over the data set to its end, jumping over values (pixel data is never read), and
+    collects the UIDs; the rules are the import's (:func:`_identity_of`). ``None``: the import
+    will take it, unless it conflicts with a stored instance (only the import, under the
+    index's lock, can tell) or pydicom's reading of the header fails where the walker did not
+    (then the import refuses it and the receiver quarantines it). The full reader is left to
+    the import: it costs six times the walk, paid by the sender waiting for each answer.
 
     For a received file, the File Meta holds what the request said (Affected SOP Class and
     Instance UID): a data set of another SOP Class is refused too."""
     try:
-        ds, _warnings = _read_headers(path)
-    except _Rejected as exc:
-        return Refusal(False, exc.reason)
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return Refusal(False, "not a DICOM file (empty file)")
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                header = walk_header(buf, size)
+    except (OSError, ValueError):  # our own spool file: the spooling says what is wrong
+        return None
+    if header.problem or not header.is_dicom:
+        return Refusal(False, header.problem or "not a DICOM file")
+    values = header.values
+
+    def text(keyword: str) -> str:
+        tag = tag_for_keyword(keyword)
+        return values.get(int(tag), "").strip() if tag is not None else ""
+
+    said = values.get(_MEDIA_SOP_CLASS, "").strip()
     try:
-        ident = _identity(ds)
+        ident = _identity_of(text, said)
     except _Rejected as exc:
         return Refusal(True, exc.reason)
-    said = str(ds.file_meta.get("MediaStorageSOPClassUID", "")).strip()
-    if said and _text(ds, "SOPClassUID") and ident.sop_class != said:
+    if said and text("SOPClassUID") and ident.sop_class != said:
         return Refusal(
             True, f"the data set is of SOP Class {ident.sop_class}, it was sent as {said}"
         )
