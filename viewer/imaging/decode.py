@@ -255,6 +255,7 @@ def configure() -> None:
     pydicom.config.convert_wrong_length_to_UN = True
     pydicom_hooks.register_callback("raw_element_vr", _raw_element_vr)
     pydicom_hooks.register_callback("raw_element_value", _raw_element_value)
+    _guard_ambiguous_vr()
     _quiet_pydicom()
     for uid, order in PLUGIN_ORDER.items():
         decoder = get_decoder(uid)
@@ -296,6 +297,41 @@ def _raw_element_value(raw: RawDataElement, data: dict[str, Any], **kwargs: Any)
         or not all(isinstance(item, Dataset) for item in value)
     ):
         _unreadable(raw, data, "its items are no data sets")
+
+
+def _guard_ambiguous_vr() -> None:
+    """A US-or-SS / OB-or-OW element that cannot be resolved is kept as OB, not raised.
+
+    pydicom resolves an implicit VR element whose dictionary VR is ambiguous (PS3.5 A.1: the
+    LUT descriptors, Smallest Image Pixel Value, Pixel Data...) on first access, from Pixel
+    Representation or Bits Allocated, through ``pydicom.filewriter.correct_ambiguous_vr_element``
+    (looked up there at each access). On a damaged file (no Bits Allocated, an odd length) it
+    raises AttributeError or BytesLengthException in whoever read the element.
+    """
+    import pydicom.filewriter as filewriter
+
+    original = getattr(filewriter, "correct_ambiguous_vr_element", None)
+    if original is None or getattr(original, "_lightbox_guard", False):
+        return
+
+    def guarded(elem: Any, ds: Dataset, is_little_endian: bool, *args: Any, **kw: Any) -> Any:
+        try:
+            return original(elem, ds, is_little_endian, *args, **kw)
+        except (RecursionError, MemoryError):
+            raise
+        except Exception as exc:
+            tag = int(elem.tag)
+            logging.getLogger("pydicom").warning(
+                "element (%04X,%04X) cannot be read (%s): kept as bytes",
+                tag >> 16,
+                tag & 0xFFFF,
+                _one_line(exc),
+            )
+            value = elem.value if isinstance(elem.value, bytes | bytearray) else b""
+            return pydicom.DataElement(elem.tag, "OB", bytes(value))
+
+    guarded._lightbox_guard = True  # type: ignore[attr-defined]
+    filewriter.correct_ambiguous_vr_element = guarded  # type: ignore[assignment]
 
 
 def _unreadable(raw: RawDataElement, data: dict[str, Any], why: str) -> None:
@@ -1039,6 +1075,20 @@ def _decode_encapsulated_frame(
     return arr
 
 
+# PS3.3 C.7.6.3.1.2: the number of samples each Photometric Interpretation has.
+_PHOTOMETRIC_SAMPLES = {
+    "MONOCHROME1": 1,
+    "MONOCHROME2": 1,
+    "PALETTE COLOR": 1,
+    "RGB": 3,
+    "YBR_FULL": 3,
+    "YBR_FULL_422": 3,
+    "YBR_PARTIAL_420": 3,
+    "YBR_ICT": 3,
+    "YBR_RCT": 3,
+}
+
+
 def _check_codestream(
     path: str, ds: Dataset, ts: UID, index: int, components: int, precision: int | None
 ) -> None:
@@ -1050,6 +1100,16 @@ def _check_codestream(
     8.2.3: the codestream's values shall match).
     """
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
+    needs = _PHOTOMETRIC_SAMPLES.get(photometric)
+    if needs is not None and needs != samples:
+        # gdcm's JPEG 2000 codec asserts that they agree (terminate: "image->numcomps ==
+        # GetPhotometricInterpretation().GetSamplesPerPixel()"); PS3.3 C.7.6.3.1.2.
+        raise DecodeError(
+            path,
+            f"frame {index + 1}: Photometric Interpretation {photometric} needs {needs} "
+            f"sample(s) per pixel, Samples per Pixel is {samples}",
+        )
     if components != samples:
         raise DecodeError(
             path,
