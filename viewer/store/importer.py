@@ -71,6 +71,7 @@ from pydicom.multival import MultiValue
 
 from viewer.imaging.decode import DecodeError, read_buffer
 from viewer.media.health import walk_header
+from viewer.media.links import walk_files
 from viewer.model import Problem
 from viewer.store import part10
 from viewer.store.index import InstanceRecord, insert_record
