@@ -331,7 +331,7 @@ def _guard_ambiguous_vr() -> None:
             return pydicom.DataElement(elem.tag, "OB", bytes(value))
 
     guarded._lightbox_guard = True  # type: ignore[attr-defined]
-    filewriter.correct_ambiguous_vr_element = guarded  # type: ignore[assignment]
+    filewriter.correct_ambiguous_vr_element = guarded
 
 
 def _unreadable(raw: RawDataElement, data: dict[str, Any], why: str) -> None:
