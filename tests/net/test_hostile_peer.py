@@ -192,6 +192,17 @@ def echo_ok(port: int, source: str = "127.0.0.1", calling: str = "REALSCU") -> b
         assoc.release()
 
 
+def eventually_echo(port: int, source: str = "127.0.0.1", within: float = 5.0) -> bool:
+    """A C-ECHO succeeds within ``within`` s: slots of connections just closed come back when
+    their association threads have ended, a moment after the peer saw the close."""
+    deadline = time.monotonic() + within
+    while not echo_ok(port, source):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def rss_bytes() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -329,13 +340,13 @@ def test_stalled_peers_cannot_take_every_slot(
                 assert answer[1][1:] == bytes((2, 3, 2))  # transient, provider, local limit
             started = time.monotonic()
             assert echo_ok(local.scp_port, source="127.0.0.2")  # another host gets in
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 3
             for sock in stalled:  # the ARTIM timer (1.5 s here) ends them
                 assert closed_by_peer(sock, 5)
         finally:
             for sock in stalled:
                 sock.close()
-        assert echo_ok(local.scp_port)  # their slots are free again
+        assert eventually_echo(local.scp_port)  # their slots are free again
     assert thread_errors.errors == []
 
 
@@ -353,10 +364,7 @@ def test_the_total_cap_holds_across_addresses(
         finally:
             for sock in stalled:
                 sock.close()
-        deadline = time.monotonic() + 5
-        while not echo_ok(local.scp_port, source="127.0.0.4"):
-            assert time.monotonic() < deadline, "the slots of closed connections came back"
-            time.sleep(0.1)
+        assert eventually_echo(local.scp_port, source="127.0.0.4")
     assert thread_errors.errors == []
 
 
@@ -441,7 +449,7 @@ def test_fuzzed_requests_do_not_block_real_senders(
         for thread in fuzzers:
             thread.join(300)
     try:
-        assert echo_ok(local.scp_port, source="127.0.0.3")
+        assert eventually_echo(local.scp_port, source="127.0.0.3")
     finally:
         scp.stop()
     assert thread_errors.errors == []
