@@ -78,8 +78,12 @@ def _guard(
         raise Finding(f"{what}: {type(exc).__module__}.{type(exc).__name__}: {exc}") from exc
 
 
+_MEMORY_WORDS = ("not enough memory", "Unable to allocate", "MemoryError", "bad_alloc")
+
+
 def _check_memory(what: str, exc: object, size: int) -> None:
-    if isinstance(exc, Exception) and "not enough memory" in str(exc) and size <= SMALL_INPUT:
+    text = str(exc) if isinstance(exc, Exception) else ""
+    if any(word in text for word in _MEMORY_WORDS) and size <= SMALL_INPUT:
         raise Finding(f"{what}: a {size}-byte input needed more memory than the limit: {exc}")
 
 
@@ -218,7 +222,7 @@ def target_cli(data: bytes, workdir: Path) -> None:
                 raise Finding(f"lightbox {argv[0]}: stderr line names no input: {line!r}")
             if _LOG_LINE.match(line):
                 raise Finding(f"lightbox {argv[0]}: library log output on stderr: {line!r}")
-            if "not enough memory" in line and len(data) <= SMALL_INPUT:
+            if any(word in line for word in _MEMORY_WORDS) and len(data) <= SMALL_INPUT:
                 raise Finding(f"lightbox {argv[0]}: small input needed too much memory: {line!r}")
         with contextlib.suppress(FileNotFoundError):
             out.unlink()

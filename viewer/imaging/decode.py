@@ -1002,6 +1002,7 @@ def _decode_encapsulated_frame(
         return _decode_rle_frame(path, ds, frame, index)
     # Refuse streams whose headers do not parse before any plugin sees them: python-gdcm
     # aborts the whole process on some garbage (seen here with a corrupt JPEG 2000 stream).
+    coded: tuple[int, int] | None = None
     if ts in _JPEG_FAMILY or ts in _JPEG_LS:
         header = _jpeg.parse_header(frame)
         if header is None:
@@ -1028,6 +1029,7 @@ def _decode_encapsulated_frame(
                 path, f"frame {index + 1}: corrupt {ts.name} data (no valid SOC/SIZ header)"
             )
         _check_codestream(path, ds, ts, index, size[2], None)
+        coded = size[0], size[1]  # what the decoder allocates, whatever the data set says
     if ts == JPEGBaseline8Bit and _is_ycbcr_colour(ds):
         fast = _pillow_rgb(frame)
         if fast is not None:
@@ -1045,6 +1047,7 @@ def _decode_encapsulated_frame(
         raise DecodeError(
             path, f"no decoder for {ts.name} is installed (install {_INSTALL_HINT.get(ts, '?')})"
         )
+    _check_expansion(path, ds, ts, index, len(frame), *(coded or (rows, cols)))
     one = _frame_dataset(ds, ts, encapsulate([frame]), rows, cols)
     decoder = get_decoder(ts)
     failures: list[str] = []
@@ -1073,6 +1076,29 @@ def _decode_encapsulated_frame(
     if (rows, cols) != (ds.Rows, ds.Columns):
         arr = _place_tile(arr, ds.Rows, ds.Columns)
     return arr
+
+
+#: A compressed frame may always decode to this many bytes...
+EXPANSION_FREE_BYTES = 64 << 20
+#: ...and beyond that to at most this many times its compressed size (lossless codecs reach
+#: a few hundred on blank images; a tiny file declaring 40000x40000 would allocate 3 GiB).
+MAX_EXPANSION = 1000
+
+
+def _check_expansion(
+    path: str, ds: Dataset, ts: UID, index: int, size: int, rows: int, cols: int
+) -> None:
+    """Memory is bounded by the data we hold, not by the sizes a header declares."""
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    width = max(1, math.ceil(int(ds.BitsAllocated) / 8))
+    # the decoder's frame, and the data set's frame the tile is placed in
+    needed = (rows * cols + ds.Rows * ds.Columns) * samples * max(width, 2)
+    if needed > EXPANSION_FREE_BYTES and needed > MAX_EXPANSION * size:
+        raise DecodeError(
+            path,
+            f"frame {index + 1}: {size} bytes of {ts.name} data declare a {rows}x{cols} image "
+            f"({needed >> 20} MiB to decode): refused as corrupt",
+        )
 
 
 # PS3.3 C.7.6.3.1.2: the number of samples each Photometric Interpretation has.
