@@ -93,7 +93,8 @@ def test_kill_get_then_resume(
         # Start-up (imports, C-FIND) takes about 0.5-1 s here, the transfer about as long:
         # mostly timed from the first instance arriving in the store's spool, sometimes from
         # the start (which also kills before the transfer or after the import).
-        if rng.random() < 0.7:
+        anchored = rng.random() < 0.7
+        if anchored:
             _wait_for_first(app_home() / "store" / INCOMING, proc)
             delay = rng.uniform(0.0, 1.0)
         else:
@@ -108,7 +109,8 @@ def test_kill_get_then_resume(
             chosen,
             round_,
             delay,
-            f"{done} completed before the kill"
+            ("after the first instance arrived, " if anchored else "")
+            + f"{done} completed before the kill"
             + (" (it had already finished)" if finished else ""),
         )
         with Store.open() as store:

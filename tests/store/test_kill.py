@@ -149,7 +149,7 @@ def test_kill_lightbox_import_at_random_points(tmp_path: Path) -> None:
     cut = 0
     for round_ in range(rounds):
         proc = killing.spawn(killing.lightbox_args("import", str(folder)))
-        delay = rng.uniform(0.25, 1.3)  # start-up about 0.4 s, importing 120 files about 1 s
+        delay = rng.uniform(0.2, 1.0)  # start-up about 0.4 s, importing 120 files about 0.8 s
         time.sleep(delay)
         finished = proc.poll() is not None
         killing.kill(proc, whole_group=rng.random() < 0.5)
