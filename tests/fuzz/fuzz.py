@@ -166,13 +166,16 @@ def signature(reason: str) -> str:
     return re.sub(r"\d+", "N", text)[:200]
 
 
-def _save_crash(target: str, data: bytes, reason: str, kind: str = "finding") -> Path:
+def _save_crash(
+    target: str, data: bytes, reason: str, kind: str = "finding", folder: Path | None = None
+) -> Path:
     """Keep one input per kind of finding (named by its signature); the note says why."""
     import hashlib
 
-    CRASHES.mkdir(parents=True, exist_ok=True)
+    folder = folder or CRASHES
+    folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha1(signature(reason).encode()).hexdigest()[:12]
-    path = CRASHES / f"{target}-{kind}-{digest}"
+    path = folder / f"{target}-{kind}-{digest}"
     if not path.exists() or len(data) < path.stat().st_size:  # keep the smallest input
         path.write_bytes(data)
         path.with_suffix(".txt").write_text(reason + "\n", encoding="utf-8")
@@ -182,21 +185,24 @@ def _save_crash(target: str, data: bytes, reason: str, kind: str = "finding") ->
 class _Findings:
     """Findings of one worker: saved, printed once per kind, fuzzing goes on."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, folder: Path | None = None) -> None:
         self.target = target
+        self.folder = folder
         self.seen: set[str] = set()
         self.count = 0
 
     def add(self, data: bytes, exc: Finding) -> None:
         self.count += 1
         reason = f"{self.target}: {exc}"
-        saved = _save_crash(self.target, data, reason)
+        saved = _save_crash(self.target, data, reason, folder=self.folder)
         if saved.name not in self.seen:
             self.seen.add(saved.name)
             print(f"FINDING {saved}: {str(exc)[:400]}", flush=True)
 
 
-def random_worker(target: str, seed: int, runs: int, seconds: float, workdir: Path) -> int:
+def random_worker(
+    target: str, seed: int, runs: int, seconds: float, workdir: Path, crashes: Path | None = None
+) -> int:
     """The plain engine: mutate seeds with ``random.Random(seed)``; print a JSON summary."""
     limit_memory()
     run = TARGETS[target]
@@ -209,7 +215,7 @@ def random_worker(target: str, seed: int, runs: int, seconds: float, workdir: Pa
     rng = random.Random(seed)
     mutator = Mutator(rng, seeds)
     recent: list[bytes] = []
-    findings = _Findings(target)
+    findings = _Findings(target, crashes)
     execs = 0
     deadline = time.monotonic() + seconds
     while (runs <= 0 or execs < runs) and time.monotonic() < deadline:
@@ -318,6 +324,7 @@ class Slice:
         logs.mkdir(parents=True, exist_ok=True)
         self.log_path = logs / f"{target}-{number:03d}.log"
         self.started = time.monotonic()
+        self.wall_start = time.time() - 1
         cmd = [sys.executable, str(Path(__file__).resolve()), "worker", "--target", target,
                "--engine", engine, "--seconds", str(seconds),
                "--seed", str(random.randrange(1 << 30))]  # fmt: skip
@@ -375,7 +382,13 @@ def _account(s: Slice, totals: Totals, before: set[str]) -> None:
     totals.execs[s.target] = totals.execs.get(s.target, 0) + execs
     totals.slices += 1
     reported = {Path(m).name for m in re.findall(r"^FINDING (\S+?): ", text, re.M)}
-    new = sorted(((_crash_files() - before) | reported) - set(totals.crashes))
+    # libFuzzer's own artifacts (aborts, timeouts, memory) of this slice's target
+    artifacts = {
+        name
+        for name in _crash_files() - before
+        if name.startswith(f"{s.target}-") and (CRASHES / name).stat().st_mtime >= s.wall_start
+    }
+    new = sorted((artifacts | reported) - set(totals.crashes))
     for name in new:
         totals.crashes.append(name)
         print(f"  CRASH {s.target}: {CRASHES / name} (log {s.log_path})", flush=True)
@@ -551,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     p_work.add_argument("--runs", type=int, default=0)
     p_work.add_argument("--seed", type=int, default=0)
     p_work.add_argument("--workdir", type=Path, help="scratch folder (default .work/TARGET)")
+    p_work.add_argument("--crashes", type=Path, help="where findings go (default .crashes)")
     p_replay = sub.add_parser("replay", help="run the targets on saved inputs")
     p_replay.add_argument("--target", action="append", choices=list(TARGETS))
     p_replay.add_argument("paths", nargs="+", type=Path)
@@ -571,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.engine == "atheris":
             atheris_worker(args.target, args.seconds, workdir)
             return 0
-        return random_worker(args.target, args.seed, args.runs, args.seconds, workdir)
+        return random_worker(args.target, args.seed, args.runs, args.seconds, workdir, args.crashes)
     if args.command == "replay":
         return replay(args.paths, args.target or list(TARGETS))
     if args.command == "shrink":

@@ -157,9 +157,12 @@ def target_decode(data: bytes, workdir: Path) -> None:
             _check_memory("decode_frame", pixels, len(data))
             if not isinstance(pixels, np.ndarray):
                 continue
+            # documented: ValueError for a frame it cannot show (no palette, wrong shape)
             renderer = _guard(
-                "FrameRenderer", lambda i=index, p=pixels: FrameRenderer(ds, i, p), ()
+                "FrameRenderer", lambda i=index, p=pixels: FrameRenderer(ds, i, p), (ValueError,)
             )
+            if isinstance(renderer, ValueError):
+                continue
             image = _guard("render", lambda r=renderer: np.array(r.render(), copy=True), ())
             _guard("render(minmax)", lambda r=renderer: r.render(r.minmax_window()), ())
             _guard(

@@ -64,13 +64,13 @@ def test_fuzz_smoke(target: str, tmp_path: Path) -> None:
     """A fixed number of mutated inputs; no finding, no abort, no hang."""
     cmd = [sys.executable, str(FUZZ), "worker", "--engine", "random", "--target", target,
            "--runs", str(SMOKE_RUNS[target]), "--seed", "20261204", "--seconds", "90",
-           "--workdir", str(tmp_path)]  # fmt: skip
+           "--workdir", str(tmp_path / "work"), "--crashes", str(tmp_path / "crashes")]  # fmt: skip
     proc = subprocess.run(
         cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=240, check=False
     )
     output = proc.stdout + proc.stderr
     summary = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    died = f"the worker died (exit {proc.returncode}; input {tmp_path / 'current.bin'})"
+    died = f"the worker died (exit {proc.returncode}; input {tmp_path / 'work' / 'current.bin'})"
     assert summary, f"{died}:\n{output[-3000:]}"
     result = json.loads(summary[-1])
     assert result["execs"] > 0

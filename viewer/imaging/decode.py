@@ -87,6 +87,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_has_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_fragments, get_frame
@@ -291,6 +292,11 @@ def _raw_element_value(raw: RawDataElement, data: dict[str, Any], **kwargs: Any)
         _unreadable(raw, data, _one_line(exc))
         return
     value = data.get("value")
+    if data.get("VR") == "UN" and dictionary_has_tag(raw.tag):
+        # pydicom gave up on a known tag's value (convert_wrong_length_to_UN): as UN, the
+        # DataElement would take the dictionary VR again (an SQ of bytes raises TypeError).
+        data["VR"] = "OB"
+        return
     if data.get("VR") == "SQ" and (
         isinstance(value, str | bytes | bytearray)
         or not isinstance(value, Iterable)

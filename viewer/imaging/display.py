@@ -486,6 +486,8 @@ class FrameRenderer:
     ``pixels`` is what ``decode.decode_frame`` gives: stored values (2-D) for monochrome and
     PALETTE COLOR, RGB ``(rows, cols, 3)`` for colour. Work that does not depend on the window
     (float32 conversion, min-max, a resampled level for :meth:`render_scaled`) is done once.
+    Raises ValueError (and nothing else) for a frame it cannot show: PALETTE COLOR without a
+    usable palette, a monochrome frame that is not 2-D; once made, it renders any window.
     """
 
     def __init__(self, ds: Dataset, frame_index: int, pixels: NDArray[Any]) -> None:
