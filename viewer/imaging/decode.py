@@ -1249,11 +1249,17 @@ def _rle_segments(path: str, ds: Dataset, frame: bytes, index: int) -> list[byte
     segments: list[bytes] = []
     for number in range(count):
         start, end = offsets[number], offsets[number + 1]
-        if not start < end <= len(frame):
+        if start >= len(frame):
             raise DecodeError(
                 path,
-                f"{where}: RLE segment {number + 1} offset {start} is out of order or past "
-                f"the end of the {len(frame)}-byte frame",
+                f"{where}: RLE segment {number + 1} offset {start} is past the end of the "
+                f"{len(frame)}-byte frame",
+            )
+        if end <= start:
+            raise DecodeError(
+                path,
+                f"{where}: RLE segment {number + 2} offset {end} is not after segment "
+                f"{number + 1}'s {start}",
             )
         if end - start < least:
             raise DecodeError(
