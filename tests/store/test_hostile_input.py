@@ -270,6 +270,15 @@ def test_open_removes_the_leftovers_of_dead_processes_only(tmp_path: Path) -> No
         live.wait()
 
 
+def test_a_pid_no_process_can_have_is_not_alive(tmp_path: Path) -> None:
+    """A name with a number ``kill`` cannot take crashed ``store check`` (OverflowError)."""
+    with Store.open(tmp_path / "store") as store:
+        odd = store.tmp_dir / "9999999999-0123456789abcdef.part"
+        odd.write_bytes(b"x")
+        assert [p.path for p in check(store).problems] == [str(odd)]
+        assert check(store, repair=True).ok and not odd.exists()
+
+
 def test_a_reimport_after_killed_imports_leaves_no_part_files(tmp_path: Path) -> None:
     """The issue's case: imports killed while staging leave ``.part`` files; the next
     (successful) import opens the store and nothing is left in tmp/."""
