@@ -29,6 +29,13 @@ Every peer is untrusted (issue 9). What the listener accepts, and the knobs
   titles that are not VR AE (control or non-ASCII bytes) are rejected and logged escaped.
 - Bind address ``bind_address`` (empty: every interface).
 - :meth:`StorageScp.stop` closes every connection at once: a stalled peer never delays it.
+- Memory held per association, whatever the peer sends: a C-STORE data set is kept in memory
+  up to :data:`SPILL_AT` (16 MiB) and from there written to the spool folder as it arrives
+  (the file the receiver then takes over by a rename); any other message with a data set that
+  long, a command set longer than :data:`MAX_COMMAND_SET`, or more than :data:`MAX_QUEUED`
+  requests sent without waiting for their answers (PS3.7 D.3.3.3: no asynchronous operations
+  are negotiated) is an A-ABORT. An association that ends in the middle of a data set leaves
+  no file behind.
 
 pynetdicom's private loops are copied here (``_PromptDUL.run_reactor``,
 ``_PromptAssociation.run_reactor``/``_run_reactor``, the server's ``get_request`` and
@@ -52,6 +59,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,6 +67,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ASSOCIATE
@@ -151,6 +160,112 @@ def write_received(event: Any, folder: Path, source_ae: str = "", *, sync: bool 
     return Path(name)
 
 
+#: A C-STORE data set longer than this is not kept in memory: from here on it is written to
+#: the spool folder as its fragments arrive (a peer sending a multi-GB data set on every
+#: association slot must not exhaust our memory). Below it nothing changes: the data set is
+#: written once, after its last fragment (:func:`write_received`).
+SPILL_AT = 16 * 1024 * 1024
+#: The longest command set we assemble (PS3.7 6.3.1, E.1): a C-STORE-RQ's is about 200 bytes;
+#: a command that never ends is an A-ABORT.
+MAX_COMMAND_SET = 64 * 1024
+#: Requests received and not answered yet, besides the one being served. A peer waits for
+#: each answer unless asynchronous operations were negotiated (PS3.7 D.3.3.3), which we never
+#: accept; one more is tolerated, the next is an A-ABORT (each may hold :data:`SPILL_AT`).
+MAX_QUEUED = 1
+
+
+class _Refused(Exception):
+    """What a peer sent (or what receiving it needs) that ends the association with an
+    A-ABORT: the message is the log line's reason, ``level`` its logging level."""
+
+    def __init__(self, reason: str, level: int = logging.WARNING) -> None:
+        super().__init__(reason)
+        self.level = level
+
+
+class _Spill:
+    """A C-STORE data set being written to the spool folder as it arrives: a PS3.10 file
+    (preamble, File Meta Information, then the data set exactly as received), hidden under
+    the ``.rx-<pid>-`` name of :func:`write_received`. pynetdicom's ``decode_msg`` writes the
+    later fragments through ``write`` and ``file.flush`` (the interface of the temporary file
+    of its own ``STORE_RECV_CHUNKED_DATASET``, which is global, writes to the system's temp
+    folder and would apply to C-GET too)."""
+
+    def __init__(self, folder: Path, head: bytes) -> None:
+        fd, name = tempfile.mkstemp(prefix=f".rx-{os.getpid()}-", suffix=".dcm", dir=folder)
+        self.path = Path(name)
+        self.name = name
+        try:
+            self.file = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+            raise
+        try:
+            self.file.write(head)
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, data: bytes | memoryview) -> int:
+        return self.file.write(data)
+
+    def finish(self, sync: bool) -> Path:
+        """The whole file, flushed (and ``fsync``-ed when ``sync``), closed."""
+        if sync:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        self.file.close()
+        return self.path
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.file.close()
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+class _Spills:
+    """The spilled data sets of one association that nobody has taken over yet: whatever is
+    left when a request has been served, or when the association ends (aborted, closed, in
+    the middle of a data set or with requests still queued), is deleted."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._open: set[_Spill] = set()
+        self.closed = False
+
+    def open(self, head: bytes) -> _Spill:
+        with self._lock:
+            if self.closed:
+                raise _Refused("a data set arrived after the association ended")
+            spill = _Spill(self.folder or spool_dir(), head)
+            self._open.add(spill)
+            return spill
+
+    def take(self, spill: _Spill) -> bool:
+        """The caller owns the file now (False: the association ended and it is gone)."""
+        with self._lock:
+            if spill not in self._open:
+                return False
+            self._open.discard(spill)
+            return True
+
+    def discard(self, spill: object) -> None:
+        if isinstance(spill, _Spill) and self.take(spill):
+            spill.discard()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            left, self._open = self._open, set()
+        for spill in left:
+            spill.discard()
+
+
 def _escape(value: str | bytes) -> str:
     """A peer's name or value for a log line: printable ASCII kept, anything else as ``\\xNN``
     (so an escape sequence or a newline sent by a peer never reaches a terminal or splits a
@@ -202,17 +317,38 @@ def handle_store(
     its Error Comment and one log line naming the peer, never a traceback at the default level.
     """
     peer = peer_name(event.assoc)
-    sop_instance = str(event.request.AffectedSOPInstanceUID or "")
-    if not valid_uid(sop_instance) or not valid_uid(str(event.request.AffectedSOPClassUID or "")):
+    req = event.request
+    spill = getattr(req, "_dataset_file", None)
+    if isinstance(spill, _Spill):
+        # A data set longer than SPILL_AT, written to `folder` as it arrived: ours now (and
+        # not pynetdicom's, which would delete it after this handler).
+        spills = getattr(event.assoc.dimse, "_lightbox_spills", None)
+        req._dataset_file = None
+        if spills is None or not spills.take(spill):
+            return _answer(STATUS_OUT_OF_RESOURCES, "the association ended")
+    else:
+        spill = None
+    sop_instance = str(req.AffectedSOPInstanceUID or "")
+    if not valid_uid(sop_instance) or not valid_uid(str(req.AffectedSOPClassUID or "")):
+        if spill is not None:
+            spill.discard()
         LOG.warning("%s: refused an instance with an invalid SOP Class or Instance UID", peer)
         return _answer(STATUS_CANNOT_UNDERSTAND, "invalid Affected SOP Class or Instance UID")
-    data = event.request.DataSet
-    if data is None or len(data.getbuffer()) < 8:  # not even one element (PS3.5 7.1)
-        LOG.warning("%s: refused instance %s: its data set is empty", peer, sop_instance)
-        return _answer(STATUS_CANNOT_UNDERSTAND, "the data set is empty")
+    if spill is None:
+        data = req.DataSet
+        if data is None or len(data.getbuffer()) < 8:  # not even one element (PS3.5 7.1)
+            LOG.warning("%s: refused instance %s: its data set is empty", peer, sop_instance)
+            return _answer(STATUS_CANNOT_UNDERSTAND, "the data set is empty")
     caller = str(event.assoc.remote["ae_title"]).strip()
     try:
-        path = write_received(event, folder, caller, sync=sync)
+        if spill is None:
+            path = write_received(event, folder, caller, sync=sync)
+        else:
+            try:
+                path = spill.finish(sync)
+            except BaseException:
+                spill.discard()
+                raise
     except OSError as exc:
         reason = exc.strerror or str(exc)
         LOG.error("%s: cannot write a received instance to %s: %s", peer, folder, reason)
@@ -310,6 +446,11 @@ class _PromptAssociation(Association):
         try:
             self._run_acceptor()
         finally:
+            # A data set spilled to the spool and never handed over (the association ended
+            # in the middle of it, or with a request still queued) is deleted.
+            spills = getattr(self.dimse, "_lightbox_spills", None)
+            if spills is not None:
+                spills.close()
             if self._lightbox_release is not None:
                 self._lightbox_release()
 
@@ -362,7 +503,13 @@ class _PromptAssociation(Association):
             except queue.Empty:
                 context_id, msg = None, None
             if msg:
-                self._serve_request(msg, cast(int, context_id))
+                try:
+                    self._serve_request(msg, cast(int, context_id))
+                finally:
+                    # Served: a spilled data set its handler did not take is deleted now.
+                    spills = getattr(self.dimse, "_lightbox_spills", None)
+                    if spills is not None:
+                        spills.discard(getattr(msg, "_dataset_file", None))
             if self.is_established and self.acse.is_release_requested():
                 self.acse.send_release(is_response=True)
                 self.is_released = True
@@ -393,7 +540,83 @@ class _PromptAssociation(Association):
 
 class _PromptDIMSE(DIMSEServiceProvider):
     """Answers a C-STORE straight on the socket from the association's thread
-    (:func:`viewer.net.fastpath.send_store_response`); anything else goes pynetdicom's way."""
+    (:func:`viewer.net.fastpath.send_store_response`); anything else goes pynetdicom's way.
+
+    Bounds what a peer can make us hold (issue 9): pynetdicom assembles a message's command
+    set and data set in memory with no limit (``DIMSEMessage.decode_msg``). Here a command set
+    longer than :data:`MAX_COMMAND_SET` is an A-ABORT; a C-STORE-RQ data set longer than
+    :data:`SPILL_AT` goes on in a file of the spool folder (:class:`_Spill`, taken over by
+    :func:`handle_store`); any other data set that long, and more than :data:`MAX_QUEUED`
+    requests waiting to be served, are an A-ABORT. Runs in the DUL thread (PS3.8 DT-2); an
+    exception ends the association (:meth:`_PromptDUL._fail`).
+    """
+
+    _lightbox_spills: _Spills | None = None
+
+    def receive_primitive(self, primitive: Any) -> None:
+        message = self.message
+        command = message.encoded_command_set.tell() if message is not None else 0
+        for _context_id, data in primitive.presentation_data_value_list:
+            if data and data[0] & 1:
+                command += len(data) - 1
+        if command > MAX_COMMAND_SET:
+            raise _Refused(f"a command set longer than {MAX_COMMAND_SET} bytes")
+        super().receive_primitive(primitive)
+        message = self.message
+        if message is None:  # a whole message was queued
+            if self.msg_queue.qsize() > MAX_QUEUED:
+                raise _Refused(
+                    "requests sent without waiting for the answers (no asynchronous "
+                    "operations were negotiated)"
+                )
+            return
+        buffer = message.data_set
+        if (
+            message._data_set_file is None
+            and isinstance(buffer, BytesIO)
+            and buffer.tell() > SPILL_AT
+        ):
+            self._spill(message, buffer)
+
+    def _spill(self, message: DIMSEMessage, buffer: BytesIO) -> None:
+        """Go on writing this C-STORE-RQ's data set to a file (pynetdicom's ``decode_msg``
+        writes the later fragments to ``message._data_set_file``)."""
+        if not isinstance(message, C_STORE_RQ):
+            what = type(message).__name__.replace("_", "-")
+            if what == "DIMSEMessage":
+                what = "command-less"
+            raise _Refused(f"a {what} data set longer than {SPILL_AT} bytes")
+        spills = self._lightbox_spills
+        if spills is None:
+            raise _Refused(f"a data set longer than {SPILL_AT} bytes and nowhere to put it")
+        cs = message.command_set
+        context = self.assoc._accepted_cx.get(cast(int, message.context_id))
+        if context is None or not context.transfer_syntax:
+            raise _Refused("a data set on a presentation context that was not accepted")
+        head = file_meta_bytes(
+            _escape(str(cs.get("AffectedSOPClassUID", "") or "")),
+            _escape(str(cs.get("AffectedSOPInstanceUID", "") or "")),
+            str(context.transfer_syntax[0]),
+            str(self.assoc.remote["ae_title"]).strip(),
+        )
+        try:
+            spill = spills.open(head)
+            spill.write(buffer.getbuffer())
+        except OSError as exc:
+            raise _Refused(
+                f"cannot write a received instance to {spills.folder or spool_dir()}: "
+                f"{exc.strerror or exc}",
+                logging.ERROR,
+            ) from exc
+        message._data_set_file = spill  # type: ignore[assignment]
+        message._data_set_path = spill.path
+        message.data_set = BytesIO()
+        LOG.debug(
+            "%s: a data set of more than %d bytes goes on in %s",
+            peer_name(self.assoc),
+            SPILL_AT,
+            spill.path,
+        )
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
         if isinstance(primitive, C_STORE) and fastpath.send_store_response(
@@ -496,11 +719,17 @@ class _PromptDUL(DULServiceProvider):
     def _fail(self, exc: BaseException) -> None:
         """An exception in the loop (a command set that does not decode, say): abort without
         going through the state machine, which may be in any state by now."""
-        LOG.warning(
-            "%s: cannot handle what it sent (%s): aborting the association",
-            peer_name(self.assoc),
-            _escape(f"{type(exc).__name__}: {exc}")[:200],
-        )
+        spills = getattr(self.assoc.dimse, "_lightbox_spills", None)
+        if isinstance(exc, _Refused):
+            LOG.log(exc.level, "%s: %s: aborting the association", peer_name(self.assoc), exc)
+        elif spills is not None and spills.closed:  # a data set written while it ended
+            LOG.debug("%s: ended in the middle of a data set", peer_name(self.assoc))
+        else:
+            LOG.warning(
+                "%s: cannot handle what it sent (%s): aborting the association",
+                peer_name(self.assoc),
+                _escape(f"{type(exc).__name__}: {exc}")[:200],
+            )
         LOG.debug("DUL error", exc_info=exc)
         self._drop(_ABORT_INVALID)
         self.assoc.is_aborted = True
@@ -565,6 +794,7 @@ class _PromptRequestHandler(RequestHandler):
         # A DUL thread blocked on a peer must never keep the process from exiting.
         assoc.dul.daemon = True
         assoc.dimse.__class__ = _PromptDIMSE
+        cast(_PromptDIMSE, assoc.dimse)._lightbox_spills = _Spills(self.server.spill_folder)
         sock = assoc.dul.socket
         assert sock is not None
         sock.__class__ = _PromptSocket
@@ -592,9 +822,15 @@ class _GuardedServer(ThreadedAssociationServer):
     limits = _Limits(DEFAULT_MAX_PDU, 30.0, 60.0)
     max_total = 32
     max_per_host = 8
+    #: Where C-STORE data sets longer than SPILL_AT are written as they arrive (the folder
+    #: the store's receiver takes files from; None: :func:`spool_dir`).
+    spill_folder: Path | None = None
 
-    def configure(self, limits: _Limits, max_total: int, max_per_host: int) -> None:
+    def configure(
+        self, limits: _Limits, max_total: int, max_per_host: int, spill_folder: Path | None = None
+    ) -> None:
         self.limits = limits
+        self.spill_folder = spill_folder
         self.max_total = max_total
         self.max_per_host = max_per_host
         self._guard = threading.Lock()
@@ -831,6 +1067,7 @@ class StorageScp:
                     _Limits(self.max_pdu, artim, float(self.local.scp_idle_timeout)),
                     self.local.scp_max_associations,
                     self.local.scp_max_per_host,
+                    self.folder,
                 )
                 # What AE.start_server(block=False) does, with our request handler.
                 thread = threading.Thread(
