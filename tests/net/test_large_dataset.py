@@ -25,7 +25,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from tests.net import peers
 from tests.net.conftest import Received
@@ -64,7 +64,7 @@ def write_large_instance(path: Path, pixel_bytes: int = LARGE) -> pydicom.Datase
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = CT_STORAGE.decode()
+    ds.file_meta.MediaStorageSOPClassUID = UID(CT_STORAGE.decode())
     ds.SOPClassUID = CT_STORAGE.decode()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.StudyInstanceUID = generate_uid()
