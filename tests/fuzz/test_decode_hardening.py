@@ -118,6 +118,10 @@ def test_pydicom_messages_become_the_files_warnings(
         ("j2k-declares-40000x40000.dcm", "declare a 40000x40000 image"),
         ("jpegls-gdcm-abort-size-mismatch.dcm", "codestream is 45x10, the data set says 256x10"),
         ("j2k-gdcm-abort-rgb-one-sample.dcm", "RGB needs 3 sample(s) per pixel"),
+        (
+            "jpegls-labelled-jpeg-lossless-gdcm-abort.dcm",
+            "a JPEG-LS codestream where JPEG Lossless",
+        ),
     ],
 )
 def test_codestreams_that_disagree_with_the_data_set_are_refused(

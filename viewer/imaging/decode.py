@@ -186,6 +186,7 @@ _J2K = frozenset({JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, 
 _NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _PIXEL_TAG = 0x7FE00010
+_SOF55 = 0xF7  # T.87: the frame header marker of JPEG-LS
 _UNDEFINED = 0xFFFFFFFF
 
 # Executable headers that make a preamble dangerous (CVE-2019-11687, PS3.10 7.5 / 7.5.1).
@@ -1015,6 +1016,18 @@ def _decode_encapsulated_frame(
             raise DecodeError(
                 path,
                 f"frame {index + 1}: corrupt {ts.name} data (no valid JPEG frame and scan headers)",
+            )
+        if (header.sof_marker == _SOF55) != (ts in _JPEG_LS):
+            # gdcm terminated the process on a JPEG-LS stream labelled JPEG Lossless
+            kind = "JPEG-LS" if header.sof_marker == _SOF55 else "JPEG"
+            raise DecodeError(
+                path, f"frame {index + 1}: a {kind} codestream where {ts.name} was declared"
+            )
+        if int(ds.BitsAllocated) not in (8, 16):
+            raise DecodeError(
+                path,
+                f"frame {index + 1}: {ts.name} with Bits Allocated {ds.BitsAllocated} "
+                "(PS3.5 8.2.1 and 8.2.3 allow 8 or 16)",
             )
         _check_codestream(path, ds, ts, index, header.components, header.precision)
         if ts in _JPEG_LS and (header.rows, header.columns) != (ds.Rows, ds.Columns):
