@@ -16,6 +16,7 @@ import hashlib
 import logging
 import socket
 import struct
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
@@ -236,6 +238,50 @@ def test_a_large_instance_into_the_store(
         assert len(files) == 1
         assert dataset_digest(files[0]) == dataset_digest(path)
         assert rx_files(receiver.scp_folder) == []
+
+
+@pytest.fixture
+def small_disc(tmp_path: Path) -> Iterator[Path]:
+    """A real 24 MiB tmpfs (root only: ``mount -t tmpfs``): room for SPILL_AT, not for more."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.slow
+def test_disk_full_in_the_middle_of_a_large_instance_is_a_clear_failure(
+    local: LocalSettings,
+    received: Received,
+    small_disc: Path,
+    large_file: tuple[Path, pydicom.Dataset],
+    caplog: pytest.LogCaptureFixture,
+    thread_errors: ThreadErrors,
+) -> None:
+    """The spool fills up while a spilled data set arrives: the rest is read and dropped,
+    the sender gets 0xA700 with the reason, one error line names the folder, no file is
+    left, and the association goes on (the next instance is answered)."""
+    caplog.set_level(logging.INFO, logger="viewer")
+    path, _ = large_file
+    small = Path(str(get_testdata_file("CT_small.dcm")))
+    with StorageScp(local, received, small_disc):
+        result = peers.storescu("STORESCU", "LIGHTBOX", local.scp_port, [path, small], "-d", "-nh")
+    out = result.stdout + result.stderr
+    assert "0xa700" in out.lower() and "No space left" in out, out[-2000:]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(small_disc) in errors[0], errors
+    assert "No space left on device" in errors[0] and "STORESCU@127.0.0.1" in errors[0]
+    assert all(r.exc_info is None for r in caplog.records), caplog.text
+    assert list(small_disc.iterdir()) == []
+    assert received.uids() == {str(pydicom.dcmread(small).SOPInstanceUID)}
+    assert thread_errors.errors == []
 
 
 # -- hostile peers ------------------------------------------------------------------------------

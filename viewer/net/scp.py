@@ -189,42 +189,69 @@ class _Spill:
     the ``.rx-<pid>-`` name of :func:`write_received`. pynetdicom's ``decode_msg`` writes the
     later fragments through ``write`` and ``file.flush`` (the interface of the temporary file
     of its own ``STORE_RECV_CHUNKED_DATASET``, which is global, writes to the system's temp
-    folder and would apply to C-GET too)."""
+    folder and would apply to C-GET too).
+
+    A write that fails (disc full) deletes the file and drops the rest of the data set as it
+    comes: the request is then answered 0xA700 with the reason (:func:`handle_store`), as for
+    a small instance, instead of ending the association."""
 
     def __init__(self, folder: Path, head: bytes) -> None:
-        fd, name = tempfile.mkstemp(prefix=f".rx-{os.getpid()}-", suffix=".dcm", dir=folder)
-        self.path = Path(name)
-        self.name = name
+        self.error: OSError | None = None
+        self.path: Path | None = None
+        self.name = ""
+        self._fh: Any = None
         try:
-            self.file = os.fdopen(fd, "wb")
+            fd, name = tempfile.mkstemp(prefix=f".rx-{os.getpid()}-", suffix=".dcm", dir=folder)
+        except OSError as exc:
+            self.error = exc
+            return
+        self.path, self.name = Path(name), name
+        try:
+            self._fh = os.fdopen(fd, "wb")
         except BaseException:
             os.close(fd)
-            self.path.unlink(missing_ok=True)
-            raise
-        try:
-            self.file.write(head)
-        except BaseException:
             self.discard()
             raise
+        self.write(head)
+
+    @property
+    def file(self) -> _Spill:
+        return self  # decode_msg calls `file.flush()` after each fragment
+
+    def flush(self) -> None:
+        """Nothing: the fragments are written as they come (a PDU is far beyond the buffer),
+        and :meth:`finish` flushes the rest."""
 
     def write(self, data: bytes | memoryview) -> int:
-        return self.file.write(data)
+        if self.error is None:
+            try:
+                self._fh.write(data)
+            except OSError as exc:
+                self.error = exc
+                self.discard()
+        return len(data)
 
     def finish(self, sync: bool) -> Path:
-        """The whole file, flushed (and ``fsync``-ed when ``sync``), closed."""
+        """The whole file, flushed (and ``fsync``-ed when ``sync``), closed; raises the
+        OSError that a write met."""
+        if self.error is not None or self.path is None:
+            raise self.error or OSError("no file")
+        self._fh.flush()
         if sync:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-        self.file.close()
+            os.fsync(self._fh.fileno())
+        self._fh.close()
         return self.path
 
     def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.file.close()
+        if self._fh is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._fh.close()
 
     def discard(self) -> None:
         self.close()
-        self.path.unlink(missing_ok=True)
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
 
 
 class _Spills:
@@ -599,15 +626,8 @@ class _PromptDIMSE(DIMSEServiceProvider):
             str(context.transfer_syntax[0]),
             str(self.assoc.remote["ae_title"]).strip(),
         )
-        try:
-            spill = spills.open(head)
-            spill.write(buffer.getbuffer())
-        except OSError as exc:
-            raise _Refused(
-                f"cannot write a received instance to {spills.folder or spool_dir()}: "
-                f"{exc.strerror or exc}",
-                logging.ERROR,
-            ) from exc
+        spill = spills.open(head)  # a failure to write is answered with the C-STORE-RSP
+        spill.write(buffer.getbuffer())
         message._data_set_file = spill  # type: ignore[assignment]
         message._data_set_path = spill.path
         message.data_set = BytesIO()
