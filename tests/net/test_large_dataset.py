@@ -423,3 +423,24 @@ def test_requests_sent_without_waiting_for_answers_are_aborted(
             assert answer is not None and answer[0] == A_ABORT, answer
         assert wait_for(lambda: not rx_files(spool), 5)
     assert thread_errors.errors == []
+
+
+def test_a_long_data_set_with_an_invalid_uid_is_refused_and_deleted(
+    scp: StorageScp, local: LocalSettings, received: Received, spool: Path
+) -> None:
+    """The spilled file carries the request's UIDs escaped; the request is still refused
+    (0xC000 with its comment) as a small one is, and the file deleted."""
+    chunk = b"\0" * (128 * 1024)
+    sock = associate(local.scp_port, contexts=[(1, CT_STORAGE, [EXPLICIT_LE])])
+    with sock:
+        sock.sendall(pdata(pdv(1, store_rq(b"1.2.3.\x1b[31m"), True)))
+        for _ in range(SPILL_AT // len(chunk) + 8):
+            sock.sendall(pdata(pdv(1, chunk, False, last=False)))
+        sock.sendall(pdata(pdv(1, chunk, False)))
+        answer = read_pdu(sock, timeout=10)
+        assert answer is not None and answer[0] == 0x04, answer  # P-DATA-TF: the C-STORE-RSP
+        rsp = answer[1][6:]
+        assert struct.pack("<HHI", 0, 0x0900, 2) + struct.pack("<H", 0xC000) in rsp, rsp
+        assert b"invalid Affected SOP" in rsp
+    assert received.uids() == set()
+    assert list(spool.iterdir()) == []

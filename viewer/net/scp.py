@@ -30,12 +30,14 @@ Every peer is untrusted (issue 9). What the listener accepts, and the knobs
 - Bind address ``bind_address`` (empty: every interface).
 - :meth:`StorageScp.stop` closes every connection at once: a stalled peer never delays it.
 - Memory held per association, whatever the peer sends: a C-STORE data set is kept in memory
-  up to :data:`SPILL_AT` (16 MiB) and from there written to the spool folder as it arrives
+  up to :data:`SPILL_AT` (8 MiB) and from there written to the spool folder as it arrives
   (the file the receiver then takes over by a rename); any other message with a data set that
   long, a command set longer than :data:`MAX_COMMAND_SET`, or more than :data:`MAX_QUEUED`
   requests sent without waiting for their answers (PS3.7 D.3.3.3: no asynchronous operations
-  are negotiated) is an A-ABORT. An association that ends in the middle of a data set leaves
-  no file behind.
+  are negotiated) is an A-ABORT. So one association holds at most three data sets of
+  :data:`SPILL_AT` (arriving, queued, being served) and a PDU: about 25 MiB, 800 MiB for the
+  default 32 associations. An association that ends in the middle of a data set leaves no
+  file behind.
 
 pynetdicom's private loops are copied here (``_PromptDUL.run_reactor``,
 ``_PromptAssociation.run_reactor``/``_run_reactor``, the server's ``get_request`` and
@@ -163,8 +165,10 @@ def write_received(event: Any, folder: Path, source_ae: str = "", *, sync: bool 
 #: A C-STORE data set longer than this is not kept in memory: from here on it is written to
 #: the spool folder as its fragments arrive (a peer sending a multi-GB data set on every
 #: association slot must not exhaust our memory). Below it nothing changes: the data set is
-#: written once, after its last fragment (:func:`write_received`).
-SPILL_AT = 16 * 1024 * 1024
+#: written once, after its last fragment (:func:`write_received`). Typical CT and MR
+#: instances are far below it (0.1-0.5 MB); radiographs and multi-frame ones spill, which
+#: costs nothing more: their file is written once either way.
+SPILL_AT = 8 * 1024 * 1024
 #: The longest command set we assemble (PS3.7 6.3.1, E.1): a C-STORE-RQ's is about 200 bytes;
 #: a command that never ends is an A-ABORT.
 MAX_COMMAND_SET = 64 * 1024
