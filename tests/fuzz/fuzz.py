@@ -15,7 +15,7 @@ Engines
     mutations). libFuzzer detects uncaught exceptions, aborts and segfaults, hangs
     (``-timeout``) and memory (``-rss_limit_mb``) and writes the input to ``.crashes/``.
     ``random``: the same mutations without coverage, from a fixed seed (reproducible; used by
-    the tests). The worker writes each input to ``current.bin`` before running it: when the
+    the tests). The worker writes each input to ``current-PID.bin`` before running it: when the
     process dies (abort, segfault, the per-input watchdog for hangs), its parent keeps that
     input as the crash.
 
@@ -207,7 +207,8 @@ def random_worker(
     limit_memory()
     run = TARGETS[target]
     workdir.mkdir(parents=True, exist_ok=True)
-    current = workdir / "current.bin"
+    current = workdir / f"current-{os.getpid()}.bin"
+    scratch = workdir / f"t-{os.getpid()}"
     seeds = [p.read_bytes() for p in seed_files()]
     if not seeds:
         print("no seed files found", file=sys.stderr)
@@ -224,7 +225,7 @@ def random_worker(
         current.write_bytes(data)
         faulthandler.dump_traceback_later(PER_INPUT_SECONDS, exit=True)
         try:
-            run(data, workdir / "t")
+            run(data, scratch)
         except Finding as exc:
             findings.add(data, exc)
         finally:
@@ -234,6 +235,7 @@ def random_worker(
         if len(recent) > 64:
             recent.pop(rng.randrange(len(recent)))
     current.unlink(missing_ok=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps({"target": target, "execs": execs, "findings": findings.count}), flush=True)
     return 0  # findings are saved; a worker that dies prints no summary line
 
@@ -267,7 +269,7 @@ def atheris_worker(target: str, seconds: int, workdir: Path) -> None:
     for i, path in enumerate(seed_files()):
         shutil.copyfile(path, seeds / f"{i:03d}-{path.name}")
     CRASHES.mkdir(parents=True, exist_ok=True)
-    scratch = workdir / "t"
+    scratch = workdir / f"t-{os.getpid()}"  # concurrent runs of one target must not collide
 
     def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
         rng.seed(seed)
@@ -322,7 +324,7 @@ class Slice:
         self.workdir.mkdir(parents=True, exist_ok=True)
         logs = WORK / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        self.log_path = logs / f"{target}-{number:03d}.log"
+        self.log_path = logs / f"{target}-{os.getpid()}-{number:03d}.log"
         self.started = time.monotonic()
         self.wall_start = time.time() - 1
         cmd = [sys.executable, str(Path(__file__).resolve()), "worker", "--target", target,
@@ -373,7 +375,7 @@ def _account(s: Slice, totals: Totals, before: set[str]) -> None:
                 with contextlib.suppress(ValueError, KeyError):
                     execs = int(json.loads(line)["execs"])
                     summary = True
-        current = s.workdir / "current.bin"
+        current = s.workdir / f"current-{s.proc.pid}.bin"
         if not summary and current.exists():
             kind = "timeout" if "Timeout" in text else "crash"
             reason = f"{s.target}: worker died (exit {code}); log {s.log_path}"
@@ -406,6 +408,7 @@ def run(seconds: int, jobs: int, targets: list[str], engine: str, slice_seconds:
     deadline = time.monotonic() + seconds
     queue = list(targets)
     running: list[Slice] = []
+    carry: dict[str, int] = {}
     number = 0
     print(f"fuzzing {', '.join(targets)} with {engine} for {seconds} s on {jobs} job(s); "
           f"crashes go to {CRASHES}", flush=True)  # fmt: skip
@@ -421,9 +424,11 @@ def run(seconds: int, jobs: int, targets: list[str], engine: str, slice_seconds:
             left = deadline - time.monotonic()
             while len(running) < jobs and left >= 5:
                 target = queue.pop(0)
-                queue.append(target)
+                if target not in queue:
+                    queue.append(target)
                 number += 1
-                running.append(Slice(target, engine, int(min(slice_seconds, left)), number))
+                length = carry.pop(target, slice_seconds)
+                running.append(Slice(target, engine, int(min(length, left)), number))
             if not running:
                 break
             time.sleep(0.5)
@@ -435,6 +440,11 @@ def run(seconds: int, jobs: int, targets: list[str], engine: str, slice_seconds:
                     running.remove(s)
                     s.log.close()
                     _account(s, totals, before)
+                    rest = s.seconds - (time.monotonic() - s.started)
+                    if s.proc.returncode != 0 and rest > 10:
+                        # a native crash ended the slice early: the target gets its time back
+                        carry[s.target] = int(rest)
+                        queue.insert(0, s.target)
                     print(f"  {time.strftime('%H:%M:%S')} {s.target}: slice ended "
                           f"(exit {s.proc.returncode}); execs so far "
                           f"{totals.execs.get(s.target, 0)}", flush=True)  # fmt: skip

@@ -70,7 +70,8 @@ def test_fuzz_smoke(target: str, tmp_path: Path) -> None:
     )
     output = proc.stdout + proc.stderr
     summary = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    died = f"the worker died (exit {proc.returncode}; input {tmp_path / 'work' / 'current.bin'})"
+    inputs = sorted((tmp_path / "work").glob("current-*.bin"))
+    died = f"the worker died (exit {proc.returncode}; input {inputs})"
     assert summary, f"{died}:\n{output[-3000:]}"
     result = json.loads(summary[-1])
     assert result["execs"] > 0

@@ -1049,6 +1049,7 @@ def _decode_encapsulated_frame(
             )
         _check_codestream(path, ds, ts, index, size[2], None)
         coded = size[0], size[1]  # what the decoder allocates, whatever the data set says
+        _check_j2k_main_header(path, ts, index, frame)
     if ts == JPEGBaseline8Bit and _is_ycbcr_colour(ds):
         fast = _pillow_rgb(frame)
         if fast is not None:
@@ -1132,6 +1133,30 @@ _PHOTOMETRIC_SAMPLES = {
     "YBR_ICT": 3,
     "YBR_RCT": 3,
 }
+
+
+def _check_j2k_main_header(path: str, ts: UID, index: int, frame: bytes) -> None:
+    """OpenJPEG must read the whole main header (T.800 A.4-A.6) before gdcm sees the stream.
+
+    python-gdcm terminates the process (an uncaught ``std::string`` thrown from its OpenJPEG
+    glue) on main headers OpenJPEG refuses; pylibjpeg-openjpeg's ``get_parameters`` reads the
+    same header safely in about 10 microseconds.
+    """
+    try:
+        from openjpeg.utils import get_parameters
+    except ImportError:  # pragma: no cover - pylibjpeg-openjpeg is a dependency
+        return
+    failure: Exception | None = None
+    with native_stderr() as printed:
+        try:
+            get_parameters(frame)
+        except Exception as exc:
+            failure = exc
+    if failure is not None:
+        said = f" ({'; '.join(printed[:3])})" if printed else ""
+        raise DecodeError(
+            path, f"frame {index + 1}: corrupt {ts.name} data: {_one_line(failure)}{said}"
+        )
 
 
 def _check_codestream(
