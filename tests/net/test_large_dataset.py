@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -31,6 +34,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from tests.net import peers
 from tests.net.conftest import Received
+from tests.net.test_cli_net import instance_count, store_json
 from tests.net.test_hostile_peer import (
     A_ABORT,
     ABORT,
@@ -51,6 +55,7 @@ from tests.net.test_hostile_peer import (
 from viewer.net.nodes import LocalSettings
 from viewer.net.scp import MAX_COMMAND_SET, SPILL_AT, StorageScp
 
+ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 #: The synthetic instance's pixel data: far beyond SPILL_AT.
 LARGE = 200 * MiB
@@ -444,3 +449,47 @@ def test_a_long_data_set_with_an_invalid_uid_is_refused_and_deleted(
         assert b"invalid Affected SOP" in rsp
     assert received.uids() == set()
     assert list(spool.iterdir()) == []
+
+
+def _vm_hwm(pid: int) -> int:
+    """The process's peak resident memory (VmHWM, bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+@pytest.mark.slow
+def test_lightbox_listen_receives_a_large_instance_in_bounded_memory(
+    large_file: tuple[Path, pydicom.Dataset],
+) -> None:
+    """The application as a user runs it: ``lightbox listen`` (its own $LIGHTBOX_HOME). Its
+    peak resident memory grows by a few MiB for a 200 MiB instance (before: by more than 200
+    MiB, the whole data set), and the store holds the instance, data set intact."""
+    home = Path(os.environ["LIGHTBOX_HOME"])
+    path, _ = large_file
+    port = peers.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "viewer", "listen", "--scp-port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        peers.wait_port(port, proc)  # type: ignore[arg-type]
+        before = _vm_hwm(proc.pid)
+        pushed = peers.storescu("STORESCU", "LIGHTBOX", port, [path])
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        grown = _vm_hwm(proc.pid) - before
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    print(f"lightbox listen: peak resident memory grew by {grown / MiB:.0f} MiB")
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert grown < BOUND + 16 * MiB, f"grew by {grown / MiB:.0f} MiB"
+    assert instance_count(store_json()) == 1
+    stored = [p for p in home.rglob("*") if p.is_file() and p.stat().st_size > LARGE]
+    assert len(stored) == 1, stored
+    assert dataset_digest(stored[0]) == dataset_digest(path)
