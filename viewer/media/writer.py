@@ -698,8 +698,9 @@ def _layout(disc: list[PlannedStudy]) -> None:
 INCOMPLETE = ".LIGHTBOX-INCOMPLETE"
 #: The DICOMDIR as written, until it replaces :data:`INCOMPLETE`; see :func:`_finish`.
 _DICOMDIR_PART = ".LIGHTBOX-DICOMDIR.part"
-#: Everything a burn writes in a file-set's root (its verification manifest: SHA256.TXT).
-_WRITTEN_NAMES = (
+#: Everything a burn writes in a file-set's root (its verification manifest: SHA256.TXT), in
+#: the order to remove them after an interruption: the marker last (a kill meanwhile leaves it).
+WRITTEN_NAMES = (
     "DICOM",
     "IHE_PDI",
     "INDEX.HTM",
@@ -707,6 +708,7 @@ _WRITTEN_NAMES = (
     "SHA256.TXT",
     "DICOMDIR",
     _DICOMDIR_PART,
+    INCOMPLETE,
 )
 
 
@@ -741,13 +743,12 @@ def _clear_interrupted(root: Path) -> None:
     if owner is not None:
         raise MediaError(f"{root}: being written by process {owner}; choose another folder")
     try:
-        for name in _WRITTEN_NAMES:
+        for name in WRITTEN_NAMES:
             path = root / name
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             elif path.exists() or path.is_symlink():
                 path.unlink()
-        marker.unlink()
     except OSError as exc:
         raise MediaError(
             f"{root}: holds an interrupted burn that cannot be removed ({exc.strerror or exc})"

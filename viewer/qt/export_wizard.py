@@ -51,8 +51,9 @@ PROFILES = {
     "dvd-jpeg": "STD-GEN-DVD-JPEG: JPEG kept as JPEG (DVD, 4.7 GB)",
     "usb-jpeg": "STD-GEN-USB-JPEG: JPEG kept as JPEG (USB stick or folder, no size limit)",
 }
-WRITTEN_NAMES = ("DICOMDIR", "DICOM", "README.TXT", "INDEX.HTM", "IHE_PDI", "SHA256.TXT")
-"""What the writer puts in a target folder: what a cancelled write removes again."""
+WRITTEN_NAMES = writer.WRITTEN_NAMES
+"""What the writer puts in a target folder (its incomplete-marker too): what a cancelled
+write removes again."""
 
 TARGET_FOLDER, TARGET_ISO, TARGET_DISC = "folder", "iso", "disc"
 
