@@ -352,7 +352,8 @@ _PROGRESS = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+)")
 _INITED = re.compile(r"INITED cov: (\d+)")
 
 
-def _account(s: Slice, totals: Totals, before: set[str]) -> None:
+def _account(s: Slice, totals: Totals, before: set[str]) -> tuple[int, int]:
+    """Add the slice's executions and crashes to ``totals``; return (execs, new crashes)."""
     text = s.log_path.read_text("utf-8", "replace")
     code = s.proc.returncode
     execs = 0
@@ -394,6 +395,7 @@ def _account(s: Slice, totals: Totals, before: set[str]) -> None:
     for name in new:
         totals.crashes.append(name)
         print(f"  CRASH {s.target}: {CRASHES / name} (log {s.log_path})", flush=True)
+    return execs, len(new)
 
 
 def _crash_files() -> set[str]:
@@ -409,6 +411,7 @@ def run(seconds: int, jobs: int, targets: list[str], engine: str, slice_seconds:
     queue = list(targets)
     running: list[Slice] = []
     carry: dict[str, int] = {}
+    broken = 0  # slices in a row that ran nothing and found nothing
     number = 0
     print(f"fuzzing {', '.join(targets)} with {engine} for {seconds} s on {jobs} job(s); "
           f"crashes go to {CRASHES}", flush=True)  # fmt: skip
@@ -439,9 +442,15 @@ def run(seconds: int, jobs: int, targets: list[str], engine: str, slice_seconds:
                 if s.proc.poll() is not None:
                     running.remove(s)
                     s.log.close()
-                    _account(s, totals, before)
+                    execs, crashed = _account(s, totals, before)
                     rest = s.seconds - (time.monotonic() - s.started)
-                    if s.proc.returncode != 0 and rest > 10:
+                    broken = broken + 1 if execs == 0 and not crashed else 0
+                    if broken >= 3:
+                        print(f"  the workers do not start (see {s.log_path}): stopping",
+                              flush=True)  # fmt: skip
+                        stop_all()
+                        return 3
+                    if crashed and rest > 10:
                         # a native crash ended the slice early: the target gets its time back
                         carry[s.target] = int(rest)
                         queue.insert(0, s.target)
