@@ -499,7 +499,9 @@ def _cmd_find(args: argparse.Namespace) -> int:
         for match in result.matches:
             print("  ".join(f"{escape(k)}={escape(v)}" for k, v in match.items() if v))
         print(f"{len(result.matches)} match(es)", file=sys.stderr)
-    return EXIT_PROBLEMS if result.cancelled else EXIT_OK
+    if result.note:  # a PACS with more matches than we keep (find.MAX_MATCHES)
+        _say(f"{node}: {result.note}")
+    return EXIT_PROBLEMS if result.cancelled or result.stopped_at else EXIT_OK
 
 
 def _cmd_get(args: argparse.Namespace) -> int:

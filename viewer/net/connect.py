@@ -15,12 +15,14 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import PresentationContext
+from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from viewer.net import contexts, diagnose, tls
 from viewer.net.diagnose import NetError
@@ -46,14 +48,36 @@ def set_nodelay(sock: Any) -> None:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class _GuardedAE(AE):
+    """An AE whose requested associations carry the storage SCP's bounds (issue 9: a PACS is
+    a peer too, and untrusted): see :func:`viewer.net.scp.guard_requestor`."""
+
+    def __init__(self, ae_title: str, limits: Any, spill_folder: Path | None) -> None:
+        super().__init__(ae_title=ae_title)
+        self._lightbox_limits = limits
+        self._lightbox_spill_folder = spill_folder
+
+    def _create_socket(
+        self,
+        assoc: Association,
+        address: AddressInformation,
+        tls_args: tuple[ssl.SSLContext, str] | None,
+    ) -> AssociationSocket:
+        from viewer.net.scp import guard_requestor  # scp imports this module
+
+        return guard_requestor(
+            assoc, address, tls_args, self._lightbox_limits, self._lightbox_spill_folder
+        )
+
+
 def _on_conn_open(event: evt.Event) -> None:
     set_nodelay(event.assoc.dul.socket)
     event.assoc._lightbox_connected = time.monotonic()  # type: ignore[attr-defined]
 
 
-def make_ae(local: LocalSettings) -> AE:
+def make_ae(local: LocalSettings, ae: AE | None = None) -> AE:
     """An AE with our title, identity (PS3.7 D.3.3.2) and timeouts."""
-    ae = AE(ae_title=local.ae_title)
+    ae = ae if ae is not None else AE(ae_title=local.ae_title)
     ae.implementation_class_uid = contexts.IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = contexts.IMPLEMENTATION_VERSION_NAME
     t = local.timeouts
@@ -85,14 +109,30 @@ def open_association(
     *,
     roles: Sequence[SCP_SCU_RoleSelectionNegotiation] = (),
     evt_handlers: Sequence[tuple[Any, ...]] = (),
+    spill_folder: Path | None = None,
 ) -> Association:
     """Associate or raise :class:`NetError` saying why not.
 
     ``requested`` must hold at most :data:`contexts.MAX_CONTEXTS` contexts (PS3.8 9.3.2.2).
+
+    The PACS is untrusted (issue 9), as a peer of our SCP is: we advertise a bounded maximum
+    PDU (:func:`viewer.net.scp.bounded_pdu`) and a longer PDU is an A-ABORT before anything
+    near its declared length is read; the A-ASSOCIATE-AC must arrive within
+    ``timeouts.acse``, every later PDU within ``timeouts.network`` once it started, the next
+    DIMSE message within ``timeouts.dimse``; a command set longer than
+    :data:`viewer.net.scp.MAX_COMMAND_SET` is an A-ABORT; a C-STORE data set (C-GET
+    sub-operation) longer than :data:`viewer.net.scp.SPILL_AT` goes to a file in
+    ``spill_folder`` as it arrives (None: an A-ABORT). Close with :func:`close_association`.
     """
+    from viewer.net import scp  # scp imports this module
+
     if len(requested) > contexts.MAX_CONTEXTS:
         raise ValueError(f"{len(requested)} presentation contexts: at most 128 per association")
-    ae = make_ae(local)
+    t = local.timeouts
+    max_pdu = scp.bounded_pdu(local.max_pdu)
+    limits = scp._Limits(max_pdu, float(t.acse), float(t.network))
+    ae = make_ae(local, _GuardedAE(local.ae_title, limits, spill_folder))
+    ae.maximum_pdu_size = max_pdu
     for i, cx in enumerate(requested):
         cx.context_id = 2 * i + 1
     ae.requested_contexts = list(requested)
@@ -108,7 +148,7 @@ def open_association(
             node.host,
             node.port,
             ae_title=node.ae_title,
-            max_pdu=local.max_pdu,
+            max_pdu=max_pdu,
             ext_neg=list(roles) or None,
             bind_address=bind,
             tls_args=tls_args,
@@ -121,6 +161,7 @@ def open_association(
         ) from exc
     if assoc.is_established:
         return assoc
+    scp.release_requestor(assoc)
     raise _diagnose_failure(assoc, node, local, ctx)
 
 
@@ -175,6 +216,10 @@ def close_association(assoc: Association, *, abort: bool = False) -> None:
             assoc.abort()
     except Exception:  # a dying socket must not turn into a traceback in a worker
         LOG.debug("closing association failed", exc_info=True)
+    finally:
+        from viewer.net.scp import release_requestor  # scp imports this module
+
+        release_requestor(assoc)
 
 
 class CancelWatch:

@@ -161,12 +161,31 @@ class FindQuery:
         return ds
 
 
+#: The most matches one query keeps when the caller sets no limit: a PACS that sends pending
+#: matches without end must not grow our memory without bound (issue 9). At that many the
+#: query is cancelled (C-CANCEL, PS3.7 9.1.2.1.4; an A-ABORT if the peer goes on).
+MAX_MATCHES = 10_000
+
+
 @dataclass(slots=True)
 class FindResult:
     matches: list[dict[str, str]]
     cancelled: bool = False
     #: Study Root or Patient Root C-FIND SOP Class used.
     model: str = ""
+    #: The query was stopped at this many matches (its limit, :data:`MAX_MATCHES` by
+    #: default): the peer had more. 0: the answer is complete.
+    stopped_at: int = 0
+
+    @property
+    def note(self) -> str:
+        """What to tell the user when the answer is incomplete (empty otherwise)."""
+        if not self.stopped_at:
+            return ""
+        return (
+            f"stopped after {self.stopped_at} matches: the peer had more; narrow the query "
+            "(patient, date, modality)"
+        )
 
 
 def _text(value: Any) -> str:
@@ -215,9 +234,15 @@ def run_find(
     limit: int | None = None,
     grace: float = 3.0,
 ) -> tuple[list[dict[str, str]], bool]:
-    """One C-FIND on an open association; (matches, cancelled)."""
+    """One C-FIND on an open association; (matches, cancelled).
+
+    At most ``limit`` matches (None: :data:`MAX_MATCHES`) are kept: at that many the query is
+    cancelled, and whatever the peer still sends is dropped unread until it stops (or is
+    aborted after ``grace`` seconds). ``len(matches) == limit`` tells the caller it stopped.
+    """
     if cancel is not None and cancel.is_set():
         return [], True
+    limit = MAX_MATCHES if limit is None else limit
     matches: list[dict[str, str]] = []
     msg_id = _next_msg_id()
     local_cancel = threading.Event()
@@ -225,11 +250,13 @@ def run_find(
         for status, ident in assoc.send_c_find(identifier, model, msg_id=msg_id):
             code = int(getattr(status, "Status", -1)) if status else -1
             if code in (0xFF00, 0xFF01):
+                if local_cancel.is_set():
+                    continue  # past the limit: dropped until the peer stops or is aborted
                 if ident is not None:
                     matches.append(identifier_to_dict(ident))
                 if progress is not None:
                     progress(len(matches))
-                if limit is not None and len(matches) >= limit:
+                if len(matches) >= limit:
                     local_cancel.set()
                 continue
             if code == 0x0000 or code == 0xFE00:
@@ -237,9 +264,11 @@ def run_find(
             if code == -1:
                 if watch.cancelled:
                     break
+                peer = f"{assoc.acceptor.ae_title}@{assoc.acceptor.address}:{assoc.acceptor.port}"
                 raise NetError(
                     diagnose.TIMEOUT,
-                    "the peer stopped answering the query (DIMSE timeout or connection lost)",
+                    f"{peer} stopped answering the query (DIMSE timeout, network timeout or "
+                    "connection lost)",
                 )
             comment = _text(getattr(status, "ErrorComment", ""))
             raise NetError(
@@ -263,7 +292,10 @@ def find(
     """Query ``node``; blocks; raises :class:`NetError` with a diagnosis on failure.
 
     ``models``: the query models to propose, preferred first (Study Root, then Patient Root).
+    ``limit``: the most matches kept (None: :data:`MAX_MATCHES`); ``stopped_at`` of the
+    result says when the query was stopped there.
     """
+    limit = MAX_MATCHES if limit is None else limit
     requested = [build_context(m, list(contexts.UNCOMPRESSED)) for m in models]
     assoc = open_association(node, local, requested)
     healthy = False
@@ -279,7 +311,8 @@ def find(
                 assoc, model, query.identifier(), cancel=cancel, progress=progress, limit=limit
             )
         healthy = assoc.is_established
-        return FindResult(matches, cancelled, model)
+        stopped_at = len(matches) if len(matches) >= limit and not cancelled else 0
+        return FindResult(matches, cancelled, model, stopped_at)
     finally:
         close_association(assoc, abort=not healthy)
 

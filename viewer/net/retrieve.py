@@ -32,7 +32,7 @@ from pynetdicom.presentation import PresentationContext, build_context, build_ro
 from viewer.net import contexts, diagnose
 from viewer.net.connect import CancelWatch, close_association, open_association
 from viewer.net.diagnose import NetError
-from viewer.net.find import FindQuery, _next_msg_id, _pick_model, _text, run_find
+from viewer.net.find import MAX_MATCHES, FindQuery, _next_msg_id, _pick_model, _text, run_find
 from viewer.net.nodes import LocalSettings, Node
 from viewer.net.scp import OnInstance, StoreResult, ensure_scp, handle_store, spool_dir
 
@@ -77,6 +77,9 @@ class _Series:
     missing: list[str]
     present: int
     sop_classes: set[str]
+    #: False: the peer listed more instances than a query keeps (find.MAX_MATCHES): the
+    #: series is retrieved whole, at SERIES level, as if nothing of it were present.
+    complete: bool = True
 
 
 def list_instances(
@@ -105,7 +108,8 @@ def list_instances(
             return out
         sops = [f["SOPInstanceUID"] for f in found if f.get("SOPInstanceUID")]
         classes = {f["SOPClassUID"] for f in found if f.get("SOPClassUID")}
-        out.append(_Series(uid, sops, 0, classes))
+        complete = len(found) < MAX_MATCHES
+        out.append(_Series(uid, sops, 0, classes if complete else set(), complete))
     return out
 
 
@@ -309,6 +313,8 @@ def _plan(
     skipped = 0
     if plan is not None and is_present is not None:
         for series in plan:
+            if not series.complete:
+                continue  # listed in part: retrieved whole (present stays 0)
             before = len(series.missing)
             series.missing = [u for u in series.missing if not is_present(u)]
             series.present = before - len(series.missing)
@@ -430,7 +436,11 @@ def _get(
     handlers = [(evt.EVT_C_STORE, handle_store, [deliver, folder, sync])]
     for classes, idents in split_for_get(requests):
         requested, roles = _get_contexts(classes)
-        assoc = open_association(node, local, requested, roles=roles, evt_handlers=handlers)
+        # A sub-operation's data set longer than SPILL_AT is written to `folder` as it
+        # arrives (handle_store takes the file over), never held whole in memory.
+        assoc = open_association(
+            node, local, requested, roles=roles, evt_handlers=handlers, spill_folder=folder
+        )
         healthy = False
         try:
             model = _pick_model(assoc, contexts.GET_MODELS)

@@ -309,7 +309,16 @@ def _escape(value: str | bytes) -> str:
 
 
 def peer_name(assoc: Any) -> str:
-    """``AE@address:port`` of the peer of an SCP association (what a log line names)."""
+    """``AE@address:port`` of the peer of an association (what a log line names): the
+    requestor of an SCP association, the acceptor (the PACS) of one we opened."""
+    if getattr(assoc, "is_requestor", False):
+        acceptor = assoc.acceptor
+        try:
+            address = f"{acceptor.address}:{acceptor.port}"
+        except (AttributeError, TypeError, ValueError):
+            address = "?"
+        title = str(getattr(acceptor, "ae_title", "") or "").strip()
+        return f"{_escape(title)}@{address}" if title else address
     requestor = assoc.requestor
     try:
         address = f"{requestor.address}:{requestor.port}"
@@ -569,11 +578,8 @@ class _PromptAssociation(Association):
                 return
 
 
-class _PromptDIMSE(DIMSEServiceProvider):
-    """Answers a C-STORE straight on the socket from the association's thread
-    (:func:`viewer.net.fastpath.send_store_response`); anything else goes pynetdicom's way.
-
-    Bounds what a peer can make us hold (issue 9): pynetdicom assembles a message's command
+class _BoundedDIMSE(DIMSEServiceProvider):
+    """Bounds what a peer can make us hold (issue 9): pynetdicom assembles a message's command
     set and data set in memory with no limit (``DIMSEMessage.decode_msg``). Here a command set
     longer than :data:`MAX_COMMAND_SET` is an A-ABORT; a C-STORE-RQ data set longer than
     :data:`SPILL_AT` goes on in a file of the spool folder (:class:`_Spill`, taken over by
@@ -595,11 +601,7 @@ class _PromptDIMSE(DIMSEServiceProvider):
         super().receive_primitive(primitive)
         message = self.message
         if message is None:  # a whole message was queued
-            if self.msg_queue.qsize() > MAX_QUEUED:
-                raise _Refused(
-                    "requests sent without waiting for the answers (no asynchronous "
-                    "operations were negotiated)"
-                )
+            self._queued()
             return
         buffer = message.data_set
         if (
@@ -608,6 +610,13 @@ class _PromptDIMSE(DIMSEServiceProvider):
             and buffer.tell() > SPILL_AT
         ):
             self._spill(message, buffer)
+
+    def _queued(self) -> None:
+        if self.msg_queue.qsize() > MAX_QUEUED:
+            raise _Refused(
+                "requests sent without waiting for the answers (no asynchronous "
+                "operations were negotiated)"
+            )
 
     def _spill(self, message: DIMSEMessage, buffer: BytesIO) -> None:
         """Go on writing this C-STORE-RQ's data set to a file (pynetdicom's ``decode_msg``
@@ -642,6 +651,12 @@ class _PromptDIMSE(DIMSEServiceProvider):
             spill.path,
         )
 
+
+class _PromptDIMSE(_BoundedDIMSE):
+    """Answers a C-STORE straight on the socket from the association's thread
+    (:func:`viewer.net.fastpath.send_store_response`); anything else goes pynetdicom's way.
+    What it accepts is bounded as in :class:`_BoundedDIMSE`."""
+
     def send_msg(self, primitive: Any, context_id: int) -> None:
         if isinstance(primitive, C_STORE) and fastpath.send_store_response(
             self.assoc, context_id, primitive
@@ -666,6 +681,9 @@ class _PromptDUL(DULServiceProvider):
     """
 
     _lightbox_limits = _Limits(DEFAULT_MAX_PDU, 30.0, 60.0)
+    #: The association PDU read up to MAX_REQUEST_PDU: the A-ASSOCIATE-RQ (0x01) for the SCP,
+    #: the A-ASSOCIATE-AC (0x02) for an association we requested.
+    _lightbox_answer_kind = 0x01
 
     def _idle(self) -> None:
         sock = getattr(self.socket, "socket", None)
@@ -689,6 +707,11 @@ class _PromptDUL(DULServiceProvider):
         if sock.socket is not None:  # close() only reports a connected socket
             sock.socket = None
             self.event_queue.put("Evt17")
+        if self.assoc.is_requestor:
+            # Whoever waits for our peer's next message (pynetdicom's send_c_* in the
+            # caller's thread) hears at once that none will come, not after the DIMSE
+            # timeout: (None, None) is what its get_msg answers then.
+            self.assoc.dimse.msg_queue.put((None, None))
 
     def _refuse(self, why: str, answer: bytes = _ABORT_INVALID) -> None:
         what = "rejecting" if answer[0] == 0x03 else "aborting"
@@ -699,8 +722,11 @@ class _PromptDUL(DULServiceProvider):
         sock = cast(_PromptSocket, self.socket)
         limits = self._lightbox_limits
         # Sta1 too: the loop may read the request before it handled the connection (Evt5).
-        requesting = self.state_machine.current_state in ("Sta1", "Sta2")
-        deadline = time.monotonic() + (limits.artim if requesting else limits.idle)
+        state = self.state_machine.current_state
+        requesting = state in ("Sta1", "Sta2")
+        # Sta5: an association we requested, waiting for its answer (the ACSE timeout).
+        waiting = requesting or state == "Sta5"
+        deadline = time.monotonic() + (limits.artim if waiting else limits.idle)
         buf = bytearray()
         try:
             if not sock.read_into(buf, 6, deadline):
@@ -710,7 +736,9 @@ class _PromptDUL(DULServiceProvider):
             if kind not in _PDU_TYPES:
                 self._refuse(f"unknown PDU type 0x{kind:02X}", _ABORT_UNRECOGNIZED)
                 return
-            limit = MAX_REQUEST_PDU if kind == 0x01 else limits.max_pdu
+            # The association request (or, for one we requested, its answer) is not bound
+            # by the maximum length; every other PDU is (PS3.8 D.1).
+            limit = MAX_REQUEST_PDU if kind == self._lightbox_answer_kind else limits.max_pdu
             if length > limit:
                 self._refuse(f"a PDU of {length} bytes, more than the {limit} we accept")
                 return
@@ -1155,3 +1183,112 @@ def serve_until(
     """
     with StorageScp(local, on_instance, folder):
         stop.wait()
+
+
+# -- the same bounds for the associations we open (SCU: echo, find, move, get, send) --------
+
+
+def bounded_pdu(wanted: int) -> int:
+    """The largest PDU we advertise (PS3.8 D.1) and accept: ``wanted``, or
+    :data:`MAX_PDU_CEILING` when that is 0 ("no limit") or more: never unbounded."""
+    return wanted if 0 < wanted <= MAX_PDU_CEILING else MAX_PDU_CEILING
+
+
+class _RequestorSocket(_PromptSocket):
+    """The bounded reader of :class:`_PromptSocket` for an association we opened. The socket
+    itself stays blocking (a socket timeout would also bound each ``sendall``, the whole of a
+    large C-STORE sent by :mod:`viewer.net.fastpath`): every ``recv`` waits first, with
+    ``select``, for data within what is left of the PDU's deadline."""
+
+    def read_into(self, buf: bytearray, total: int, deadline: float) -> bool:
+        sock = self.socket
+        if sock is None:
+            return False
+        got = len(buf)
+        while got < total:
+            if got == len(buf):
+                buf.extend(bytes(min(max(got, _FIRST_CHUNK), total - got)))
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([sock], [], [], left)[0]:
+                    raise TimeoutError
+            with memoryview(buf) as view:
+                n = sock.recv_into(view[got:], len(buf) - got)
+            if not n:
+                del buf[got:]
+                return False
+            got += n
+        return True
+
+
+#: Responses (C-FIND matches, C-GET sub-operations) decoded and not yet taken by the caller:
+#: past this many the DUL thread stops reading until the caller catches up, so a PACS
+#: sending faster than we handle its messages waits on TCP instead of filling our memory.
+MAX_QUEUED_RESPONSES = 64
+
+
+class _RequestorDIMSE(_BoundedDIMSE):
+    """:class:`_BoundedDIMSE` for an association we opened: a C-STORE-RQ (a C-GET
+    sub-operation) data set longer than :data:`SPILL_AT` goes on in a file of the folder the
+    receiver takes files from (none given: an A-ABORT, as for any other data set that long);
+    a PACS may send many responses to one request, so a full queue holds the peer back
+    instead of aborting."""
+
+    def _queued(self) -> None:
+        assoc = self.assoc
+        while (
+            self.msg_queue.qsize() > MAX_QUEUED_RESPONSES
+            and not assoc._kill
+            and not assoc.dul._kill_thread
+        ):
+            time.sleep(0.001)
+
+
+class _RequestorAssociation(Association):
+    """A C-STORE sub-operation (C-GET) whose spilled data set the handler did not take over is
+    deleted once answered (the SCP's reactor does the same, :class:`_PromptAssociation`)."""
+
+    def _c_store_scp(self, req: C_STORE) -> None:
+        try:
+            super()._c_store_scp(req)
+        finally:
+            spills = getattr(self.dimse, "_lightbox_spills", None)
+            if spills is not None:
+                spills.discard(getattr(req, "_dataset_file", None))
+
+
+def guard_requestor(
+    assoc: Association,
+    address: Any,
+    tls_args: Any,
+    limits: _Limits,
+    spill_folder: Path | None,
+) -> AssociationSocket:
+    """Give an association we are about to request (its threads not started yet) the SCP's
+    bounds: PDUs read only up to ``limits.max_pdu`` (the A-ASSOCIATE-AC up to
+    :data:`MAX_REQUEST_PDU`), each within the ACSE timeout before the answer and
+    ``limits.idle`` after; command sets up to :data:`MAX_COMMAND_SET`; C-STORE data sets
+    longer than :data:`SPILL_AT` written to ``spill_folder`` as they arrive (None: refused).
+    Returns the socket for ``AE._create_socket``; call :func:`release_requestor` when done.
+    """
+    assoc.__class__ = _RequestorAssociation
+    dul = assoc.dul
+    dul.__class__ = _PromptDUL
+    dul._target = dul.run_reactor  # type: ignore[attr-defined]
+    dul.daemon = True  # a DUL thread blocked on a peer never keeps the process alive
+    guarded = cast(_PromptDUL, dul)
+    guarded._lightbox_limits = limits
+    guarded._lightbox_answer_kind = 0x02
+    assoc.dimse.__class__ = _RequestorDIMSE
+    dimse = cast(_RequestorDIMSE, assoc.dimse)
+    dimse._lightbox_spills = _Spills(spill_folder) if spill_folder is not None else None
+    sock = _RequestorSocket(assoc, address=address)
+    sock.tls_args = tls_args
+    return sock
+
+
+def release_requestor(assoc: Association) -> None:
+    """The association is over: a spilled data set nobody took over is deleted."""
+    spills = getattr(assoc.dimse, "_lightbox_spills", None)
+    if spills is not None:
+        spills.close()
