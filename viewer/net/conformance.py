@@ -25,9 +25,18 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from viewer.media import profiles
-from viewer.net import contexts
+from viewer.net import contexts, scp
 from viewer.net.contexts import ContextRow
-from viewer.net.nodes import DEFAULT_AE_TITLE, DEFAULT_MAX_PDU, DEFAULT_SCP_PORT, LocalSettings
+from viewer.net.find import MAX_MATCHES
+from viewer.net.nodes import (
+    DEFAULT_AE_TITLE,
+    DEFAULT_MAX_PDU,
+    DEFAULT_SCP_IDLE_TIMEOUT,
+    DEFAULT_SCP_MAX_PER_HOST,
+    DEFAULT_SCP_PORT,
+    LocalSettings,
+    Timeouts,
+)
 
 _MARKER = re.compile(
     r"(<!-- BEGIN GENERATED: (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)"
@@ -70,11 +79,11 @@ def _ts_list_name(syntaxes: tuple[str, ...]) -> str:
 def _scp_ae_facts() -> tuple[int, set[str]]:
     """The storage SCP's AE as :class:`viewer.net.scp.StorageScp` builds it: its association
     limit and the abstract syntaxes it supports (so the SCP table is checked against the AE)."""
-    from viewer.net.scp import StorageScp
-
-    scp = StorageScp.__new__(StorageScp)  # _ae() reads only .local; no spool folder is made
-    scp.local = LocalSettings()
-    ae = scp._ae()
+    server = scp.StorageScp.__new__(
+        scp.StorageScp
+    )  # _ae() reads only .local; no spool folder is made
+    server.local = LocalSettings()
+    ae = server._ae()
     supported = {str(cx.abstract_syntax) for cx in ae.supported_contexts}
     return int(ae.maximum_associations), supported
 
@@ -230,11 +239,31 @@ def identity() -> str:
             ("Default AE title", DEFAULT_AE_TITLE),
             ("Default storage SCP port", str(DEFAULT_SCP_PORT)),
             (
-                "Maximum PDU size received (default, configurable; 0 = unlimited)",
+                "Maximum PDU size received (default, configurable; 0 = the ceiling below)",
                 str(DEFAULT_MAX_PDU),
             ),
+            ("Maximum PDU size received, ceiling", str(scp.MAX_PDU_CEILING)),
+            ("A-ASSOCIATE-RQ / -AC accepted (at most, bytes)", str(scp.MAX_REQUEST_PDU)),
             ("Presentation contexts per association (at most)", str(contexts.MAX_CONTEXTS)),
             ("Simultaneous associations accepted by the storage SCP", str(max_assoc)),
+            (
+                "Associations accepted from one calling address (default, configurable)",
+                str(DEFAULT_SCP_MAX_PER_HOST),
+            ),
+            (
+                "ARTIM: association request expected within (s, default = ACSE timeout)",
+                f"{Timeouts().acse:g}",
+            ),
+            (
+                "Storage SCP idle/read timeout (s, default, configurable)",
+                f"{DEFAULT_SCP_IDLE_TIMEOUT:g}",
+            ),
+            (
+                "C-STORE data set held in memory before it is written to the spool (bytes)",
+                str(scp.SPILL_AT),
+            ),
+            ("Command set (at most, bytes; longer: A-ABORT)", str(scp.MAX_COMMAND_SET)),
+            ("C-FIND matches kept (at most; then C-CANCEL)", str(MAX_MATCHES)),
             (
                 "Associations initiated per operation",
                 "1 (C-GET of a study with many SOP classes: one after another, each within "
