@@ -23,12 +23,16 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.cli import ROOT
+from tests.cli import lightbox_args as lightbox_args  # the kill tests' spelling
+from viewer.store import Store
+from viewer.store.importer import spool_dir
+from viewer.store.store import RECEIVING_PREFIX
+
 ROUNDS_ENV = "LIGHTBOX_KILL_ROUNDS"
 SEED_ENV = "LIGHTBOX_KILL_SEED"
 
@@ -76,10 +80,6 @@ def spawn(
         text=True,
         start_new_session=True,
     )
-
-
-def lightbox_args(*args: str) -> list[str]:
-    return [sys.executable, "-m", "viewer", *args]
 
 
 def kill(proc: subprocess.Popen[str], whole_group: bool) -> tuple[str, str]:
@@ -135,3 +135,25 @@ def stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
         raise AssertionError(f"{proc.args!r} did not stop within {timeout} s of SIGTERM") from None
     wait_group_gone(proc.pid)
     return out, err
+
+
+def wait_for_first(spool: Path, proc: subprocess.Popen[str]) -> None:
+    """Until an instance arrived in the store's spool ``spool`` (a kill timed from there lands
+    in the middle of a transfer), or ``proc`` ended, or 30 s passed."""
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if any(spool.iterdir()):
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.001)
+
+
+def leftovers(store: Store) -> list[Path]:
+    """Temporary files of imports and half-received files: what killed processes leave."""
+    found = list(store.tmp_dir.iterdir()) if store.tmp_dir.is_dir() else []
+    spool = spool_dir(store)
+    if spool.is_dir():
+        found += [p for p in spool.iterdir() if p.name.startswith(RECEIVING_PREFIX)]
+    return found

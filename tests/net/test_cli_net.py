@@ -7,36 +7,9 @@ store and config), and checks what the peer or the store says happened.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
+from tests.cli import instance_count, lightbox, start_listen, stop_listen, store_json
 from tests.net import peers
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def lightbox(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "viewer", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-    )
-
-
-def store_json() -> dict:  # type: ignore[type-arg]
-    result = lightbox("store", "ls", "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
-
-
-def instance_count(data: dict) -> int:  # type: ignore[type-arg]
-    return sum(
-        se["instances"] for p in data["patients"] for st in p["studies"] for se in st["series"]
-    )
 
 
 def test_nodes_add_ls_rm() -> None:
@@ -146,23 +119,15 @@ def test_send_files_and_a_stored_study(orthanc: peers.Orthanc, study: peers.Stud
 
 def test_listen_receives_into_the_store(study: peers.StudyFiles) -> None:
     port = peers.free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "viewer", "listen", "--scp-port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = start_listen(port)
     try:
-        peers.wait_port(port, proc)  # type: ignore[arg-type]
         # storescu proposes uncompressed syntaxes only: push the five uncompressed CT images
         plain = [p for p in study.files if b"1.2.840.10008.1.2.4" not in p.read_bytes()[:400]]
         assert len(plain) == 5
         pushed = peers.storescu("STORESCU", "LIGHTBOX", port, plain)
         assert pushed.returncode == 0, pushed.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
+        err = stop_listen(proc)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert instance_count(store_json()) == 5

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -55,18 +53,6 @@ def completed_before_kill(stderr: str) -> int:
     return max(counts, default=0)
 
 
-def _wait_for_first(spool: Path, proc: subprocess.Popen[str]) -> None:
-    """Until the receiver took an instance over (or the command ended, or 30 s)."""
-    deadline = time.monotonic() + 30
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            if any(spool.iterdir()):
-                return
-        except FileNotFoundError:
-            pass
-        time.sleep(0.002)
-
-
 def _present(store: Store, uids: list[str]) -> list[str]:
     return [u for u in uids if has_instance(store, u)]
 
@@ -95,7 +81,7 @@ def test_kill_get_then_resume(
         # the start (which also kills before the transfer or after the import).
         anchored = rng.random() < 0.7
         if anchored:
-            _wait_for_first(app_home() / "store" / INCOMING, proc)
+            killing.wait_for_first(app_home() / "store" / INCOMING, proc)
             delay = rng.uniform(0.0, 1.0)
         else:
             delay = rng.uniform(0.3, 2.5)

@@ -15,13 +15,12 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.cli import lightbox
 from tests.store.dicomfiles import make_dataset, make_folder, uid, write
 from tests.store.mounts import fill, read_only_view, tmpfs
 from viewer.store import Receiver, Store, StoreError, check, import_paths, list_studies
@@ -29,21 +28,7 @@ from viewer.store.commands import listing
 from viewer.store.importer import spool_dir
 from viewer.store.receiver import STATUS_OUT_OF_RESOURCES
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="mounts are POSIX")
-
-
-def _lightbox(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LIGHTBOX_HOME": str(home)}
-    env.pop("LIGHTBOX_STORE_CRASH_AT", None)
-    return subprocess.run(
-        [sys.executable, "-m", "viewer", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _big_folder(folder: Path, count: int) -> list[Path]:
@@ -69,7 +54,7 @@ def test_import_into_a_full_disc_is_one_error_naming_the_store(tmp_path: Path) -
     files = _big_folder(source, 30)  # 3.8 MiB into 2 MiB
     with tmpfs(tmp_path / "home", "2M") as home:
         store_root = home / "store"
-        done = _lightbox(home, "import", str(source))
+        done = lightbox("import", str(source), home=home)
         assert done.returncode == 3, (done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert lines == [
@@ -89,7 +74,7 @@ def test_import_into_a_full_disc_is_one_error_naming_the_store(tmp_path: Path) -
             assert kept < len(files)  # a batch commits whole, or not at all
         # Once there is room again, importing again completes it.
         shutil.rmtree(tmp_path / "copy")
-        again = _lightbox(home, "import", str(source))
+        again = lightbox("import", str(source), home=home)
         assert again.returncode == 3  # still full: the same one line, at once
         assert len(again.stderr.strip().splitlines()) == 1
 
@@ -179,16 +164,16 @@ def test_a_read_only_store_can_be_listed(
                 with pytest.raises(StoreError, match=f"the store is read-only: {root}"):
                     write_op()
         # The CLI.
-        ls = _lightbox(home, "store", "ls")
+        ls = lightbox("store", "ls", home=home)
         assert ls.returncode == 0, ls.stderr  # the old code: exit 3, "cannot open the store"
         assert "PATIENT^1" in ls.stdout and "4 instances" not in ls.stderr
-        assert _lightbox(home, "store", "check").returncode == 0
+        assert lightbox("store", "check", home=home).returncode == 0
         for args in (
             ("import", str(files[0])),
             ("store", "rm", uid(1)),
             ("store", "check", "--repair"),
         ):
-            done = _lightbox(home, *args)
+            done = lightbox(*args, home=home)
             assert done.returncode == 3, (args, done.stdout, done.stderr)
             assert done.stderr.strip() == f"lightbox: the store is read-only: {root}", done.stderr
             assert "Traceback" not in done.stderr

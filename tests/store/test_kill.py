@@ -24,8 +24,8 @@ import pytest
 from tests import killing
 from tests.store.dicomfiles import make_folder
 from viewer.store import Store, check, delete_uid, import_paths, list_studies
-from viewer.store.check import ORPHAN, PENDING, RECEIVING_PREFIX, TMP_LEFT
-from viewer.store.importer import CRASH_ENV, spool_dir
+from viewer.store.check import ORPHAN, PENDING, TMP_LEFT
+from viewer.store.importer import CRASH_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
@@ -124,15 +124,6 @@ def test_kill_after_random_delays(tmp_path: Path) -> None:
             assert check(store).ok
 
 
-def leftovers(store: Store) -> list[Path]:
-    """Temporary files of imports and half-received files: what killed processes leave."""
-    found = list(store.tmp_dir.iterdir()) if store.tmp_dir.is_dir() else []
-    spool = spool_dir(store)
-    if spool.is_dir():
-        found += [p for p in spool.iterdir() if p.name.startswith(RECEIVING_PREFIX)]
-    return found
-
-
 _SUMMARY = re.compile(r"imported: (\d+).*?already present: (\d+)", re.S)
 
 
@@ -175,7 +166,7 @@ def test_kill_lightbox_import_at_random_points(tmp_path: Path) -> None:
             assert len(stored) == total, where
             # nothing of the killed import is left: no orphan (the re-import indexed it under
             # the same name), no temporary file (removed when the store was opened again)
-            assert leftovers(store) == [], where
+            assert killing.leftovers(store) == [], where
             assert check(store).ok, (where, check(store).problems)
             for study in list_studies(store):  # the next round starts from an empty store
                 delete_uid(store, study.study_instance_uid)

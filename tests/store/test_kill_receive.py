@@ -26,7 +26,7 @@ from tests.net import peers
 from tests.store.dicomfiles import make_dataset, uid, write
 from viewer.config import app_home
 from viewer.store import Receiver, Store, check, has_instance
-from viewer.store.check import ORPHAN, PENDING, RECEIVING_PREFIX, TMP_LEFT
+from viewer.store.check import ORPHAN, PENDING, TMP_LEFT
 from viewer.store.importer import INCOMING, spool_dir
 
 pytestmark = [
@@ -81,18 +81,6 @@ def _storescu(port: int, files: list[Path]) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for_first(spool: Path, sender: subprocess.Popen[str]) -> None:
-    """Until the receiver took an instance over (or storescu ended, or 30 s)."""
-    deadline = time.monotonic() + 30
-    while sender.poll() is None and time.monotonic() < deadline:
-        try:
-            if any(spool.iterdir()):
-                return
-        except FileNotFoundError:
-            pass
-        time.sleep(0.001)
-
-
 def _study_rows(store: Store, study: int) -> tuple[int, int]:
     row = (
         store.connection()
@@ -104,15 +92,6 @@ def _study_rows(store: Store, study: int) -> tuple[int, int]:
         .fetchone()
     )
     return int(row[0]), int(row[1])
-
-
-def leftovers(store: Store) -> list[Path]:
-    """Temporary and half-received files: what a killed import or receiver leaves behind."""
-    found = list(store.tmp_dir.iterdir()) if store.tmp_dir.is_dir() else []
-    spool = spool_dir(store)
-    if spool.is_dir():
-        found += [p for p in spool.iterdir() if p.name.startswith(RECEIVING_PREFIX)]
-    return found
 
 
 def test_kill_listen_while_storescu_sends(tmp_path: Path) -> None:
@@ -133,7 +112,7 @@ def test_kill_listen_while_storescu_sends(tmp_path: Path) -> None:
         # start (which also kills before the association or after everything was imported).
         anchored = rng.random() < 0.75
         if anchored:
-            _wait_for_first(spool, sender)
+            killing.wait_for_first(spool, sender)
             delay = rng.uniform(0.0, 0.25)
         else:
             delay = rng.uniform(0.0, MAX_DELAY_S)
@@ -187,7 +166,7 @@ def test_kill_listen_while_storescu_sends(tmp_path: Path) -> None:
             assert check(store).ok, (where, check(store).problems)
             assert not list(spool_dir(store).glob("*.dcm")), (where, "left in the spool")
             # what the killed receiver was writing (.rx-*) and importing (tmp/) is gone
-            assert leftovers(store) == [], where
+            assert killing.leftovers(store) == [], where
             rows = store.connection().execute("SELECT count(*) FROM instances").fetchone()[0]
             stored = [p for p in store.files_dir.rglob("*") if p.is_file()]
             assert len(stored) == rows == (round_ + 1) * len(paths), where
