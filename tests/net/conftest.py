@@ -16,6 +16,7 @@ import pytest
 from pydicom.filereader import read_file_meta_info
 
 from tests.net import peers
+from tests.net.rawpeer import ThreadErrors
 from viewer.net.nodes import LocalSettings, Node, Timeouts
 from viewer.net.scp import STATUS_SUCCESS, StorageScp, valid_uid
 
@@ -129,3 +130,35 @@ def our_scp(local: LocalSettings, received: Received) -> Iterator[StorageScp]:
     scp.start()
     yield scp
     scp.stop()
+
+
+@pytest.fixture
+def thread_errors() -> Iterator[ThreadErrors]:
+    """Exceptions that escape any thread during the test (the hostile-peer tests' check that
+    nothing a peer sends gets past the SCP's error handling)."""
+    errors = ThreadErrors()
+    previous = threading.excepthook
+    threading.excepthook = errors
+    try:
+        yield errors
+    finally:
+        threading.excepthook = previous
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    path = tmp_path / "spool"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def scp(
+    local: LocalSettings, received: Received, spool: Path, thread_errors: ThreadErrors
+) -> Iterator[StorageScp]:
+    """Our storage SCP spooling into ``spool``; no exception may have escaped a thread."""
+    server = StorageScp(local, received, spool)
+    server.start()
+    yield server
+    server.stop()
+    assert thread_errors.errors == []

@@ -12,7 +12,7 @@ move, get, send) get the storage SCP's bounds.
   sends C-CANCEL and aborts when the PACS goes on.
 
 Real Orthanc and DCMTK peers are well behaved, so the PACS here is a raw socket in a thread
-(the PDU encoders of test_hostile_peer.py): it answers our A-ASSOCIATE-RQ with an
+(the PDU encoders of tests/net/rawpeer.py): it answers our A-ASSOCIATE-RQ with an
 A-ASSOCIATE-AC accepting what the scenario needs, then misbehaves. Memory is what tracemalloc
 saw allocated in this process (the fake PACS sends slices of one buffer allocated first).
 """
@@ -26,11 +26,8 @@ import json
 import os
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
-import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,16 +38,21 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
 
+from tests.cli import lightbox
 from tests.net import peers
-from tests.net.test_hostile_peer import (
+from tests.net.rawpeer import (
     ABORT,
     APP_CONTEXT,
     CT_STORAGE,
     EXPLICIT_LE,
     IMPLICIT_LE,
-    _item,
+    P_DATA_TF,
+    MiB,
+    Peak,
     command,
     element,
+    item,
+    pdata,
     pdv,
     read_pdu,
     store_rq,
@@ -63,15 +65,13 @@ from viewer.net.nodes import LocalSettings, Node, Timeouts
 from viewer.net.retrieve import retrieve
 from viewer.net.scp import SPILL_AT
 
-ROOT = Path(__file__).resolve().parents[2]
-MiB = 1024 * 1024
 LARGE = 200 * MiB
 #: What receiving the large instance may allocate: the data set up to SPILL_AT (its buffer
 #: doubling), a few PDUs, the decoding around them. The whole data set is 200 MiB.
 BOUND = SPILL_AT + 24 * MiB
 GET_STUDY = contexts.StudyRootQueryRetrieveInformationModelGet.encode()
 FIND_STUDY = b"1.2.840.10008.5.1.4.1.2.2.1"
-P_DATA_TF, A_RELEASE_RQ, A_RELEASE_RP = 0x04, 0x05, 0x06
+A_RELEASE_RQ, A_RELEASE_RP = 0x05, 0x06
 RELEASE_RP = struct.pack(">BBI", A_RELEASE_RP, 0, 4) + b"\0" * 4
 TIMEOUTS = Timeouts(connect=3.0, acse=5.0, dimse=15.0, network=15.0)
 
@@ -118,19 +118,19 @@ def associate_ac(
     supported), with the SCP role for ``scp_roles`` (PS3.7 D.3.3.4); and the accepted
     context ids by abstract syntax."""
     contexts_rq, _ = parse_rq(rq_body)
-    items = _item(0x10, APP_CONTEXT)
+    items = item(0x10, APP_CONTEXT)
     ids: dict[bytes, int] = {}
     for cid, abstract, syntaxes in contexts_rq:
         ts = accept.get(abstract)
         if ts is not None and abstract not in ids and ts in syntaxes:
             ids[abstract] = cid
-            items += _item(0x21, struct.pack(">BBBB", cid, 0, 0, 0) + _item(0x40, ts))
+            items += item(0x21, struct.pack(">BBBB", cid, 0, 0, 0) + item(0x40, ts))
         else:
-            items += _item(0x21, struct.pack(">BBBB", cid, 0, 3, 0) + _item(0x40, IMPLICIT_LE))
-    user = _item(0x51, struct.pack(">I", 16384)) + _item(0x52, b"1.2.826.0.1.3680043.9.9")
+            items += item(0x21, struct.pack(">BBBB", cid, 0, 3, 0) + item(0x40, IMPLICIT_LE))
+    user = item(0x51, struct.pack(">I", 16384)) + item(0x52, b"1.2.826.0.1.3680043.9.9")
     for uid in scp_roles:
-        user += _item(0x54, struct.pack(">H", len(uid)) + uid + b"\x00\x01")
-    items += _item(0x50, user)
+        user += item(0x54, struct.pack(">H", len(uid)) + uid + b"\x00\x01")
+    items += item(0x50, user)
     body = rq_body[:68] + items
     return struct.pack(">BBI", 0x02, 0, len(body)) + body, ids
 
@@ -180,9 +180,24 @@ def us(value: int) -> bytes:
     return struct.pack("<H", value)
 
 
+def response(
+    affected: bytes, field: int, msg_id: int, status: int, *more: bytes, data: bool = False
+) -> bytes:
+    """A DIMSE response command set (PS3.7 9.3): Affected SOP Class, Command Field, Message ID
+    Being Responded To, Command Data Set Type (``data``: an identifier follows), Status, and
+    ``more`` elements after them."""
+    return command(
+        element(0, 0x0002, affected),
+        element(0, 0x0100, us(field)),
+        element(0, 0x0120, us(msg_id)),
+        element(0, 0x0800, us(0x0000 if data else 0x0101)),
+        element(0, 0x0900, us(status)),
+        *more,
+    )
+
+
 def send_pdata(sock: socket.socket, cid: int, payload: bytes, is_command: bool) -> None:
-    body = pdv(cid, payload, is_command)
-    sock.sendall(struct.pack(">BBI", P_DATA_TF, 0, len(body)) + body)
+    sock.sendall(pdata(pdv(cid, payload, is_command)))
 
 
 def send_dataset(
@@ -286,22 +301,6 @@ def local() -> LocalSettings:
     return LocalSettings(ae_title="LIGHTBOX", scp_port=peers.free_port(), timeouts=TIMEOUTS)
 
 
-class Peak:
-    """The most memory tracemalloc saw allocated (by any thread) inside the ``with``."""
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-    def __enter__(self) -> Peak:
-        tracemalloc.start()
-        tracemalloc.reset_peak()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _, self.bytes = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-
-
 # -- C-GET: a 200 MiB sub-operation -----------------------------------------------------------
 
 
@@ -378,12 +377,11 @@ def get_scenario(
         pacs.seen["sent"] = send_dataset(conn, ids[CT_STORAGE], view, max_pdu)
         kind, rsp = read_message(conn, 30.0)
         pacs.seen["store_status"] = struct.unpack("<H", rsp.get(0x0900, b"\xff\xff"))[0]
-        final = command(
-            element(0, 0x0002, GET_STUDY),
-            element(0, 0x0100, us(0x8010)),
-            element(0, 0x0120, us(get_id)),
-            element(0, 0x0800, us(0x0101)),
-            element(0, 0x0900, us(0x0000)),
+        final = response(
+            GET_STUDY,
+            0x8010,  # C-GET-RSP
+            get_id,
+            0x0000,
             element(0, 0x1020, us(0)),
             element(0, 0x1021, us(1)),
             element(0, 0x1022, us(0)),
@@ -488,16 +486,6 @@ def test_a_pdu_longer_than_we_advertised_is_aborted_before_it_is_read(
 # -- deadlines: a PACS that goes silent or trickles --------------------------------------------
 
 
-def lightbox(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "viewer", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-    )
-
-
 def write_config(timeouts: dict[str, float]) -> None:
     """Our timeouts as the CLI reads them ($LIGHTBOX_HOME/network.json)."""
     home = Path(os.environ["LIGHTBOX_HOME"])
@@ -565,13 +553,7 @@ def test_find_stops_after_max_matches_of_an_endless_pacs() -> None:
         assert kind == P_DATA_TF and struct.unpack("<H", cmd[0x0100])[0] == 0x0020, cmd
         msg_id = struct.unpack("<H", cmd[0x0110])[0]
         cid = ids[FIND_STUDY]
-        pending = command(
-            element(0, 0x0002, FIND_STUDY),
-            element(0, 0x0100, us(0x8020)),
-            element(0, 0x0120, us(msg_id)),
-            element(0, 0x0800, us(0x0000)),
-            element(0, 0x0900, us(0xFF00)),
-        )
+        pending = response(FIND_STUDY, 0x8020, msg_id, 0xFF00, data=True)  # C-FIND-RSP
         cancels: list[int] = []
         pacs.seen["cancels"] = cancels
 
@@ -597,16 +579,9 @@ def test_find_stops_after_max_matches_of_an_endless_pacs() -> None:
                 ident = element(0x0008, 0x0052, b"STUDY ") + element(
                     0x0020, 0x000D, f"1.2.826.0.1.3680043.9.9.{n}".encode()
                 )
-                body = pdv(cid, pending, True) + pdv(cid, ident, False)
-                conn.sendall(struct.pack(">BBI", P_DATA_TF, 0, len(body)) + body)
+                conn.sendall(pdata(pdv(cid, pending, True), pdv(cid, ident, False)))
                 sent += 1
-            final = command(
-                element(0, 0x0002, FIND_STUDY),
-                element(0, 0x0100, us(0x8020)),
-                element(0, 0x0120, us(msg_id)),
-                element(0, 0x0800, us(0x0101)),
-                element(0, 0x0900, us(0x0000)),
-            )
+            final = response(FIND_STUDY, 0x8020, msg_id, 0x0000)
             pacs.seen["cut"] = False
             send_pdata(conn, cid, final, True)
             finish(conn)

@@ -1,11 +1,11 @@
 """A hostile peer against our storage SCP, over raw sockets on 127.0.0.1 (issue 9).
 
-pynetdicom and DCMTK never send these bytes, so the peer here writes the DICOM upper layer
-(PS3.8 9.3) by hand: declared lengths far beyond what we advertised, partial headers that then
-wait, unknown PDU types, bogus PDV lengths, binary AE titles, command sets that do not decode,
-associations dropped in the middle of a data set. Each test talks to our real ``StorageScp``
-and then checks that a real sender (pynetdicom or DCMTK) is still served, that no exception
-escaped a thread, and that nothing was left in the spool folder.
+pynetdicom and DCMTK never send these bytes, so the peer (tests/net/rawpeer.py) writes the
+DICOM upper layer (PS3.8 9.3) by hand: declared lengths far beyond what we advertised, partial
+headers that then wait, unknown PDU types, bogus PDV lengths, binary AE titles, command sets
+that do not decode, associations dropped in the middle of a data set. Each test talks to our
+real ``StorageScp`` and then checks that a real sender (pynetdicom or DCMTK) is still served,
+that no exception escaped a thread, and that nothing was left in the spool folder.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import tomllib
@@ -40,223 +39,52 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
+from tests.cli import ROOT, start_listen
 from tests.net import peers, test_tls
 from tests.net.conftest import FAST, Received
+from tests.net.rawpeer import (
+    A_ABORT,
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_RJ,
+    ABORT,
+    CT_STORAGE,
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    P_DATA_TF,
+    ThreadErrors,
+    associate,
+    associate_rq,
+    closed_by_peer,
+    connect,
+    echo_ok,
+    eventually_echo,
+    pdata,
+    pdv,
+    read_pdu,
+    status_bytes,
+    store_rq,
+)
 from tests.net.test_tls import Pki
+from tests.store.mounts import fill, tmpfs
 from viewer.net.echo import echo
 from viewer.net.nodes import LocalSettings, Node, Timeouts, Tls
 from viewer.net.scp import StorageScp
 
-ROOT = Path(__file__).resolve().parents[2]
-
-APP_CONTEXT = b"1.2.840.10008.3.1.1.1"
-VERIFICATION = b"1.2.840.10008.1.1"
-CT_STORAGE = b"1.2.840.10008.5.1.4.1.1.2"
-IMPLICIT_LE = b"1.2.840.10008.1.2"
-EXPLICIT_LE = b"1.2.840.10008.1.2.1"
-
-A_ASSOCIATE_AC, A_ASSOCIATE_RJ, P_DATA_TF, A_ABORT = 0x02, 0x03, 0x04, 0x07
-
-
-# -- the raw peer ----------------------------------------------------------------------------
-
-
-def _item(kind: int, body: bytes) -> bytes:
-    return struct.pack(">BBH", kind, 0, len(body)) + body
-
-
-def associate_rq(
-    called: bytes = b"LIGHTBOX",
-    calling: bytes = b"RAWPEER",
-    contexts: list[tuple[int, bytes, list[bytes]]] | None = None,
-    max_pdu: int = 16384,
-) -> bytes:
-    """A-ASSOCIATE-RQ PDU (PS3.8 9.3.2): application context, presentation contexts, user
-    information with the maximum length (D.1) and an implementation class UID (PS3.7 D.3.3.2)."""
-    contexts = contexts if contexts is not None else [(1, VERIFICATION, [IMPLICIT_LE])]
-    items = _item(0x10, APP_CONTEXT)
-    for cid, abstract, syntaxes in contexts:
-        sub = _item(0x30, abstract) + b"".join(_item(0x40, ts) for ts in syntaxes)
-        items += _item(0x20, struct.pack(">BBBB", cid, 0, 0, 0) + sub)
-    user = _item(0x51, struct.pack(">I", max_pdu)) + _item(0x52, b"1.2.826.0.1.3680043.9.9")
-    items += _item(0x50, user)
-    body = (
-        struct.pack(">HH", 1, 0)
-        + called[:16].ljust(16, b" ")
-        + calling[:16].ljust(16, b" ")
-        + b"\0" * 32
-        + items
-    )
-    return struct.pack(">BBI", 0x01, 0, len(body)) + body
-
-
-def pdv(context_id: int, payload: bytes, command: bool, last: bool = True) -> bytes:
-    header = (0x01 if command else 0x00) | (0x02 if last else 0x00)
-    return struct.pack(">IBB", len(payload) + 2, context_id, header) + payload
-
-
-def pdata(*pdvs: bytes) -> bytes:
-    body = b"".join(pdvs)
-    return struct.pack(">BBI", P_DATA_TF, 0, len(body)) + body
-
-
-def element(group: int, elem: int, value: bytes) -> bytes:
-    if len(value) % 2:
-        value += b"\0"
-    return struct.pack("<HHI", group, elem, len(value)) + value
-
-
-def command(*elements: bytes) -> bytes:
-    """A command set, Implicit VR Little Endian, with its group length (PS3.7 6.3.1, E.1)."""
-    body = b"".join(elements)
-    return element(0, 0, struct.pack("<I", len(body))) + body
-
-
-def store_rq(sop_instance: bytes, msg_id: int = 1) -> bytes:
-    """C-STORE-RQ command set (PS3.7 9.3.1.1) for a CT image."""
-    return command(
-        element(0, 0x0002, CT_STORAGE),
-        element(0, 0x0100, struct.pack("<H", 0x0001)),
-        element(0, 0x0110, struct.pack("<H", msg_id)),
-        element(0, 0x0700, struct.pack("<H", 0)),
-        element(0, 0x0800, struct.pack("<H", 0x0000)),
-        element(0, 0x1000, sop_instance),
-    )
-
-
-ABORT = struct.pack(">BBIBBBB", A_ABORT, 0, 4, 0, 0, 0, 0)
-
-
-def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def read_pdu(sock: socket.socket, timeout: float = 5.0) -> tuple[int, bytes] | None:
-    """The next PDU, or None when the connection was closed (or reset) first."""
-    sock.settimeout(timeout)
-    try:
-        head = _read(sock, 6)
-        if head is None:
-            return None
-        kind, _, length = struct.unpack(">BBI", head)
-        body = _read(sock, length)
-    except ConnectionResetError:
-        return None
-    return None if body is None else (kind, body)
-
-
-def _read(sock: socket.socket, n: int) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        part = sock.recv(n - len(data))
-        if not part:
-            return None
-        data += part
-    return data
-
-
-def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
-    """Whether the SCP closes the connection within ``timeout`` (whatever PDU it sends first)."""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            if not sock.recv(65536):
-                return True
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
-    return False
-
-
-def associate(port: int, **kwargs: object) -> socket.socket:
-    sock = connect(port)
-    sock.sendall(associate_rq(**kwargs))  # type: ignore[arg-type]
-    answer = read_pdu(sock)
-    assert answer is not None and answer[0] == A_ASSOCIATE_AC, answer
-    return sock
-
-
-def echo_ok(port: int, source: str = "127.0.0.1", calling: str = "REALSCU") -> bool:
-    """A real C-ECHO by pynetdicom (PS3.7 9.1.5), from ``source``."""
-    ae = AE(calling)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5
-    ae.add_requested_context(VERIFICATION.decode())
-    assoc = ae.associate("127.0.0.1", port, ae_title="LIGHTBOX", bind_address=(source, 0))
-    if not assoc.is_established:
-        return False
-    try:
-        status = assoc.send_c_echo()
-        return bool(status) and status.Status == 0x0000
-    finally:
-        assoc.release()
-
-
-def eventually_echo(port: int, source: str = "127.0.0.1", within: float = 5.0) -> bool:
-    """A C-ECHO succeeds within ``within`` s: slots of connections just closed come back when
-    their association threads have ended, a moment after the peer saw the close."""
-    deadline = time.monotonic() + within
-    while not echo_ok(port, source):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
-# -- fixtures --------------------------------------------------------------------------------
-
-
-class ThreadErrors:
-    """Exceptions that escaped any thread while the test ran (``threading.excepthook``)."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def __call__(self, args: threading.ExceptHookArgs) -> None:
-        self.errors.append(f"{args.thread}: {args.exc_type.__name__}: {args.exc_value}")
-
-
-@pytest.fixture
-def thread_errors() -> Iterator[ThreadErrors]:
-    errors = ThreadErrors()
-    previous = threading.excepthook
-    threading.excepthook = errors
-    try:
-        yield errors
-    finally:
-        threading.excepthook = previous
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Path:
-    path = tmp_path / "spool"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def scp(
-    local: LocalSettings, received: Received, spool: Path, thread_errors: ThreadErrors
-) -> Iterator[StorageScp]:
-    server = StorageScp(local, received, spool)
-    server.start()
-    yield server
-    server.stop()
-    assert thread_errors.errors == []
-
 
 def _ct() -> pydicom.Dataset:
     return pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
+
+
+def _c_store(port: int, ds: pydicom.Dataset) -> pydicom.Dataset:
+    """A real C-STORE of ``ds`` by pynetdicom (AE REALSCU): the status the SCP answered."""
+    ae = AE("REALSCU")
+    ae.add_requested_context(ds.SOPClassUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="LIGHTBOX")
+    assert assoc.is_established
+    try:
+        return assoc.send_c_store(ds)
+    finally:
+        assoc.release()
 
 
 def _implicit_bytes(ds: pydicom.Dataset) -> bytes:
@@ -283,7 +111,7 @@ def test_a_huge_declared_pdu_allocates_nothing_and_is_aborted(
     """``01 00 FF FF FF FF``: an A-ASSOCIATE-RQ claiming 4 GiB made the listener allocate and
     zero it before reading a byte. Now it is an A-ABORT and a closed connection, the process's
     memory does not move, and a real C-ECHO is served meanwhile."""
-    before = rss_bytes()
+    before = status_bytes("VmRSS")
     socks = [connect(local.scp_port) for _ in range(4)]
     try:
         for sock in socks:
@@ -293,7 +121,7 @@ def test_a_huge_declared_pdu_allocates_nothing_and_is_aborted(
             assert answer is not None and answer[0] == A_ABORT, answer
             assert closed_by_peer(sock, 5)
         assert echo_ok(local.scp_port)
-        grown = rss_bytes() - before
+        grown = status_bytes("VmRSS") - before
         assert grown < 64 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MiB"
     finally:
         for sock in socks:
@@ -496,16 +324,9 @@ def test_sigterm_ends_listen_at_once_with_stalled_peers() -> None:
     """``lightbox listen`` waited for stalled connections on SIGTERM (its DUL threads were not
     daemons and blocked in ``recv``). Now it exits within 2 s, status 0."""
     port = peers.free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "viewer", "listen", "--scp-port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = start_listen(port)
     socks: list[socket.socket] = []
     try:
-        peers.wait_port(port, proc)  # type: ignore[arg-type]
         for _ in range(5):
             sock = connect(port)
             sock.sendall(b"\x01\x00\x00\x00")  # a partial header, then nothing
@@ -722,19 +543,9 @@ def test_an_undecodable_or_empty_data_set_is_refused_with_a_comment(
 @pytest.fixture
 def full_disc(tmp_path: Path) -> Iterator[Path]:
     """A real, tiny tmpfs (root only: ``mount -t tmpfs``), filled up."""
-    folder = tmp_path / "full"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
-    try:
-        with contextlib.suppress(OSError), open(folder / "filler", "wb") as fh:
-            fh.write(b"\0" * (1 << 20))
+    with tmpfs(tmp_path / "full", "64k") as folder:
+        fill(folder)
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def test_disk_full_while_receiving_is_a_clear_failure(
@@ -747,14 +558,7 @@ def test_disk_full_while_receiving_is_a_clear_failure(
     caplog.set_level(logging.INFO, logger="viewer")
     ds = _ct()
     with StorageScp(local, received, full_disc):
-        ae = AE("REALSCU")
-        ae.add_requested_context(ds.SOPClassUID)
-        assoc = ae.associate("127.0.0.1", local.scp_port, ae_title="LIGHTBOX")
-        assert assoc.is_established
-        try:
-            status = assoc.send_c_store(ds)
-        finally:
-            assoc.release()
+        status = _c_store(local.scp_port, ds)
     assert status.Status == 0xA700
     assert "No space left" in status.ErrorComment
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -780,14 +584,7 @@ def test_a_failure_status_goes_back_with_its_error_comment(
 
     ds = _ct()
     with StorageScp(local, refuse, spool):
-        ae = AE("REALSCU")
-        ae.add_requested_context(ds.SOPClassUID)
-        assoc = ae.associate("127.0.0.1", local.scp_port, ae_title="LIGHTBOX")
-        assert assoc.is_established
-        try:
-            answer = assoc.send_c_store(ds)
-        finally:
-            assoc.release()
+        answer = _c_store(local.scp_port, ds)
     assert answer.Status == status
     assert answer.ErrorComment.startswith("the data set does not parse to its end")
     assert "\x1b" not in answer.ErrorComment and "\n" not in answer.ErrorComment

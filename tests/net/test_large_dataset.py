@@ -5,7 +5,7 @@ in a file of the spool folder as it arrives; anything else that long, a command 
 ends, and requests sent without waiting for the answers are an A-ABORT.
 
 Real peers: DCMTK's storescu sends a synthetic 200 MiB instance (no patient data) written to
-tmp_path; the hostile cases use the raw peer of test_hostile_peer.py. Memory is what
+tmp_path; the hostile cases use the raw peer of tests/net/rawpeer.py. Memory is what
 ``tracemalloc`` saw allocated in this process while the SCP received (the sender is another
 process, or a socket writing slices of one buffer allocated before the measure starts).
 """
@@ -15,14 +15,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
-import time
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,15 +27,17 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
+from tests.cli import instance_count, start_listen, stop_listen, store_json
 from tests.net import peers
 from tests.net.conftest import Received
-from tests.net.test_cli_net import instance_count, store_json
-from tests.net.test_hostile_peer import (
+from tests.net.rawpeer import (
     A_ABORT,
     ABORT,
     CT_STORAGE,
     EXPLICIT_LE,
     VERIFICATION,
+    MiB,
+    Peak,
     ThreadErrors,
     associate,
     closed_by_peer,
@@ -50,13 +47,14 @@ from tests.net.test_hostile_peer import (
     pdata,
     pdv,
     read_pdu,
+    status_bytes,
     store_rq,
+    wait_for,
 )
+from tests.store.mounts import tmpfs
 from viewer.net.nodes import LocalSettings
 from viewer.net.scp import MAX_COMMAND_SET, SPILL_AT, StorageScp
 
-ROOT = Path(__file__).resolve().parents[2]
-MiB = 1024 * 1024
 #: The synthetic instance's pixel data: far beyond SPILL_AT.
 LARGE = 200 * MiB
 #: What the SCP may allocate while receiving it: SPILL_AT, a PDU or two, bookkeeping.
@@ -112,60 +110,6 @@ def dataset_digest(path: Path) -> str:
 def large_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pydicom.Dataset]:
     path = tmp_path_factory.mktemp("large") / "large.dcm"
     return path, write_large_instance(path)
-
-
-@pytest.fixture
-def thread_errors() -> Iterator[ThreadErrors]:
-    errors = ThreadErrors()
-    previous = threading.excepthook
-    threading.excepthook = errors
-    try:
-        yield errors
-    finally:
-        threading.excepthook = previous
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Path:
-    path = tmp_path / "spool"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def scp(
-    local: LocalSettings, received: Received, spool: Path, thread_errors: ThreadErrors
-) -> Iterator[StorageScp]:
-    server = StorageScp(local, received, spool)
-    server.start()
-    yield server
-    server.stop()
-    assert thread_errors.errors == []
-
-
-class Peak:
-    """The most memory tracemalloc saw allocated (by any thread) inside the ``with``."""
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-    def __enter__(self) -> Peak:
-        tracemalloc.start()
-        tracemalloc.reset_peak()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _, self.bytes = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-
-
-def wait_for(check: object, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def rx_files(folder: Path) -> list[Path]:
@@ -248,17 +192,8 @@ def test_a_large_instance_into_the_store(
 @pytest.fixture
 def small_disc(tmp_path: Path) -> Iterator[Path]:
     """A real 24 MiB tmpfs (root only: ``mount -t tmpfs``): room for SPILL_AT, not for more."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
-    try:
+    with tmpfs(tmp_path / "small", "24m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 @pytest.mark.slow
@@ -451,14 +386,6 @@ def test_a_long_data_set_with_an_invalid_uid_is_refused_and_deleted(
     assert list(spool.iterdir()) == []
 
 
-def _vm_hwm(pid: int) -> int:
-    """The process's peak resident memory (VmHWM, bytes)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmHWM for process {pid}")
-
-
 @pytest.mark.slow
 def test_lightbox_listen_receives_a_large_instance_in_bounded_memory(
     large_file: tuple[Path, pydicom.Dataset],
@@ -469,22 +396,14 @@ def test_lightbox_listen_receives_a_large_instance_in_bounded_memory(
     home = Path(os.environ["LIGHTBOX_HOME"])
     path, _ = large_file
     port = peers.free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "viewer", "listen", "--scp-port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = start_listen(port)
     try:
-        peers.wait_port(port, proc)  # type: ignore[arg-type]
-        before = _vm_hwm(proc.pid)
+        before = status_bytes("VmHWM", proc.pid)
         pushed = peers.storescu("STORESCU", "LIGHTBOX", port, [path])
         assert pushed.returncode == 0, pushed.stdout + pushed.stderr
-        grown = _vm_hwm(proc.pid) - before
+        grown = status_bytes("VmHWM", proc.pid) - before
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
+        err = stop_listen(proc)
     print(f"lightbox listen: peak resident memory grew by {grown / MiB:.0f} MiB")
     assert proc.returncode == 0, err
     assert "Traceback" not in err
