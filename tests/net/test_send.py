@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 
 from tests.net import peers
 from viewer.net import diagnose
+from viewer.net import send as send_module
+from viewer.net.connect import open_association
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import LocalSettings, Node, Timeouts
 from viewer.net.send import send
@@ -98,6 +102,53 @@ def test_failed_instances_are_retried_on_a_new_association(
     assert result.sent == len(mixed.files), [i.message for i in result.failed]
     assert len(first.files()) + len(second[0].files()) >= len(mixed.files)
     assert len(second[0].files()) >= len(mixed.files) - 2
+
+
+def test_a_response_is_not_taken_by_a_reactor_woken_late(
+    tmp_path: Path, mixed: peers.StudyFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first C-STORE sent pynetdicom's way after one sent straight to the socket (a CT,
+    then a JPEG storescp takes only decompressed) resumes the association's reactor, which
+    pynetdicom's ``send_c_store`` pauses again at once. On a loaded machine the reactor
+    thread, woken but not yet run, still reads as paused: the request went out, and when the
+    thread ran it took the C-STORE-RSP off the queue, the sender waiting out the DIMSE
+    timeout ("no answer ... DIMSE timeout expired"; seen in a full test run under load).
+    Here the reactor's thread is held back after each wake-up (a real peer, a real
+    association: only the scheduling delay is forced), so the window is always open."""
+    storescp = peers.start_storescp(tmp_path)
+    local = LocalSettings(timeouts=Timeouts(connect=3, acse=5, dimse=3, network=10))
+    opened: list[Any] = []
+
+    def late_reactor(*args: Any, **kwargs: Any) -> Any:
+        assoc = open_association(*args, **kwargs)
+        checkpoint = assoc._reactor_checkpoint
+        wait = checkpoint.wait
+        get_msg = assoc.dimse.get_msg
+
+        def held_back(timeout: float | None = None) -> bool:
+            woken = wait(timeout)
+            if threading.current_thread() is assoc:  # the reactor, descheduled once woken
+                time.sleep(0.1)
+            return woken
+
+        def slow_sender(block: bool = False) -> Any:
+            if block and threading.current_thread() is not assoc:
+                time.sleep(0.4)  # the sender, descheduled while the answer arrives
+            return get_msg(block)
+
+        checkpoint.wait = held_back  # type: ignore[method-assign]
+        assoc.dimse.get_msg = slow_sender  # type: ignore[method-assign]
+        opened.append(assoc)
+        return assoc
+
+    monkeypatch.setattr(send_module, "open_association", late_reactor)
+    files = [mixed.files[0], mixed.files[3]]  # CT (sent as it is), JPEG (decompressed)
+    try:
+        result = send(Node("s", "PEER", "127.0.0.1", storescp.port), local, files, retries=0)
+    finally:
+        storescp.stop()
+    assert len(opened) == 1  # no retry: both went on the one association
+    assert result.sent == 2, [i.message for i in result.failed]
 
 
 def test_unreadable_files_get_their_own_status(

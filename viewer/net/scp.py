@@ -1244,6 +1244,36 @@ class _RequestorDIMSE(_BoundedDIMSE):
             time.sleep(0.001)
 
 
+class _ReactorCheckpoint(threading.Event):
+    """pynetdicom's reactor pause, made a handshake. A ``send_*`` clears the checkpoint and
+    spins until ``_is_paused``; the reactor sets ``_is_paused``, waits on the checkpoint, and
+    clears ``_is_paused`` once past it. ``Event.wait`` returns True to a thread woken by
+    ``set()`` even if the checkpoint was cleared again before that thread ran: resumed then
+    paused in quick succession (:func:`viewer.net.send._send_batch` resumes the reactor
+    before each ``send_c_store``, which pauses it), the reactor, not yet run, still read as
+    paused; the request went out; then the reactor ran and took the response off the queue,
+    the sender waiting out the DIMSE timeout (seen on a loaded machine). Here the reactor
+    leaves its wait only while the checkpoint is still set, and marks itself running under
+    the checkpoint's lock, so a ``clear()`` either keeps it waiting or is followed by a spin
+    that sees it running and waits for it to pause again."""
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__()
+        self._lightbox_assoc = assoc
+        self.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assoc = self._lightbox_assoc
+        if threading.current_thread() is not assoc or timeout is not None:
+            return super().wait(timeout)
+        cond = self._cond  # type: ignore[attr-defined]
+        with cond:
+            while not self._flag:  # type: ignore[attr-defined]
+                cond.wait()
+            assoc._is_paused = False
+        return True
+
+
 class _RequestorAssociation(Association):
     """A C-STORE sub-operation (C-GET) whose spilled data set the handler did not take over is
     deleted once answered (the SCP's reactor does the same, :class:`_PromptAssociation`)."""
@@ -1272,6 +1302,7 @@ def guard_requestor(
     Returns the socket for ``AE._create_socket``; call :func:`release_requestor` when done.
     """
     assoc.__class__ = _RequestorAssociation
+    assoc._reactor_checkpoint = _ReactorCheckpoint(assoc)
     dul = assoc.dul
     dul.__class__ = _PromptDUL
     dul._target = dul.run_reactor  # type: ignore[attr-defined]
