@@ -447,17 +447,27 @@ class _PromptSocket(AssociationSocket):
     calls and as many copies), bounded by a deadline, the buffer growing with the data that
     actually arrive."""
 
+    #: Wait with ``select`` before each ``recv`` (:class:`_RequestorSocket`) instead of
+    #: relying on the socket's own timeout.
+    _lightbox_select = False
+
     def read_into(self, buf: bytearray, total: int, deadline: float) -> bool:
         """Fill ``buf`` up to ``total`` bytes; False when the peer closed first; TimeoutError
         when ``deadline`` (``time.monotonic``) passes. The socket's own timeout bounds each
-        ``recv`` so the whole read ends at most one socket timeout after the deadline."""
+        ``recv`` so the whole read ends at most one socket timeout after the deadline; with
+        ``_lightbox_select`` each ``recv`` waits first for data within what is left of it."""
         sock = self.socket
         if sock is None:
             return False
+        wait = self._lightbox_select
         got = len(buf)
         while got < total:
             if got == len(buf):
                 buf.extend(bytes(min(max(got, _FIRST_CHUNK), total - got)))
+            if wait and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([sock], [], [], left)[0]:
+                    raise TimeoutError
             with memoryview(buf) as view:
                 n = sock.recv_into(view[got:], len(buf) - got)
             if not n:
@@ -1200,25 +1210,7 @@ class _RequestorSocket(_PromptSocket):
     large C-STORE sent by :mod:`viewer.net.fastpath`): every ``recv`` waits first, with
     ``select``, for data within what is left of the PDU's deadline."""
 
-    def read_into(self, buf: bytearray, total: int, deadline: float) -> bool:
-        sock = self.socket
-        if sock is None:
-            return False
-        got = len(buf)
-        while got < total:
-            if got == len(buf):
-                buf.extend(bytes(min(max(got, _FIRST_CHUNK), total - got)))
-            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([sock], [], [], left)[0]:
-                    raise TimeoutError
-            with memoryview(buf) as view:
-                n = sock.recv_into(view[got:], len(buf) - got)
-            if not n:
-                del buf[got:]
-                return False
-            got += n
-        return True
+    _lightbox_select = True
 
 
 #: Responses (C-FIND matches, C-GET sub-operations) decoded and not yet taken by the caller:
@@ -1255,7 +1247,9 @@ class _ReactorCheckpoint(threading.Event):
     the sender waiting out the DIMSE timeout (seen on a loaded machine). Here the reactor
     leaves its wait only while the checkpoint is still set, and marks itself running under
     the checkpoint's lock, so a ``clear()`` either keeps it waiting or is followed by a spin
-    that sees it running and waits for it to pause again."""
+    that sees it running and waits for it to pause again. Relies on pynetdicom's
+    ``Association._run_reactor`` (its source is pinned by tests/net/test_hostile_peer.py).
+    """
 
     def __init__(self, assoc: Association) -> None:
         super().__init__()
