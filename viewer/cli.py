@@ -682,7 +682,7 @@ def _burn_sources(args: argparse.Namespace) -> list[Path]:
 
 
 def _cmd_burn(args: argparse.Namespace) -> int:
-    from viewer.media.writer import MediaError
+    from viewer.media.plan import MediaError
 
     if not args.study and not args.source:
         _say("burn: name the studies (--study UID ...) or a source (--from PATH)")

@@ -20,7 +20,7 @@ from pydicom.sequence import Sequence
 
 from tests.conftest import require_tool
 from tests.media.test_writer import run_validators
-from viewer.media import writer
+from viewer.media import plan, writer
 from viewer.media.deidentify import (
     TABLE,
     Deidentifier,
@@ -343,7 +343,7 @@ def test_cancel_while_de_identifying_writes_nothing(tmp_path: Path) -> None:
 
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(writer.Cancelled):
+    with pytest.raises(plan.Cancelled):
         writer.write_media(
             [TEST_FILES / "CT_small.dcm"],
             tmp_path / "OUT",

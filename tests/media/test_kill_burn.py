@@ -24,7 +24,7 @@ import pytest
 from tests import killing
 from tests.conftest import require_tool
 from tests.store.dicomfiles import make_folder
-from viewer.media import iso, writer
+from viewer.media import iso, plan, writer
 from viewer.media.verify import verify
 
 POSIX = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
@@ -140,7 +140,7 @@ def test_a_cancelled_burn_is_incomplete_then_written_again(source: Path, tmp_pat
         if done == 5:
             cancel.set()
 
-    with pytest.raises(writer.Cancelled, match="incomplete"):
+    with pytest.raises(plan.Cancelled, match="incomplete"):
         writer.write_media(files, target, progress=progress, cancel=cancel)
     assert not (target / "DICOMDIR").exists()
     assert (target / writer.INCOMPLETE).is_file()
@@ -161,7 +161,7 @@ def test_a_folder_without_the_marker_is_never_cleared(source: Path, tmp_path: Pa
     target = tmp_path / "USB"
     (target / "DICOM").mkdir(parents=True)
     (target / "DICOM" / "IM1").write_bytes(b"theirs")
-    with pytest.raises(writer.MediaError, match="already holds DICOM"):
+    with pytest.raises(plan.MediaError, match="already holds DICOM"):
         writer.write_media([next(p for p in source.rglob("*") if p.is_file())], target)
     assert (target / "DICOM" / "IM1").read_bytes() == b"theirs"
 
@@ -175,7 +175,7 @@ def test_a_burn_in_progress_is_not_cleared(source: Path, tmp_path: Path) -> None
     try:
         (target / writer.INCOMPLETE).write_text(f"{sleeper.pid}\n")
         (target / "DICOM").mkdir()
-        with pytest.raises(writer.MediaError, match=f"being written by process {sleeper.pid}"):
+        with pytest.raises(plan.MediaError, match=f"being written by process {sleeper.pid}"):
             writer.write_media([next(p for p in source.rglob("*") if p.is_file())], target)
         assert (target / "DICOM").is_dir()
     finally:

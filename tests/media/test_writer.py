@@ -14,10 +14,10 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from tests.conftest import SHARED, require_tool
-from viewer import __version__
+from viewer import __version__, dicom
 from viewer.imaging import decode
 from viewer.media import dicomdir_writer as ddw
-from viewer.media import writer
+from viewer.media import plan, writer
 from viewer.media.profiles import Medium, get_profile
 from viewer.media.verify import verify
 
@@ -122,7 +122,7 @@ def test_every_file_written_with_zero_preamble_and_our_file_meta(written) -> Non
         assert raw[:128] == b"\x00" * 128 and raw[128:132] == b"DICM"
         ds = _read(path)
         meta = ds.file_meta
-        assert meta.ImplementationClassUID == writer.IMPLEMENTATION_CLASS_UID
+        assert meta.ImplementationClassUID == dicom.IMPLEMENTATION_CLASS_UID
         assert meta.ImplementationVersionName == f"LIGHTBOX_{__version__}"
         assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
         assert meta.MediaStorageSOPClassUID == ds.SOPClassUID
@@ -239,7 +239,7 @@ def test_split_into_discs_without_splitting_a_study(tmp_path: Path) -> None:
 def test_study_larger_than_the_medium_is_refused_naming_the_medium(tmp_path: Path) -> None:
     files = [DATA / n for n in SHARED_FILES[:2]]
     small = Medium("tiny", "tiny test disc", writer._DEFAULT_RESERVE + 10_000)
-    with pytest.raises(writer.MediaError, match=r"larger than a tiny test disc: it needs a CD-R"):
+    with pytest.raises(plan.MediaError, match=r"larger than a tiny test disc: it needs a CD-R"):
         writer.write_media(files, tmp_path / "OUT", medium=small)
     assert not (tmp_path / "OUT").exists()
 
@@ -273,14 +273,24 @@ def test_undecodable_file_is_refused_for_the_cd_profile(tmp_path: Path) -> None:
 def test_target_holding_media_is_refused(tmp_path: Path) -> None:
     (tmp_path / "OUT").mkdir()
     (tmp_path / "OUT" / "DICOMDIR").write_bytes(b"")
-    with pytest.raises(writer.MediaError, match="already holds DICOMDIR"):
+    with pytest.raises(plan.MediaError, match="already holds DICOMDIR"):
         writer.write_media([TEST_FILES / "CT_small.dcm"], tmp_path / "OUT")
 
 
-def test_implementation_uid_is_the_network_one() -> None:
-    contexts = pytest.importorskip("viewer.net.contexts")
-    assert contexts.IMPLEMENTATION_CLASS_UID == writer.IMPLEMENTATION_CLASS_UID
-    assert contexts.IMPLEMENTATION_VERSION_NAME == writer.IMPLEMENTATION_VERSION_NAME
+def test_one_implementation_uid_for_media_files_dicomdir_and_network(tmp_path: Path) -> None:
+    from viewer.net.connect import make_ae
+    from viewer.net.nodes import LocalSettings
+
+    writer.write_media([TEST_FILES / "CT_small.dcm"], tmp_path / "OUT")
+    dicomdir = pydicom.dcmread(tmp_path / "OUT" / "DICOMDIR")
+    assert dicomdir.file_meta.ImplementationClassUID == dicom.IMPLEMENTATION_CLASS_UID
+    assert dicomdir.file_meta.ImplementationVersionName == dicom.IMPLEMENTATION_VERSION_NAME
+    ae = make_ae(LocalSettings())
+    assert ae.implementation_class_uid == dicom.IMPLEMENTATION_CLASS_UID
+    assert ae.implementation_version_name == dicom.IMPLEMENTATION_VERSION_NAME
+    root = Path(__file__).resolve().parents[2] / "viewer"
+    defined = [p for p in root.rglob("*.py") if dicom.IMPLEMENTATION_CLASS_UID in p.read_text()]
+    assert defined == [root / "dicom" / "__init__.py"]
 
 
 def test_cancel_stops_and_progress_counts(tmp_path: Path) -> None:
@@ -292,7 +302,7 @@ def test_cancel_stops_and_progress_counts(tmp_path: Path) -> None:
     assert seen == [(1, 3), (2, 3), (3, 3)]
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(writer.Cancelled, match="incomplete"):
+    with pytest.raises(plan.Cancelled, match="incomplete"):
         writer.write_media(files, tmp_path / "B", web=False, cancel=cancel)
 
 
@@ -359,7 +369,7 @@ def test_files_without_file_meta_are_re_encoded(tmp_path: Path) -> None:
 
 
 def test_fileset_id_is_checked_and_numbered_within_16_characters(tmp_path: Path) -> None:
-    with pytest.raises(writer.MediaError, match="File-set ID"):
+    with pytest.raises(plan.MediaError, match="File-set ID"):
         writer.write_media([TEST_FILES / "CT_small.dcm"], tmp_path / "A", fileset_id="Jane Doe")
     files = [TEST_FILES / "CT_small.dcm", TEST_FILES / "MR_small.dcm"]
     sizes = [s.size for d in writer.plan_media(files, medium="usb").discs for s in d]

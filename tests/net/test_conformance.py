@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from viewer import dicom
 from viewer.media import profiles
 from viewer.net import conformance, contexts
 
@@ -37,8 +38,8 @@ def test_a_changed_context_list_is_drift(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_the_statement_names_what_the_code_uses() -> None:
     text = DOC.read_text(encoding="utf-8")
-    assert contexts.IMPLEMENTATION_CLASS_UID in text
-    assert contexts.IMPLEMENTATION_VERSION_NAME in text
+    assert dicom.IMPLEMENTATION_CLASS_UID in text
+    assert dicom.IMPLEMENTATION_VERSION_NAME in text
     for uid in (
         contexts.VERIFICATION,
         *contexts.FIND_MODELS,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from viewer import __version__
+from viewer import __version__, dicom
 from viewer.net import contexts
 from viewer.net.nodes import (
     ConfigError,
@@ -81,13 +81,13 @@ def test_defaults_and_broken_config() -> None:
 
 
 def test_implementation_identity() -> None:
-    uid = contexts.IMPLEMENTATION_CLASS_UID
+    uid = dicom.IMPLEMENTATION_CLASS_UID
     assert uid.startswith("2.25.") and len(uid) <= 64
     assert all(
         part.isdigit() and (part == "0" or not part.startswith("0")) for part in uid.split(".")
     )
-    assert f"LIGHTBOX_{__version__}" == contexts.IMPLEMENTATION_VERSION_NAME
-    assert len(contexts.IMPLEMENTATION_VERSION_NAME) <= 16
+    assert f"LIGHTBOX_{__version__}" == dicom.IMPLEMENTATION_VERSION_NAME
+    assert len(dicom.IMPLEMENTATION_VERSION_NAME) <= 16
 
 
 def test_context_lists_fit_one_association_and_feed_the_conformance_rows() -> None:

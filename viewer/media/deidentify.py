@@ -81,6 +81,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from viewer import __version__
+from viewer.media.plan import Cancelled
 
 # Table E.1-1: tag, Basic Profile action, options that retain it: T = Retain Longitudinal
 # Temporal Information (K with Full Dates, C = shifted with Modified Dates), U = Retain UIDs,
@@ -666,8 +667,6 @@ def deidentify_files(
     total = len(paths)
     for number, raw in enumerate(paths, start=1):
         if cancel is not None and cancel.is_set():
-            from viewer.media.writer import Cancelled
-
             raise Cancelled("cancelled while de-identifying: nothing was written")
         out = folder / f"{number:08d}.dcm"
         try:

@@ -28,6 +28,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from viewer import dicom
 from viewer.media.profiles import EXPLICIT_VR_LE
 
 BASIC_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -703,11 +704,10 @@ class DicomdirBuilder:
     ) -> None:
         if not FILESET_ID.match(fileset_id):
             raise ValueError(f"File-set ID {fileset_id!r} is not up to 16 of A-Z, 0-9, _")
-        if implementation_class_uid is None or implementation_version_name is None:
-            from viewer.media.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-
-            implementation_class_uid = implementation_class_uid or IMPLEMENTATION_CLASS_UID
-            implementation_version_name = implementation_version_name or IMPLEMENTATION_VERSION_NAME
+        implementation_class_uid = implementation_class_uid or dicom.IMPLEMENTATION_CLASS_UID
+        implementation_version_name = (
+            implementation_version_name or dicom.IMPLEMENTATION_VERSION_NAME
+        )
         self.fileset_id = fileset_id
         self.implementation_class_uid = implementation_class_uid
         self.implementation_version_name = implementation_version_name

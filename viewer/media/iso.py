@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from viewer.media.writer import MediaError, WriteReport, write_media
+from viewer.media.plan import MediaError
+from viewer.media.writer import WriteReport, write_media
 
 
 def iso_name(name: str, is_dir: bool) -> str:

@@ -39,7 +39,7 @@ from viewer.media.profiles import (
 from viewer.text import escape
 
 if TYPE_CHECKING:
-    from viewer.media.writer import DiscResult
+    from viewer.media.plan import DiscResult
 
 MANIFEST = "SHA256.TXT"
 """Checksums of every other file on the media (``sha256sum -c`` format): written with the media

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 
 from viewer import __version__
 from viewer.media import dicomdir_writer as ddw
+from viewer.media.plan import display_text, format_date
 from viewer.text import escape
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from viewer.media.writer import DiscResult, PlannedStudy, WrittenFile
+    from viewer.media.plan import DiscResult, PlannedStudy, WrittenFile
 
 PREVIEW_SIZE = (256, 256)
 WEB_DIR = "IHE_PDI"
@@ -79,8 +80,6 @@ def _preview(path: Path) -> Image | None:
 
 def write_web(root: Path, disc: list[PlannedStudy], result: DiscResult) -> dict[str, str]:
     """Write INDEX.HTM and IHE_PDI/; returns relative path -> SHA-256 of every file written."""
-    from viewer.media.writer import _display, _format_date
-
     written: dict[str, str] = {}
     web_dir = root / WEB_DIR
     web_dir.mkdir(exist_ok=True)
@@ -99,9 +98,9 @@ def write_web(root: Path, disc: list[PlannedStudy], result: DiscResult) -> dict[
         header = files[0].header
         if study.patient_key != current_patient:
             current_patient = study.patient_key
-            name = _display(header, ddw.PATIENT_NAME) or "(no name)"
+            name = display_text(header, ddw.PATIENT_NAME) or "(no name)"
             birth = (
-                _format_date(header.text(ddw.PATIENT_BIRTH_DATE))
+                format_date(header.text(ddw.PATIENT_BIRTH_DATE))
                 if header.has(ddw.PATIENT_BIRTH_DATE)
                 else ""
             )
@@ -111,12 +110,12 @@ def write_web(root: Path, disc: list[PlannedStudy], result: DiscResult) -> dict[
             )
         page = f"S{s_no:04d}.HTM"
         date = files[0].fills.get(ddw.STUDY_DATE) or header.text(ddw.STUDY_DATE)
-        description = _display(header, ddw.STUDY_DESCRIPTION) or "(no description)"
+        description = display_text(header, ddw.STUDY_DESCRIPTION) or "(no description)"
         modalities = sorted(
             {f.fills.get(ddw.MODALITY) or f.header.text(ddw.MODALITY) or "OT" for f in files}
         )
         rows.append(
-            f"<tr><td>{_h(_format_date(date))}</td>"
+            f"<tr><td>{_h(format_date(date))}</td>"
             f'<td><a href="{WEB_DIR}/{page}">{_h(description)}</a></td>'
             f"<td>{_h('/'.join(modalities))}</td>"
             f"<td>{len(study.series)} series, {len(files)} files</td></tr>"
@@ -143,10 +142,8 @@ def _study_page(
     by_source: dict[str, WrittenFile],
     put: Callable[[str, bytes], None],
 ) -> str:
-    from viewer.media.writer import _display, _format_date
-
     header = study.files[0].header
-    title = _display(header, ddw.STUDY_DESCRIPTION) or "Study"
+    title = display_text(header, ddw.STUDY_DESCRIPTION) or "Study"
     date = study.files[0].fills.get(ddw.STUDY_DATE) or header.text(ddw.STUDY_DATE)
     rows: list[str] = []
     for r_no, series in enumerate(study.series.values(), start=1):
@@ -168,14 +165,14 @@ def _study_page(
         sh = files[0].header
         number = files[0].fills.get(ddw.SERIES_NUMBER) or sh.text(ddw.SERIES_NUMBER)
         modality = files[0].fills.get(ddw.MODALITY) or sh.text(ddw.MODALITY) or "OT"
-        description = _display(sh, ddw.SERIES_DESCRIPTION)
+        description = display_text(sh, ddw.SERIES_DESCRIPTION)
         rows.append(
             f"<tr><td>{_h(number)}</td><td>{_h(modality)}</td>"
             f"<td>{_h(description)}</td><td>{len(files)}</td><td>{cell}</td></tr>"
         )
     body = (
         f'<p><a href="../INDEX.HTM">&#8592; study list</a></p>\n'
-        f"<h1>{_h(title)} &#8211; {_h(_format_date(date))}</h1>\n"
+        f"<h1>{_h(title)} &#8211; {_h(format_date(date))}</h1>\n"
         '<p class="note">Previews are reduced pictures, not for diagnosis.</p>\n'
         "<table><tr><th>Series</th><th>Modality</th><th>Description</th><th>Files</th>"
         "<th>Preview</th></tr>\n" + "\n".join(rows) + "\n</table>"

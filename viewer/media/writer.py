@@ -49,8 +49,21 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 
-from viewer import __version__
+from viewer import __version__, dicom
 from viewer.media import dicomdir_writer as ddw
+from viewer.media.plan import (
+    Cancelled,
+    Change,
+    DiscResult,
+    MediaError,
+    Plan,
+    PlannedSeries,
+    PlannedStudy,
+    SourceFile,
+    WrittenFile,
+    display_text,
+    format_date,
+)
 from viewer.media.profiles import (
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
@@ -66,11 +79,6 @@ from viewer.text import escape
 
 if TYPE_CHECKING:
     from viewer.media.deidentify import Deidentifier
-
-IMPLEMENTATION_CLASS_UID = "2.25.193876086383559275422850512442602528774"
-"""Ours (PS3.7 D.3.3.2, 2.25 root of PS3.5 B.2). The same value as ``viewer.net.contexts``; kept
-here so that the media code does not import the network stack. One shared constant later."""
-IMPLEMENTATION_VERSION_NAME = f"LIGHTBOX_{__version__}"[:16]
 
 LOSSLESS_TRANSFER_SYNTAXES = frozenset(
     {
@@ -88,115 +96,6 @@ ProgressCallback = Callable[[int, int], None]
 
 _DEFAULT_RESERVE = 4 * 1024 * 1024
 """Room kept on each disc for README, web pages, DICOMDIR slack and ISO 9660 structures."""
-_PER_FILE_OVERHEAD = 2048 + 600
-"""Sector rounding on the disc and the file's DICOMDIR records, per file (an upper bound)."""
-
-
-class MediaError(Exception):
-    """The media cannot be written as asked (too large, target not empty, cancelled...)."""
-
-
-class Cancelled(MediaError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One change to a dataset beyond the File Meta: which file, which attribute, why."""
-
-    source: str
-    attribute: str
-    old: str
-    new: str
-    reason: str
-
-    def __str__(self) -> str:
-        # repr() shows the values' control characters as escapes; the source name is escaped.
-        return (
-            f"{escape(self.source)}: {self.attribute} {self.old!r} -> {self.new!r} ({self.reason})"
-        )
-
-
-@dataclass(slots=True)
-class SourceFile:
-    """One input file as planned: its header, where it goes and what happens to it."""
-
-    path: Path
-    header: ddw.Header
-    action: Action
-    estimated_size: int
-    fills: dict[int, str] = field(default_factory=dict)
-    file_id: tuple[str, ...] = ()
-
-    @property
-    def sop_instance_uid(self) -> str:
-        return self.header.text(ddw.SOP_INSTANCE_UID)
-
-
-@dataclass(slots=True)
-class PlannedSeries:
-    series_instance_uid: str
-    files: list[SourceFile] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class PlannedStudy:
-    study_instance_uid: str
-    patient_key: str
-    series: dict[str, PlannedSeries] = field(default_factory=dict)
-
-    @property
-    def files(self) -> list[SourceFile]:
-        return [f for s in self.series.values() for f in s.files]
-
-    @property
-    def size(self) -> int:
-        return sum(f.estimated_size + _PER_FILE_OVERHEAD for f in self.files)
-
-
-@dataclass(slots=True)
-class Plan:
-    """What will be written: the studies per disc, the changes, the refused files."""
-
-    profile: Profile
-    medium: Medium
-    discs: list[list[PlannedStudy]]
-    changes: list[Change]
-    skipped: list[str]
-
-    @property
-    def total_size(self) -> int:
-        return sum(s.size for disc in self.discs for s in disc)
-
-
-@dataclass(slots=True)
-class WrittenFile:
-    source: str
-    file_id: tuple[str, ...]
-    sha256: str
-    size: int
-    sop_instance_uid: str
-
-
-@dataclass(slots=True)
-class DiscResult:
-    """One complete file-set: its folder, File-set ID and what was written to it."""
-
-    index: int
-    count: int
-    root: Path
-    fileset_id: str
-    files: list[WrittenFile]
-    tree: dict[str, dict[str, dict[str, list[str]]]]
-    """patient ID -> study UID -> series UID -> SOP Instance UIDs, as selected."""
-    extra_sha256: dict[str, str] = field(default_factory=dict)
-    """DICOMDIR, README.TXT and web files: relative path -> SHA-256 of what was meant."""
-
-    def expected(self) -> dict[str, str]:
-        """Relative path (``/`` separated) -> SHA-256, for read-back verification."""
-        out = {"/".join(f.file_id): f.sha256 for f in self.files}
-        out.update(self.extra_sha256)
-        return out
 
 
 @dataclass(slots=True)
@@ -516,8 +415,8 @@ def _meta_bytes(sop_class: str, sop_instance: str, ts: str) -> bytes:
             ddw._element(0x00020002, "UI", sop_class.encode("ascii")),
             ddw._element(0x00020003, "UI", sop_instance.encode("ascii")),
             ddw._element(0x00020010, "UI", ts.encode("ascii")),
-            ddw._element(0x00020012, "UI", IMPLEMENTATION_CLASS_UID.encode("ascii")),
-            ddw._element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME.encode("ascii")),
+            ddw._element(0x00020012, "UI", dicom.IMPLEMENTATION_CLASS_UID.encode("ascii")),
+            ddw._element(0x00020013, "SH", dicom.IMPLEMENTATION_VERSION_NAME.encode("ascii")),
         ]
     )
     group_length = ddw._element(0x00020000, "UL", struct.pack("<I", len(elements)))
@@ -657,8 +556,8 @@ def _transcode_quietly(source: SourceFile, profile: Profile) -> tuple[bytes, lis
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = UID(target_ts)
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    meta.ImplementationClassUID = UID(dicom.IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = dicom.IMPLEMENTATION_VERSION_NAME
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
     buffer = io.BytesIO()
@@ -1080,26 +979,6 @@ def remove_tree(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _display(header: ddw.Header, tag: int) -> str:
-    """A text value decoded with the file's Specific Character Set (PS3.5 6.1), for people."""
-    item = header.elements.get(tag)
-    if item is None:
-        return ""
-    charset_item = header.elements.get(ddw.SPECIFIC_CHARACTER_SET)
-    charsets = (
-        [c.strip() for c in charset_item[1].decode("ascii", "replace").split("\\")]
-        if charset_item
-        else ["ISO_IR 6"]
-    )
-    try:
-        from pydicom.charset import convert_encodings, decode_bytes
-
-        text = decode_bytes(item[1], convert_encodings(charsets), set())
-    except Exception:
-        text = item[1].decode("latin-1", "replace")
-    return text.rstrip("\x00 ").replace("^", " ").strip()
-
-
 def readme_text(
     plan: Plan,
     disc: list[PlannedStudy],
@@ -1126,7 +1005,7 @@ def readme_text(
         f"Disc {result.index} of {result.count}",
         f"Made by: {made_by or 'not stated'}",
         f"Application: Lightbox {__version__} "
-        f"(Implementation Class UID {IMPLEMENTATION_CLASS_UID})",
+        f"(Implementation Class UID {dicom.IMPLEMENTATION_CLASS_UID})",
         f"Written: {now.strftime('%Y-%m-%d %H:%M %Z').strip()}",
         f"Media profile: {plan.profile.name} (DICOM PS3.11), File-set ID {result.fileset_id}",
         "",
@@ -1140,14 +1019,14 @@ def readme_text(
         lines.append("")
         # Values from the files, escaped: `cat README.TXT` must not run a terminal escape
         # sequence, and a CR/LF in a name must not forge lines (viewer.text.escape).
-        lines.append(f"Patient: {escape(_display(first, ddw.PATIENT_NAME) or '(no name)')}")
+        lines.append(f"Patient: {escape(display_text(first, ddw.PATIENT_NAME) or '(no name)')}")
         for study in studies:
             header = study.files[0].header
             date = study.files[0].fills.get(ddw.STUDY_DATE) or header.text(ddw.STUDY_DATE)
             modalities = sorted({f.header.text(ddw.MODALITY) or "OT" for f in study.files})
-            description = _display(header, ddw.STUDY_DESCRIPTION) or "(no description)"
+            description = display_text(header, ddw.STUDY_DESCRIPTION) or "(no description)"
             lines.append(
-                f"  Study {escape(_format_date(date))}  {escape('/'.join(modalities))}  "
+                f"  Study {escape(format_date(date))}  {escape('/'.join(modalities))}  "
                 f"{escape(description)}  "
                 f"({len(study.series)} series, {len(study.files)} files)"
             )
@@ -1179,9 +1058,3 @@ def readme_text(
             "pixels were not changed and may still show identifying text.",
         ]
     return "\r\n".join(lines)
-
-
-def _format_date(value: str) -> str:
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value or "(no date)"

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from viewer import dicom
 from viewer.media import profiles
 from viewer.net import contexts, scp
 from viewer.net.contexts import ContextRow
@@ -233,8 +234,8 @@ def identity() -> str:
     return _table(
         ("Item", "Value"),
         (
-            ("Implementation Class UID", contexts.IMPLEMENTATION_CLASS_UID),
-            ("Implementation Version Name", contexts.IMPLEMENTATION_VERSION_NAME),
+            ("Implementation Class UID", dicom.IMPLEMENTATION_CLASS_UID),
+            ("Implementation Version Name", dicom.IMPLEMENTATION_VERSION_NAME),
             ("Application Context Name", "1.2.840.10008.3.1.1.1"),
             ("Default AE title", DEFAULT_AE_TITLE),
             ("Default storage SCP port", str(DEFAULT_SCP_PORT)),

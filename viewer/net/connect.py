@@ -24,6 +24,7 @@ from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
+from viewer import dicom
 from viewer.net import contexts, diagnose, tls
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import LocalSettings, Node
@@ -78,8 +79,8 @@ def _on_conn_open(event: evt.Event) -> None:
 def make_ae(local: LocalSettings, ae: AE | None = None) -> AE:
     """An AE with our title, identity (PS3.7 D.3.3.2) and timeouts."""
     ae = ae if ae is not None else AE(ae_title=local.ae_title)
-    ae.implementation_class_uid = contexts.IMPLEMENTATION_CLASS_UID
-    ae.implementation_version_name = contexts.IMPLEMENTATION_VERSION_NAME
+    ae.implementation_class_uid = dicom.IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = dicom.IMPLEMENTATION_VERSION_NAME
     t = local.timeouts
     ae.connection_timeout = t.connect
     ae.acse_timeout = t.acse

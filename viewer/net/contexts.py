@@ -16,8 +16,6 @@ from typing import Literal
 from pydicom import uid as _uid
 from pynetdicom.presentation import AllStoragePresentationContexts, StoragePresentationContexts
 
-from viewer import __version__
-
 # SOP Class UIDs (PS3.4 Annex A and C.6; PS3.6 Annex A)
 Verification = "1.2.840.10008.1.1"
 PatientRootQueryRetrieveInformationModelFind = "1.2.840.10008.5.1.4.1.2.1.1"
@@ -26,11 +24,6 @@ PatientRootQueryRetrieveInformationModelGet = "1.2.840.10008.5.1.4.1.2.1.3"
 StudyRootQueryRetrieveInformationModelFind = "1.2.840.10008.5.1.4.1.2.2.1"
 StudyRootQueryRetrieveInformationModelMove = "1.2.840.10008.5.1.4.1.2.2.2"
 StudyRootQueryRetrieveInformationModelGet = "1.2.840.10008.5.1.4.1.2.2.3"
-
-#: PS3.7 D.3.3.2: fixed, derived once from uuid4 (2.25 root, PS3.5 B.2).
-IMPLEMENTATION_CLASS_UID = "2.25.193876086383559275422850512442602528774"
-#: PS3.7 D.3.3.2.2: at most 16 characters.
-IMPLEMENTATION_VERSION_NAME = f"LIGHTBOX_{__version__}"[:16]
 
 #: PS3.8 9.3.1: a single association may carry at most 128 presentation contexts (odd IDs 1-255).
 MAX_CONTEXTS = 128

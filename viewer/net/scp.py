@@ -75,6 +75,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from viewer import dicom
 from viewer.config import app_home
 from viewer.net import contexts, fastpath, tls
 from viewer.net.connect import make_ae, set_nodelay
@@ -126,8 +127,8 @@ def file_meta_bytes(
             _meta_element(0x0002, b"UI", sop_class.encode("ascii")),
             _meta_element(0x0003, b"UI", sop_instance.encode("ascii")),
             _meta_element(0x0010, b"UI", transfer_syntax.encode("ascii")),
-            _meta_element(0x0012, b"UI", contexts.IMPLEMENTATION_CLASS_UID.encode("ascii")),
-            _meta_element(0x0013, b"SH", contexts.IMPLEMENTATION_VERSION_NAME.encode("ascii")),
+            _meta_element(0x0012, b"UI", dicom.IMPLEMENTATION_CLASS_UID.encode("ascii")),
+            _meta_element(0x0013, b"SH", dicom.IMPLEMENTATION_VERSION_NAME.encode("ascii")),
             _meta_element(0x0016, b"AE", source_ae.encode("ascii", "replace"))
             if source_ae
             else b"",

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 
 from viewer.media import iso, writer
 from viewer.media.deidentify import Deidentifier, DeidentifyOptions
+from viewer.media.plan import Cancelled, MediaError, Plan
 from viewer.qt.workers import ThreadWorker
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,9 @@ class ExportWorker(ThreadWorker):
         error: tuple[str, bool] | None = None
         try:
             result = self._job(self._cancel, self._on_progress)
-        except writer.Cancelled as exc:
+        except Cancelled as exc:
             error = (str(exc), True)
-        except (writer.MediaError, OSError, ValueError) as exc:
+        except (MediaError, OSError, ValueError) as exc:
             error = (str(exc), False)
         except Exception as exc:  # the last guard: say what failed, never a silent thread death
             log.debug("export job failed", exc_info=True)
@@ -324,7 +325,7 @@ class SizeCheckPage(QWizardPage):
         layout = QVBoxLayout(self)
         layout.addWidget(self.status)
         layout.addWidget(self.details, 1)
-        self.plan: writer.Plan | None = None
+        self.plan: Plan | None = None
         # Writing cannot be taken back: past this page there is no Back button.
         self.setCommitPage(True)
         self.setButtonText(QWizard.WizardButton.CommitButton, "Write")
@@ -346,7 +347,7 @@ class SizeCheckPage(QWizardPage):
     def isComplete(self) -> bool:
         return self.plan is not None
 
-    def _on_planned(self, plan: writer.Plan) -> None:
+    def _on_planned(self, plan: Plan) -> None:
         files = sum(len(s.files) for disc in plan.discs for s in disc)
         studies = sum(len(disc) for disc in plan.discs)
         size = plan.total_size / 1e6
