@@ -61,9 +61,9 @@ from viewer.net import contexts
 from viewer.net.diagnose import NetError
 from viewer.net.echo import echo
 from viewer.net.find import MAX_MATCHES
+from viewer.net.guard import SPILL_AT
 from viewer.net.nodes import LocalSettings, Node, Timeouts
 from viewer.net.retrieve import retrieve
-from viewer.net.scp import SPILL_AT
 
 LARGE = 200 * MiB
 #: What receiving the large instance may allocate: the data set up to SPILL_AT (its buffer

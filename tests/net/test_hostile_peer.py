@@ -632,9 +632,9 @@ def test_storescu_sees_the_error_comment(
 # -- 8. the pynetdicom code we copied ------------------------------------------------------------
 
 #: sha256 (first 16 hex digits) of ``inspect.getsource`` of the pynetdicom methods that
-#: net/scp.py copies or replaces, as read in pynetdicom 3.0.4. A new pynetdicom changes one
-#: of them: read the new code, carry the change into net/scp.py, then record the new hash and
-#: widen the pin in pyproject.toml.
+#: net/guard.py and net/scp.py copy or replace, as read in pynetdicom 3.0.4. A new pynetdicom
+#: changes one of them: read the new code, carry the change into net/guard.py or net/scp.py,
+#: then record the new hash and widen the pin in pyproject.toml.
 COPIED = {
     DULServiceProvider.run_reactor: "e3a10eb3a0931e48",
     DULServiceProvider._read_pdu_data: "19f2d4e38c13c835",
@@ -643,7 +643,7 @@ COPIED = {
     AssociationServer.get_request: "925a4f3a3042f6e4",
     ThreadedAssociationServer.process_request_thread: "9e76e9b9c8a3d8b1",
     pynetdicom.transport.RequestHandler.handle: "034823fb4df3a874",
-    # Not copied, but net/scp.py relies on how they carry a data set: _PromptDIMSE spills a
+    # Not copied, but net/guard.py relies on how they carry a data set: _PromptDIMSE spills a
     # long C-STORE data set into `_data_set_file` (written by decode_msg, handed on by
     # message_to_primitive as `_dataset_file`, deleted by StorageServiceClass.SCP after the
     # handler unless handle_store took it).

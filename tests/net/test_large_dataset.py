@@ -52,8 +52,9 @@ from tests.net.rawpeer import (
     wait_for,
 )
 from tests.store.mounts import tmpfs
+from viewer.net.guard import MAX_COMMAND_SET, SPILL_AT
 from viewer.net.nodes import LocalSettings
-from viewer.net.scp import MAX_COMMAND_SET, SPILL_AT, StorageScp
+from viewer.net.scp import StorageScp
 
 #: The synthetic instance's pixel data: far beyond SPILL_AT.
 LARGE = 200 * MiB

@@ -17,9 +17,10 @@ from tests.net.conftest import Received
 from viewer.net import diagnose
 from viewer.net import retrieve as retrieve_module
 from viewer.net.diagnose import NetError
+from viewer.net.guard import spool_dir
 from viewer.net.nodes import LocalSettings, Node
 from viewer.net.retrieve import RetrieveProgress, retrieve
-from viewer.net.scp import StorageScp, spool_dir
+from viewer.net.scp import StorageScp
 from viewer.net.transfers import TransferQueue
 
 

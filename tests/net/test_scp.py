@@ -15,8 +15,9 @@ from pynetdicom import AE
 
 from tests.net import peers
 from tests.net.conftest import Received
+from viewer.net.guard import spool_dir
 from viewer.net.nodes import LocalSettings
-from viewer.net.scp import StorageScp, ensure_scp, scp_answers, serve_until, spool_dir
+from viewer.net.scp import StorageScp, ensure_scp, scp_answers, serve_until
 
 
 def test_receive_from_storescu(

@@ -12,6 +12,8 @@ of the store.
 - :mod:`~viewer.net.echo`, :mod:`~viewer.net.find`, :mod:`~viewer.net.retrieve`,
   :mod:`~viewer.net.send`: C-ECHO, C-FIND, C-MOVE/C-GET, C-STORE as SCU.
 - :mod:`~viewer.net.scp`: the application-wide storage SCP; ``ensure_scp``.
+- :mod:`~viewer.net.guard`: the bounds under both roles (PDU sizes, read deadlines, spilled
+  data sets) on pynetdicom's socket, DUL, DIMSE and association loops.
 - :mod:`~viewer.net.transfers`: the persistent transfer queue.
 - :mod:`~viewer.net.tls`: BCP 195 TLS contexts. :mod:`~viewer.net.fastpath`: fast C-STORE send.
 """

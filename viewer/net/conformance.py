@@ -26,7 +26,7 @@ from pathlib import Path
 
 from viewer import dicom
 from viewer.media import profiles
-from viewer.net import contexts, scp
+from viewer.net import contexts, guard, scp
 from viewer.net.contexts import ContextRow
 from viewer.net.find import MAX_MATCHES
 from viewer.net.nodes import (
@@ -243,8 +243,8 @@ def identity() -> str:
                 "Maximum PDU size received (default, configurable; 0 = the ceiling below)",
                 str(DEFAULT_MAX_PDU),
             ),
-            ("Maximum PDU size received, ceiling", str(scp.MAX_PDU_CEILING)),
-            ("A-ASSOCIATE-RQ / -AC accepted (at most, bytes)", str(scp.MAX_REQUEST_PDU)),
+            ("Maximum PDU size received, ceiling", str(guard.MAX_PDU_CEILING)),
+            ("A-ASSOCIATE-RQ / -AC accepted (at most, bytes)", str(guard.MAX_REQUEST_PDU)),
             ("Presentation contexts per association (at most)", str(contexts.MAX_CONTEXTS)),
             ("Simultaneous associations accepted by the storage SCP", str(max_assoc)),
             (
@@ -261,9 +261,9 @@ def identity() -> str:
             ),
             (
                 "C-STORE data set held in memory before it is written to the spool (bytes)",
-                str(scp.SPILL_AT),
+                str(guard.SPILL_AT),
             ),
-            ("Command set (at most, bytes; longer: A-ABORT)", str(scp.MAX_COMMAND_SET)),
+            ("Command set (at most, bytes; longer: A-ABORT)", str(guard.MAX_COMMAND_SET)),
             ("C-FIND matches kept (at most; then C-CANCEL)", str(MAX_MATCHES)),
             (
                 "Associations initiated per operation",

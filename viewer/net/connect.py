@@ -25,7 +25,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from viewer import dicom
-from viewer.net import contexts, diagnose, tls
+from viewer.net import contexts, diagnose, guard, tls
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import LocalSettings, Node
 
@@ -51,7 +51,7 @@ def set_nodelay(sock: Any) -> None:
 
 class _GuardedAE(AE):
     """An AE whose requested associations carry the storage SCP's bounds (issue 9: a PACS is
-    a peer too, and untrusted): see :func:`viewer.net.scp.guard_requestor`."""
+    a peer too, and untrusted): see :func:`viewer.net.guard.guard_requestor`."""
 
     def __init__(self, ae_title: str, limits: Any, spill_folder: Path | None) -> None:
         super().__init__(ae_title=ae_title)
@@ -64,9 +64,7 @@ class _GuardedAE(AE):
         address: AddressInformation,
         tls_args: tuple[ssl.SSLContext, str] | None,
     ) -> AssociationSocket:
-        from viewer.net.scp import guard_requestor  # scp imports this module
-
-        return guard_requestor(
+        return guard.guard_requestor(
             assoc, address, tls_args, self._lightbox_limits, self._lightbox_spill_folder
         )
 
@@ -117,21 +115,19 @@ def open_association(
     ``requested`` must hold at most :data:`contexts.MAX_CONTEXTS` contexts (PS3.8 9.3.2.2).
 
     The PACS is untrusted (issue 9), as a peer of our SCP is: we advertise a bounded maximum
-    PDU (:func:`viewer.net.scp.bounded_pdu`) and a longer PDU is an A-ABORT before anything
+    PDU (:func:`viewer.net.guard.bounded_pdu`) and a longer PDU is an A-ABORT before anything
     near its declared length is read; the A-ASSOCIATE-AC must arrive within
     ``timeouts.acse``, every later PDU within ``timeouts.network`` once it started, the next
     DIMSE message within ``timeouts.dimse``; a command set longer than
-    :data:`viewer.net.scp.MAX_COMMAND_SET` is an A-ABORT; a C-STORE data set (C-GET
-    sub-operation) longer than :data:`viewer.net.scp.SPILL_AT` goes to a file in
+    :data:`viewer.net.guard.MAX_COMMAND_SET` is an A-ABORT; a C-STORE data set (C-GET
+    sub-operation) longer than :data:`viewer.net.guard.SPILL_AT` goes to a file in
     ``spill_folder`` as it arrives (None: an A-ABORT). Close with :func:`close_association`.
     """
-    from viewer.net import scp  # scp imports this module
-
     if len(requested) > contexts.MAX_CONTEXTS:
         raise ValueError(f"{len(requested)} presentation contexts: at most 128 per association")
     t = local.timeouts
-    max_pdu = scp.bounded_pdu(local.max_pdu)
-    limits = scp._Limits(max_pdu, float(t.acse), float(t.network))
+    max_pdu = guard.bounded_pdu(local.max_pdu)
+    limits = guard.Limits(max_pdu, float(t.acse), float(t.network))
     ae = make_ae(local, _GuardedAE(local.ae_title, limits, spill_folder))
     ae.maximum_pdu_size = max_pdu
     for i, cx in enumerate(requested):
@@ -162,7 +158,7 @@ def open_association(
         ) from exc
     if assoc.is_established:
         return assoc
-    scp.release_requestor(assoc)
+    guard.release_requestor(assoc)
     raise _diagnose_failure(assoc, node, local, ctx)
 
 
@@ -218,9 +214,7 @@ def close_association(assoc: Association, *, abort: bool = False) -> None:
     except Exception:  # a dying socket must not turn into a traceback in a worker
         LOG.debug("closing association failed", exc_info=True)
     finally:
-        from viewer.net.scp import release_requestor  # scp imports this module
-
-        release_requestor(assoc)
+        guard.release_requestor(assoc)
 
 
 class CancelWatch:

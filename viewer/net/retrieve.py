@@ -33,8 +33,9 @@ from viewer.net import contexts, diagnose
 from viewer.net.connect import CancelWatch, close_association, open_association
 from viewer.net.diagnose import NetError
 from viewer.net.find import MAX_MATCHES, FindQuery, _next_msg_id, _pick_model, _text, run_find
+from viewer.net.guard import spool_dir
 from viewer.net.nodes import LocalSettings, Node
-from viewer.net.scp import OnInstance, StoreResult, ensure_scp, handle_store, spool_dir
+from viewer.net.scp import OnInstance, StoreResult, ensure_scp, handle_store
 
 IsPresent = Callable[[str], bool]
 UID_BATCH = 200

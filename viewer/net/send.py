@@ -219,7 +219,7 @@ def _send_batch(
                     status = assoc.send_c_store(payload, msg_id=msg_id)
             except (RuntimeError, AttributeError):
                 # The association ended under us (peer gone); AttributeError: the bounded
-                # reader (viewer.net.scp) dropped its socket, closed by the peer, meanwhile.
+                # reader (viewer.net.guard) dropped its socket, closed by the peer, meanwhile.
                 status = None
             code = int(getattr(status, "Status", -1)) if status else -1
             if code == -1:
