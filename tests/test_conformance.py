@@ -2,7 +2,7 @@
 
 ``docs/conformance.md`` (PS3.2) carries generated sections between marker comments; when a
 presentation context, a transfer syntax, the implementation identity or a media profile changes
-in the code, this test fails until ``python -m viewer.net.conformance --write docs/conformance.md``
+in the code, this test fails until ``python -m viewer.conformance --write docs/conformance.md``
 is run.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from viewer import dicom
+from viewer import conformance, dicom
 from viewer.media import profiles
-from viewer.net import conformance, contexts
+from viewer.net import contexts
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "conformance.md"
 
 
 def test_document_matches_the_code() -> None:
@@ -24,7 +24,7 @@ def test_document_matches_the_code() -> None:
     fresh = conformance.render(current)
     assert fresh == current, (
         "docs/conformance.md drifted from the code: run "
-        "`python -m viewer.net.conformance --write docs/conformance.md`"
+        "`python -m viewer.conformance --write docs/conformance.md`"
     )
 
 

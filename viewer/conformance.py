@@ -9,10 +9,10 @@
 and everything between a pair is produced here from :mod:`viewer.net.contexts` (the presentation
 contexts the associations are built from), the storage SCP's own AE (what it really accepts) and
 :mod:`viewer.media.profiles` (what the media writer lets onto each profile). The test
-``tests/net/test_conformance.py`` regenerates the document in memory and fails when it differs
+``tests/test_conformance.py`` regenerates the document in memory and fails when it differs
 from the file, so the statement cannot drift from the code.
 
-``python -m viewer.net.conformance --write docs/conformance.md`` regenerates it;
+``python -m viewer.conformance --write docs/conformance.md`` regenerates it;
 ``--check`` exits 1 when it is out of date.
 """
 
@@ -321,7 +321,7 @@ def render(document: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m viewer.net.conformance",
+        prog="python -m viewer.conformance",
         description="Regenerate the tables of the DICOM conformance statement from the code.",
     )
     parser.add_argument("document", type=Path, nargs="?", default=Path("docs/conformance.md"))
