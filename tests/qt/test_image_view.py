@@ -176,6 +176,31 @@ def test_middle_drag_pans_fit_and_actual_pixels(view: ImageView) -> None:
     assert origin.y() == pytest.approx(0) and origin.x() == pytest.approx(200 - 24 * 300 / 64)
 
 
+def modified_drag(
+    widget: ImageView, modifiers: Qt.KeyboardModifier, start: QPoint, end: QPoint
+) -> None:
+    QTest.mousePress(widget, Qt.MouseButton.LeftButton, modifiers, start)
+    QTest.mouseMove(widget, end)
+    QTest.mouseRelease(widget, Qt.MouseButton.LeftButton, modifiers, end)
+
+
+def test_shift_drag_zooms_about_the_press_and_ctrl_drag_scrolls(view: ImageView) -> None:
+    fit = view.zoom
+    press = QPoint(150, 100)
+    under = view.image_transform().inverted()[0].map(QPointF(press))
+    modified_drag(view, Qt.KeyboardModifier.ShiftModifier, press, press - QPoint(0, 80))
+    assert view.zoom == pytest.approx(fit * 1.25**2)  # up: in, one step per 40 pixels
+    still = view.image_transform().map(under)
+    assert (still.x(), still.y()) == pytest.approx((press.x(), press.y()), abs=1e-6)
+    assert view.position == 0
+    modified_drag(view, Qt.KeyboardModifier.ControlModifier, press, press + QPoint(0, 24))
+    assert view.position == 3  # down: the next images, one per 8 pixels
+    assert "Im: 4/5" in view.corner_lines()["bottom_left"]
+    modified_drag(view, Qt.KeyboardModifier.ControlModifier, press, press - QPoint(0, 200))
+    assert view.position == 0
+    assert view.zoom == pytest.approx(fit * 1.25**2)  # scrolling left the zoom alone
+
+
 def test_rotate_and_flip_turn_the_orientation_letters(view: ImageView) -> None:
     assert view.edge_letters() == {"right": "L", "left": "R", "bottom": "P", "top": "A"}
     QTest.keyClick(view, Qt.Key.Key_R)  # clockwise: anterior comes to the right

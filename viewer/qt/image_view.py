@@ -6,17 +6,17 @@ buffer is wrapped as a :class:`QImage` without a copy and kept alive beside it (
 "Imaging"). The view never decodes: it asks its :class:`FrameSource` and shows "loading" for a
 frame that is not there yet.
 
-Geometry: the image (``columns`` x ``rows`` pixels) is centred on the widget centre plus ``pan``,
-scaled by ``zoom`` (screen pixels per image pixel) and turned by ``orient``, a signed permutation
-built from the user's rotations and flips in screen space.
+The view state (frame, window, zoom, pan, rotation, flips, cine, invert) and its geometry are a
+Qt-free :class:`viewer.imaging.viewport.Viewport`; mouse drags are its tools
+(:mod:`viewer.imaging.viewport`) and keys and menus call the same methods; the corner text is
+:func:`viewer.imaging.annotations.view_corners`. This widget paints, keeps the renderers and the
+display buffer, and forwards input.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,18 +37,15 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from viewer.imaging import annotations as notes
+from viewer.imaging import viewport as vp
+from viewer.imaging.annotations import format_value
 from viewer.imaging.display import CT_PRESETS, FrameRenderer, Voi, Window
 from viewer.imaging.overlay import draw_overlays, overlay_masks
-from viewer.qt import annotations as notes
 from viewer.qt.source import FrameSource
 
 log = logging.getLogger(__name__)
 
-ZOOM_STEP = 1.25
-MIN_ZOOM = 1 / 64
-MAX_ZOOM = 64.0
-MIN_FPS = 0.5
-MAX_FPS = 120.0
 #: Below this zoom (or below 1 for images over this many pixels) the view asks the renderer for
 #: an anti-aliased reduction of what it shows instead of letting Qt decimate the full frame.
 SCALED_ZOOM = 0.5
@@ -56,18 +53,6 @@ LARGE_PIXELS = 1024 * 1024
 RENDERER_CACHE = 4
 #: ...and no more pixels than this in all (a renderer keeps float32 copies of its frame).
 RENDERER_PIXEL_BUDGET = 32 * 1024 * 1024
-
-_ROTATE_CW: notes.Orient = ((0, -1), (1, 0))
-_ROTATE_CCW: notes.Orient = ((0, 1), (-1, 0))
-_FLIP_H: notes.Orient = ((-1, 0), (0, 1))
-_FLIP_V: notes.Orient = ((1, 0), (0, -1))
-
-
-def _compose(first: notes.Orient, then: notes.Orient) -> notes.Orient:
-    """``then @ first``: apply ``first`` to image directions, then ``then`` on the screen."""
-    (a, b), (c, d) = then
-    (e, f), (g, h) = first
-    return ((a * e + b * g, a * f + b * h), (c * e + d * g, c * f + d * h))
 
 
 def qimage_from_array(array: np.ndarray) -> QImage:
@@ -85,15 +70,6 @@ def qimage_from_array(array: np.ndarray) -> QImage:
     else:
         raise ValueError(f"cannot show an array of shape {array.shape}")
     return QImage(array.data, width, height, array.strides[0], fmt)
-
-
-@dataclass
-class _Drag:
-    button: Qt.MouseButton
-    start: QPointF
-    window: Window | None
-    step: float
-    pan: QPointF
 
 
 class ImageView(QWidget):
@@ -116,14 +92,9 @@ class ImageView(QWidget):
         self.setMinimumSize(200, 200)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self._source: FrameSource | None = None
-        self._position = 0
-        self._window: Voi | None = None  # None: each frame's default window
-        self._invert = False
-        self._overlays = True
-        self._zoom = 1.0
-        self._fit = True
-        self._pan = QPointF(0.0, 0.0)
-        self._orient: notes.Orient = notes.IDENTITY
+        self.viewport = vp.Viewport()
+        self._tools: dict[Qt.MouseButton, vp.Tool] = {}
+        self._tool: tuple[Qt.MouseButton, vp.Tool] | None = None
         self._renderers: OrderedDict[int, FrameRenderer] = OrderedDict()
         self._masks: dict[int, list[np.ndarray]] = {}
         self._failed: dict[int, str] = {}
@@ -131,10 +102,7 @@ class ImageView(QWidget):
         self._buffer: np.ndarray | None = None
         self._qimage: QImage | None = None
         self._last_shown: int | None = None
-        self._drag: _Drag | None = None
         self._wheel_rest = 0
-        self._fps = notes.DEFAULT_FPS
-        self._fps_known = False  # the file's rate, once a header has been read
         self._cine = QTimer(self)
         self._cine.setTimerType(Qt.TimerType.PreciseTimer)
         self._cine.timeout.connect(self._on_cine_timeout)
@@ -154,12 +122,6 @@ class ImageView(QWidget):
         self._failed.clear()
         self._drop_buffer()
         self._last_shown = None
-        self._window = None
-        self._invert = False
-        self._orient = notes.IDENTITY
-        self._fit = True
-        self._pan = QPointF(0.0, 0.0)
-        self._position = 0
         if source is not None:
             source.frame_ready.connect(
                 self._on_source_frame_ready, Qt.ConnectionType.QueuedConnection
@@ -167,10 +129,10 @@ class ImageView(QWidget):
             source.problem_found.connect(
                 self._on_source_problem_found, Qt.ConnectionType.QueuedConnection
             )
-            self._position = max(0, min(position, len(source) - 1))
-        self._fps_known = False
-        self._learn_fps(self._position)
-        self.position_changed.emit(self._position)
+        self.viewport.show_stack(len(source) if source is not None else 0, position)
+        self._sync_geometry()
+        self._learn_fps(self.viewport.position)
+        self.position_changed.emit(self.viewport.position)
         self.window_changed.emit()
         self.view_changed.emit()
         self.update()
@@ -184,34 +146,42 @@ class ImageView(QWidget):
 
     @property
     def position(self) -> int:
-        return self._position
+        return self.viewport.position
 
     def set_position(self, position: int) -> None:
-        count = self.count()
-        if count == 0:
-            return
-        position = max(0, min(position, count - 1))
-        if position == self._position:
-            return
-        self._position = position
-        self.position_changed.emit(position)
-        self.update()
+        self._changed(self.viewport.set_position(position))
 
     def step(self, delta: int) -> None:
-        self.set_position(self._position + delta)
+        self._changed(self.viewport.step(delta))
 
     def page_step(self) -> int:
-        """Page Up/Down move a tenth of the stack (at least one image)."""
-        return max(1, round(self.count() / 10))
+        return self.viewport.page_step()
+
+    def _changed(self, changed: vp.Changed) -> None:
+        """Repaint and tell the others what a viewport action changed."""
+        if changed & vp.Changed.POSITION:
+            self._sync_geometry()
+            self.position_changed.emit(self.viewport.position)
+        if changed & vp.Changed.WINDOW:
+            self.window_changed.emit()
+        if changed & vp.Changed.GEOMETRY:
+            self.view_changed.emit()
+        if changed:
+            self.update()
+
+    def _sync_geometry(self) -> None:
+        """The viewport learns the screen's and the current frame's size."""
+        self.viewport.screen = (float(self.width()), float(self.height()))
+        self.viewport.image = self._image_size()
 
     def _dataset(self, position: int | None = None) -> Any:
         if self._source is None or self.count() == 0:
             return None
-        return self._source.dataset(self._position if position is None else position)
+        return self._source.dataset(self.viewport.position if position is None else position)
 
     def _renderer(self, position: int | None = None) -> FrameRenderer | None:
         """The renderer of a decoded frame (cached), or None while it is being decoded."""
-        position = self._position if position is None else position
+        position = self.viewport.position if position is None else position
         if self._source is None or self.count() == 0:
             return None
         renderer = self._renderers.get(position)
@@ -246,17 +216,18 @@ class ImageView(QWidget):
 
     def _learn_fps(self, position: int) -> None:
         """The file's cine rate, as soon as a header of the stack is known."""
-        if self._fps_known:
+        view = self.viewport
+        if view.fps_chosen:
             return
         ds = self._dataset(position) if self.count() else None
-        self._fps = notes.cine_rate(ds)
-        self._fps_known = ds is not None
+        view.set_fps(notes.cine_rate(ds), chosen=False)
+        view.fps_chosen = ds is not None
         if self._cine.isActive():
-            self._cine.setInterval(max(1, round(1000 / self._fps)))
+            self._cine.setInterval(view.cine_interval_ms())
 
     def problem(self, position: int | None = None) -> str | None:
         """Why a frame cannot be shown: the loader's reason or the display pipeline's."""
-        position = self._position if position is None else position
+        position = self.viewport.position if position is None else position
         if self._source is None or not 0 <= position < self.count():
             return None
         return self._source.problem(position) or self._failed.get(position)
@@ -265,9 +236,10 @@ class ImageView(QWidget):
         if not self._from_current_source(position):
             return  # queued before the source was replaced
         self._learn_fps(position)
-        if position == self._position:
+        if position == self.viewport.position:
             self._drop_buffer()
-            if self._window is None:
+            self._sync_geometry()
+            if self.viewport.window is None:
                 self.window_changed.emit()
             self.update()
 
@@ -278,21 +250,24 @@ class ImageView(QWidget):
     def _on_source_problem_found(self, position: int, message: str) -> None:
         if not self._from_current_source(position):
             return
-        if position == self._position:
+        if position == self.viewport.position:
             self.update()
 
     # ----------------------------------------------------------------- window / level
     def effective_window(self) -> Voi | None:
-        if self._window is not None:
-            return self._window
+        if self.viewport.window is not None:
+            return self.viewport.window
         renderer = self._renderer()
         return renderer.default_window if renderer is not None else None
 
+    def minmax_window(self) -> Window | None:
+        renderer = self._renderer()
+        return renderer.minmax_window() if renderer is not None else None
+
     def set_window(self, window: Voi | None) -> None:
         """An explicit window (or VOI LUT) for every frame; None returns to each frame's own."""
-        self._window = window
-        self.window_changed.emit()
-        self.update()
+        self.viewport.window = window
+        self._changed(vp.Changed.WINDOW)
 
     def apply_preset(self, number: int) -> None:
         """CT preset 1-8 (centre/width in HU, PS3.3 C.11.2.1.2 applied to modality values)."""
@@ -302,9 +277,9 @@ class ImageView(QWidget):
 
     def auto_window(self) -> None:
         """Min-max of the frame's modality values."""
-        renderer = self._renderer()
-        if renderer is not None:
-            self.set_window(renderer.minmax_window())
+        window = self.minmax_window()
+        if window is not None:
+            self.set_window(window)
 
     def file_windows(self) -> list[Voi]:
         renderer = self._renderer()
@@ -312,43 +287,42 @@ class ImageView(QWidget):
 
     @property
     def inverted(self) -> bool:
-        return self._invert
+        return self.viewport.inverted
 
     def set_inverted(self, inverted: bool) -> None:
-        self._invert = inverted
-        self.window_changed.emit()
-        self.update()
+        self.viewport.inverted = inverted
+        self._changed(vp.Changed.WINDOW)
 
     def toggle_invert(self) -> None:
-        self.set_inverted(not self._invert)
+        self.set_inverted(not self.viewport.inverted)
 
     @property
     def overlays_visible(self) -> bool:
-        return self._overlays
+        return self.viewport.overlays
 
     def set_overlays_visible(self, visible: bool) -> None:
-        self._overlays = visible
-        self.view_changed.emit()
-        self.update()
+        self.viewport.overlays = visible
+        self._changed(vp.Changed.GEOMETRY)
 
     # ----------------------------------------------------------------- geometry
     @property
     def zoom(self) -> float:
-        return self._effective_zoom()
+        self._sync_geometry()
+        return self.viewport.effective_zoom()
 
     @property
     def orient(self) -> notes.Orient:
-        return self._orient
+        return self.viewport.orient
 
     @property
     def pan(self) -> QPointF:
-        return QPointF(self._pan)
+        return QPointF(*self.viewport.pan)
 
     def _image_size(self) -> tuple[int, int] | None:
         """(columns, rows) of the current frame, from the decoded array or the header."""
         if self._source is None or self.count() == 0:
             return None
-        pixels = self._source.frame(self._position)
+        pixels = self._source.frame(self.viewport.position)
         if pixels is not None and pixels.ndim >= 2:
             return int(pixels.shape[1]), int(pixels.shape[0])
         ds = self._dataset()
@@ -356,35 +330,13 @@ class ImageView(QWidget):
             return int(ds.Columns), int(ds.Rows)
         return None
 
-    def _fit_zoom(self) -> float:
-        size = self._image_size()
-        if size is None:
-            return 1.0
-        width, height = size
-        if self._orient[0][0] == 0:  # a quarter turn swaps the displayed width and height
-            width, height = height, width
-        return max(MIN_ZOOM, min(self.width() / width, self.height() / height))
-
-    def _effective_zoom(self) -> float:
-        return self._fit_zoom() if self._fit else self._zoom
-
     def image_transform(self) -> QTransform:
         """Image coordinates (x = column, y = row, pixel centres at +0.5) to widget coordinates."""
-        size = self._image_size() or (1, 1)
-        zoom = self._effective_zoom()
-        (a, b), (c, d) = self._orient
-        centre = QPointF(self.width() / 2, self.height() / 2) + self._pan
-        return (
-            QTransform.fromTranslate(-size[0] / 2, -size[1] / 2)
-            * QTransform.fromScale(zoom, zoom)
-            * QTransform(a, c, b, d, 0.0, 0.0)
-            * QTransform.fromTranslate(centre.x(), centre.y())
-        )
+        self._sync_geometry()
+        return QTransform(*self.viewport.affine())
 
     def fit(self) -> None:
-        self._fit = True
-        self._pan = QPointF(0.0, 0.0)
-        self._geometry_changed()
+        self._changed(self.viewport.fit_to_screen())
 
     def actual_pixels(self) -> None:
         """One image pixel per screen pixel, about the widget centre."""
@@ -392,70 +344,42 @@ class ImageView(QWidget):
 
     def set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
         """Zoom so that the image point under ``anchor`` (widget coordinates) stays put."""
-        old = self._effective_zoom()
-        zoom = max(MIN_ZOOM, min(MAX_ZOOM, zoom))
-        if anchor is None:
-            anchor = QPointF(self.width() / 2, self.height() / 2)
-        centre = QPointF(self.width() / 2, self.height() / 2) + self._pan
-        offset = anchor - centre
-        self._pan = anchor - offset * (zoom / old) - QPointF(self.width() / 2, self.height() / 2)
-        self._zoom = zoom
-        self._fit = False
-        self._geometry_changed()
+        self._sync_geometry()
+        at = (anchor.x(), anchor.y()) if anchor is not None else None
+        self._changed(self.viewport.set_zoom(zoom, at))
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
-        self.set_zoom(self._effective_zoom() * factor, anchor)
+        self._sync_geometry()
+        self.set_zoom(self.viewport.effective_zoom() * factor, anchor)
 
     def pan_by(self, delta: QPointF) -> None:
-        if self._fit:
-            self._zoom = self._fit_zoom()
-            self._fit = False
-        self._pan += delta
-        self._geometry_changed()
+        self._sync_geometry()
+        self._changed(self.viewport.pan_by(delta.x(), delta.y()))
 
     def rotate(self, clockwise: bool = True) -> None:
-        self._orient = _compose(self._orient, _ROTATE_CW if clockwise else _ROTATE_CCW)
-        self._pan = QPointF(0.0, 0.0)
-        self._geometry_changed()
+        self._changed(self.viewport.rotate(clockwise))
 
     def flip(self, horizontal: bool = True) -> None:
-        self._orient = _compose(self._orient, _FLIP_H if horizontal else _FLIP_V)
-        self._geometry_changed()
+        self._changed(self.viewport.flip(horizontal))
 
     def reset_view(self) -> None:
-        self._orient = notes.IDENTITY
-        self.fit()
-
-    def _geometry_changed(self) -> None:
-        self.view_changed.emit()
-        self.update()
+        self._changed(self.viewport.reset_geometry())
 
     def image_point(self, widget_point: QPointF) -> tuple[int, int] | None:
         """(row, column) of the image pixel under a widget point, or None outside the image."""
-        size = self._image_size()
-        if size is None:
-            return None
-        inverse, ok = self.image_transform().inverted()
-        if not ok:
-            return None
-        point = inverse.map(widget_point)
-        column, row = math.floor(point.x()), math.floor(point.y())
-        if 0 <= column < size[0] and 0 <= row < size[1]:
-            return row, column
-        return None
+        self._sync_geometry()
+        return self.viewport.pixel_at((widget_point.x(), widget_point.y()))
 
     # ----------------------------------------------------------------- cine
     @property
     def fps(self) -> float:
-        return self._fps
+        return self.viewport.fps
 
     def set_fps(self, fps: float) -> None:
-        self._fps = max(MIN_FPS, min(MAX_FPS, fps))
-        self._fps_known = True  # the user's choice stands
+        self.viewport.set_fps(fps)  # the user's choice stands
         if self._cine.isActive():
-            self._cine.setInterval(max(1, round(1000 / self._fps)))
-        self.view_changed.emit()
-        self.update()
+            self._cine.setInterval(self.viewport.cine_interval_ms())
+        self._changed(vp.Changed.GEOMETRY)
 
     def is_playing(self) -> bool:
         return self._cine.isActive()
@@ -463,11 +387,13 @@ class ImageView(QWidget):
     def play(self) -> None:
         if self.count() < 2:
             return
-        self._cine.start(max(1, round(1000 / self._fps)))
+        self._cine.start(self.viewport.cine_interval_ms())
+        self.viewport.playing = True
         self.cine_changed.emit(True)
         self.update()
 
     def stop_cine(self) -> None:
+        self.viewport.playing = False
         if self._cine.isActive():
             self._cine.stop()
             self.cine_changed.emit(False)
@@ -484,12 +410,10 @@ class ImageView(QWidget):
         if count < 2 or self._source is None:
             self.stop_cine()
             return
-        following = (self._position + 1) % count
+        following = self.viewport.next_cine_position()
         if self._source.frame(following) is None and self._source.problem(following) is None:
             return  # wait for the decoder rather than flash "loading"
-        self._position = following
-        self.position_changed.emit(following)
-        self.update()
+        self.set_position(following)
 
     # ----------------------------------------------------------------- the display buffer
     def _drop_buffer(self) -> None:
@@ -503,20 +427,21 @@ class ImageView(QWidget):
         if renderer is None:
             return None
         window = self.effective_window()
-        zoom = self._effective_zoom()
+        zoom = self.zoom
         size = self._image_size() or (1, 1)
-        masks = self._overlay_masks() if self._overlays else []
+        inverted = self.viewport.inverted
+        masks = self._overlay_masks() if self.viewport.overlays else []
         scaled: tuple[int, int] | None = None
         if not masks and (zoom <= SCALED_ZOOM or (zoom < 1 and size[0] * size[1] > LARGE_PIXELS)):
             device = zoom * self.devicePixelRatioF()  # what the screen's pixels can show
             scaled = (max(1, round(size[0] * device)), max(1, round(size[1] * device)))
-        key = (self._position, id(renderer), window, self._invert, len(masks), scaled)
+        key = (self.viewport.position, id(renderer), window, inverted, len(masks), scaled)
         if key == self._buffer_key and self._buffer is not None:
             return self._buffer
         if scaled is not None:
-            buffer = renderer.render_scaled(window, invert=self._invert, size=scaled)
+            buffer = renderer.render_scaled(window, invert=inverted, size=scaled)
         else:
-            buffer = renderer.render(window, invert=self._invert)
+            buffer = renderer.render(window, invert=inverted)
             if masks:  # drawn in place: never into the renderer's own colour buffer
                 buffer = draw_overlays(buffer.copy(), masks)
         buffer = np.ascontiguousarray(buffer, dtype=np.uint8)
@@ -531,16 +456,20 @@ class ImageView(QWidget):
         return self._qimage
 
     def _overlay_masks(self) -> list[np.ndarray]:
-        if self._position not in self._masks:
+        if self.viewport.position not in self._masks:
             ds = self._dataset()
             masks: list[np.ndarray] = []
             if ds is not None and self._source is not None:
                 try:
-                    masks = list(overlay_masks(ds, self._source.frame_index(self._position)))
+                    masks = list(
+                        overlay_masks(ds, self._source.frame_index(self.viewport.position))
+                    )
                 except Exception as exc:
-                    log.warning("overlay of frame %d not shown: %s", self._position + 1, exc)
-            self._masks[self._position] = masks
-        return self._masks[self._position]
+                    log.warning(
+                        "overlay of frame %d not shown: %s", self.viewport.position + 1, exc
+                    )
+            self._masks[self.viewport.position] = masks
+        return self._masks[self.viewport.position]
 
     # ----------------------------------------------------------------- painting
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -563,24 +492,26 @@ class ImageView(QWidget):
                 painter.setTransform(self.image_transform())
                 painter.setRenderHint(
                     QPainter.RenderHint.SmoothPixmapTransform,
-                    abs(self._effective_zoom() - 1) > 1e-6 or image.width() != size[0],
+                    abs(self.zoom - 1) > 1e-6 or image.width() != size[0],
                 )
                 painter.drawImage(QRectF(0, 0, size[0], size[1]), image)
                 painter.restore()
             elif self.problem():
                 self._draw_centred(painter, str(self.problem()), error=True)
             else:
-                self._draw_centred(painter, f"Loading image {self._position + 1}/{self.count()}…")
+                self._draw_centred(
+                    painter, f"Loading image {self.viewport.position + 1}/{self.count()}…"
+                )
             try:
                 self._draw_annotations(painter, decoded=image is not None)
             except Exception:  # odd header values must not stop the image being drawn
                 log.debug("annotations failed", exc_info=True)
         finally:
             painter.end()
-        if image is not None and self._last_shown != self._position:
-            self._last_shown = self._position
+        if image is not None and self._last_shown != self.viewport.position:
+            self._last_shown = self.viewport.position
             # After the paint, so that a slot may close or repaint the window.
-            shown = self._position
+            shown = self.viewport.position
             QTimer.singleShot(0, self, lambda: self.image_shown.emit(shown))
 
     def _draw_text(
@@ -621,48 +552,33 @@ class ImageView(QWidget):
 
     def corner_lines(self) -> dict[str, list[str]]:
         """The four corners as drawn: patient, study, series/image, window/zoom."""
-        ds = self._dataset()
-        frame_index = self._source.frame_index(self._position) if self._source else 0
-        corners = notes.corner_text(ds, frame_index, self._position, self.count())
-        bottom_right = []
         renderer = self._renderer()
-        window = self.effective_window()
-        if renderer is not None and not renderer.is_colour and window is not None:
-            if isinstance(window, Window):
-                wl = f"W: {window.width:.6g} L: {window.center:.6g}"
-                if window.explanation:
-                    wl += f" ({window.explanation})"
-            else:
-                wl = f"VOI LUT: {window.label}"
-            bottom_right.append(wl + ("  INV" if self._invert else ""))
-        elif self._invert:
-            bottom_right.append("INV")
-        bottom_right.append(f"Zoom: {self._effective_zoom() * 100:.0f}%")
-        if self.is_playing():
-            bottom_right.append(f"Cine {self._fps:.3g} fps")
-        top_right = list(corners.top_right)
-        if notes.is_lossy(ds):
-            ratio = ds.get("LossyImageCompressionRatio") if ds is not None else None
-            top_right.append("LOSSY" + (f" {ratio}:1" if ratio else ""))
-        return {
-            "top_left": corners.top_left,
-            "top_right": top_right,
-            "bottom_left": corners.bottom_left,
-            "bottom_right": bottom_right,
-        }
+        return notes.view_corners(
+            self._dataset(),
+            self._source.frame_index(self.viewport.position) if self._source else 0,
+            self.viewport.position,
+            self.count(),
+            window=self.effective_window(),
+            colour=renderer is None or renderer.is_colour,
+            inverted=self.viewport.inverted,
+            zoom=self.zoom,
+            cine_fps=self.viewport.fps if self.is_playing() else None,
+        )
 
     def edge_letters(self) -> dict[str, str]:
         """Orientation letters for the screen's edges, after the user's rotations and flips."""
-        frame_index = self._source.frame_index(self._position) if self._source else 0
-        return notes.edge_letters(notes.image_axes(self._dataset(), frame_index), self._orient)
+        frame_index = self._source.frame_index(self.viewport.position) if self._source else 0
+        return notes.edge_letters(
+            notes.image_axes(self._dataset(), frame_index), self.viewport.orient
+        )
 
     def scale_bar(self) -> tuple[float, float, str] | None:
         """(length in screen pixels, length in mm, label) of the horizontal scale bar."""
-        frame_index = self._source.frame_index(self._position) if self._source else 0
+        frame_index = self._source.frame_index(self.viewport.position) if self._source else 0
         spacing = notes.pixel_spacing(self._dataset(), frame_index)
         if spacing is None:
             return None
-        mm_per_pixel = notes.screen_mm_per_pixel(spacing, self._orient, self._effective_zoom())
+        mm_per_pixel = notes.screen_mm_per_pixel(spacing, self.viewport.orient, self.zoom)
         length_mm = notes.nice_length(0.25 * self.width() * mm_per_pixel)
         if length_mm <= 0:
             return None
@@ -726,59 +642,51 @@ class ImageView(QWidget):
     # ----------------------------------------------------------------- input
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
+        self._sync_geometry()
         self.view_changed.emit()
 
+    def tool_for(self, button: Qt.MouseButton, modifiers: Qt.KeyboardModifier) -> vp.Tool | None:
+        """The mouse tool a drag starts (docs/controls.md): right windows; left and middle pan;
+        Shift+left zooms; Ctrl+left scrolls through the stack."""
+        if button == Qt.MouseButton.RightButton:
+            return vp.WindowTool()
+        if button == Qt.MouseButton.LeftButton:
+            if modifiers & Qt.KeyboardModifier.ShiftModifier:
+                return vp.ZoomTool()
+            if modifiers & Qt.KeyboardModifier.ControlModifier:
+                return vp.ScrollTool()
+            return vp.PanTool()
+        if button == Qt.MouseButton.MiddleButton:
+            return vp.PanTool()
+        return None
+
+    def _point(self, event: QMouseEvent) -> vp.Point:
+        position = event.position()
+        return (position.x(), position.y())
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        button = event.button()
-        if button in (
-            Qt.MouseButton.RightButton,
-            Qt.MouseButton.MiddleButton,
-            Qt.MouseButton.LeftButton,
-        ):
-            renderer = self._renderer()
-            window = self.effective_window()
-            if not isinstance(window, Window) and renderer is not None:
-                window = renderer.minmax_window()  # dragging from a VOI LUT starts at min-max
-            step = 1.0
-            if isinstance(window, Window):
-                span = window.width
-                if renderer is not None:
-                    span = max(span, renderer.minmax_window().width / 16)
-                step = max(span, 1.0) / 256
-            else:
-                window = None
-            self._drag = _Drag(button, event.position(), window, step, QPointF(self._pan))
-            event.accept()
+        tool = self.tool_for(event.button(), event.modifiers())
+        if tool is None:
+            super().mousePressEvent(event)
             return
-        super().mousePressEvent(event)
+        self._sync_geometry()
+        self._tool = (event.button(), tool)
+        self._changed(tool.press(self.viewport, self, self._point(event)))
+        event.accept()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
-        drag = self._drag
-        if drag is not None:
-            delta = event.position() - drag.start
-            if drag.button == Qt.MouseButton.RightButton:
-                if drag.window is not None:
-                    # Right: wider window; down: higher centre (a darker image).
-                    self.set_window(
-                        Window(
-                            drag.window.center + delta.y() * drag.step,
-                            max(1.0, drag.window.width + delta.x() * drag.step),
-                            drag.window.function,
-                        )
-                    )
-            else:
-                if self._fit:
-                    self._zoom = self._fit_zoom()
-                    self._fit = False
-                self._pan = drag.pan + delta
-                self._geometry_changed()
+        if self._tool is not None:
+            self._sync_geometry()
+            self._changed(self._tool[1].move(self.viewport, self._point(event)))
             event.accept()
             return
         self.probe(event.position())
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        if self._drag is not None and event.button() == self._drag.button:
-            self._drag = None
+        if self._tool is not None and event.button() == self._tool[0]:
+            _, tool = self._tool
+            self._tool = None
+            self._changed(tool.release(self.viewport, self._point(event)))
             event.accept()
             return
         super().mouseReleaseEvent(event)
@@ -802,7 +710,7 @@ class ImageView(QWidget):
         delta = event.angleDelta().y()
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             if delta:
-                self.zoom_by(ZOOM_STEP ** (delta / 120), event.position())
+                self.zoom_by(vp.ZOOM_STEP ** (delta / 120), event.position())
             event.accept()
             return
         self._wheel_rest += delta
@@ -837,11 +745,11 @@ class ImageView(QWidget):
             K.Key_R: lambda: self.rotate(clockwise=not shift),
             K.Key_H: lambda: self.flip(horizontal=True),
             K.Key_V: lambda: self.flip(horizontal=False),
-            K.Key_O: lambda: self.set_overlays_visible(not self._overlays),
+            K.Key_O: lambda: self.set_overlays_visible(not self.viewport.overlays),
             K.Key_Space: self.toggle_cine,
-            K.Key_Plus: lambda: self.set_fps(self._fps * 1.25),
-            K.Key_Equal: lambda: self.set_fps(self._fps * 1.25),
-            K.Key_Minus: lambda: self.set_fps(self._fps / 1.25),
+            K.Key_Plus: lambda: self.set_fps(self.viewport.fps * 1.25),
+            K.Key_Equal: lambda: self.set_fps(self.viewport.fps * 1.25),
+            K.Key_Minus: lambda: self.set_fps(self.viewport.fps / 1.25),
         }
         for number, preset_key in enumerate(
             (K.Key_1, K.Key_2, K.Key_3, K.Key_4, K.Key_5, K.Key_6, K.Key_7, K.Key_8), start=1
@@ -853,14 +761,3 @@ class ImageView(QWidget):
             return
         action()
         event.accept()
-
-
-def format_value(value: Any, units: str) -> str:
-    """A modality value for the status bar: ``-1000 HU``, ``(12, 40, 200)`` for colour."""
-    suffix = f" {units}" if units else ""
-    if isinstance(value, (tuple, list, np.ndarray)):
-        return "(" + ", ".join(f"{float(v):.6g}" for v in value) + ")"
-    try:
-        return f"{float(value):.6g}{suffix}"
-    except (TypeError, ValueError):
-        return str(value)

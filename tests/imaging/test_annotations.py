@@ -6,7 +6,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from tests.qt.conftest import ct_dataset
-from viewer.qt import annotations as notes
+from viewer.imaging import annotations as notes
 
 
 def test_corner_text_decodes_names_and_formats_dates() -> None:

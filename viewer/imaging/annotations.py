@@ -198,6 +198,59 @@ def corner_text(ds: Dataset | None, frame_index: int, position: int, count: int)
     )
 
 
+def view_corners(
+    ds: Dataset | None,
+    frame_index: int,
+    position: int,
+    count: int,
+    *,
+    window: Any,
+    colour: bool,
+    inverted: bool,
+    zoom: float,
+    cine_fps: float | None,
+) -> dict[str, list[str]]:
+    """The four corners as a view draws them: :func:`corner_text` for the file's part, LOSSY
+    at the end of the top right, and the view's state bottom right (window, INV, zoom, cine).
+    ``window`` is the window shown (a ``Window``, a VOI LUT with a ``label``, or None)."""
+    corners = corner_text(ds, frame_index, position, count)
+    bottom_right = []
+    if not colour and window is not None:
+        if hasattr(window, "width"):
+            text = f"W: {window.width:.6g} L: {window.center:.6g}"
+            if window.explanation:
+                text += f" ({window.explanation})"
+        else:
+            text = f"VOI LUT: {window.label}"
+        bottom_right.append(text + ("  INV" if inverted else ""))
+    elif inverted:
+        bottom_right.append("INV")
+    bottom_right.append(f"Zoom: {zoom * 100:.0f}%")
+    if cine_fps is not None:
+        bottom_right.append(f"Cine {cine_fps:.3g} fps")
+    top_right = list(corners.top_right)
+    if is_lossy(ds):
+        ratio = ds.get("LossyImageCompressionRatio") if ds is not None else None
+        top_right.append("LOSSY" + (f" {ratio}:1" if ratio else ""))
+    return {
+        "top_left": corners.top_left,
+        "top_right": top_right,
+        "bottom_left": corners.bottom_left,
+        "bottom_right": bottom_right,
+    }
+
+
+def format_value(value: Any, units: str) -> str:
+    """A modality value for the readout: ``-1000 HU``, ``(12, 40, 200)`` for colour."""
+    suffix = f" {units}" if units else ""
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return "(" + ", ".join(f"{float(v):.6g}" for v in value) + ")"
+    try:
+        return f"{float(value):.6g}{suffix}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def is_lossy(ds: Dataset | None) -> bool:
     """Lossy Image Compression (0028,2110) "01" (PS3.3 C.7.6.1.1.5), or a lossy transfer syntax."""
     if ds is None:
