@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from viewer import text
 from viewer.model import Problem
 from viewer.text import EscapingFormatter, escape, json_safe
 
@@ -90,3 +91,76 @@ def test_formatter_escapes_messages_tracebacks_and_stacks() -> None:
     assert "ValueError: value \\x1b[2J\\u202e" in lines
     for raw in ("\x1b", "\x07", "\r", "\u202e"):
         assert raw not in out
+
+
+# -- names, dates and times: one formatter for every screen --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("DOE^JOHN", "DOE, JOHN"),
+        ("^John", "John"),  # the browser and the query dialog used to differ ("John", ", John")
+        ("DOE", "DOE"),
+        (" DOE ^ JOHN ", "DOE, JOHN"),
+        ("Smith^Anna^Maria^Dr", "Smith, Dr Anna Maria"),
+        ("DOE^JOHN^^^JR", "DOE, JOHN, JR"),  # a father and son differ by the suffix
+        ("Yamada^Tarou=山田^太郎=やまだ^たろう", "Yamada, Tarou (山田 太郎)"),
+        ("=山田^太郎", "山田 太郎"),
+        ("Rubo DEMO", "Rubo DEMO"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_person_name(value: object, shown: str) -> None:
+    assert text.person_name(value) == shown
+
+
+def test_person_name_of_a_pydicom_value() -> None:
+    from pydicom.valuerep import PersonName
+
+    assert text.person_name(PersonName("Yamada^Tarou=山田^太郎")) == "Yamada, Tarou (山田 太郎)"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("20240131", "2024-01-31"),
+        ("1993.04.30", "1993-04-30"),  # ACR-NEMA dates, as some PACS still answer
+        (" 20240131 ", "2024-01-31"),
+        ("2024", "2024"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_show_date(value: object, shown: str) -> None:
+    assert text.show_date(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("101530.123456", "10:15:30"),
+        ("1015", "10:15"),
+        ("10", "10:00"),
+        ("10:15:30", "10:15:30"),
+        ("noon", "noon"),
+        ("", ""),
+    ],
+)
+def test_show_time(value: object, shown: str) -> None:
+    assert text.show_time(value) == shown
+
+
+def test_one_formatter_for_names_and_dates() -> None:
+    """No module keeps a formatter of its own (the browser, the query dialog, the corners and
+    the media pages each had one, and they disagreed)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "viewer"
+    own = re.compile(r"^def (person_name|show_date|show_time|format_name|format_date)\(", re.M)
+    defined = [
+        p.relative_to(root).as_posix() for p in root.rglob("*.py") if own.search(p.read_text())
+    ]
+    assert defined == ["text.py"]

@@ -115,3 +115,56 @@ class EscapingFormatter(logging.Formatter):
 
     def formatStack(self, stack_info: str) -> str:
         return escape_lines(super().formatStack(stack_info))
+
+
+# -- names, dates and times as people read them: one formatter for every screen and page --------
+
+
+def person_name(value: object) -> str:
+    """A Person Name (PS3.5 6.2.1) as every list, corner, page and dialog shows it:
+    ``Family, Prefix Given Middle, Suffix``, the ideographic form after it in parentheses.
+
+    ``value`` is the PN's text (``family^given^middle^prefix^suffix``, ``=`` before the
+    ideographic and phonetic groups) or a pydicom ``PersonName``. Components are trimmed; a name
+    with only a given name (``^John``) is ``John`` everywhere; the suffix is kept (a father and
+    son differ by it). Not escaped: callers escape for a terminal or HTML as usual."""
+    if value is None:
+        return ""
+    groups = str(value).split("=")
+    text = _alphabetic_name(groups[0])
+    ideographic = groups[1].replace("^", " ").strip() if len(groups) > 1 else ""
+    ideographic = " ".join(ideographic.split())
+    if ideographic:
+        return f"{text} ({ideographic})" if text else ideographic
+    return text
+
+
+def _alphabetic_name(group: str) -> str:
+    parts = [p.strip() for p in group.split("^")] + [""] * 5
+    family, given, middle, prefix, suffix = parts[:5]
+    forenames = " ".join(p for p in (prefix, given, middle) if p)
+    text = f"{family}, {forenames}" if family and forenames else family or forenames
+    return f"{text}, {suffix}" if suffix and text else text or suffix
+
+
+def show_date(value: object) -> str:
+    """A Date (DA, PS3.5 6.2: ``YYYYMMDD``, or ACR-NEMA's ``YYYY.MM.DD``) as ``YYYY-MM-DD``;
+    empty as empty; anything else as it is."""
+    text = str(value or "").strip()
+    digits = text.replace(".", "") if len(text) == 10 and text[4::3] == ".." else text
+    if len(digits) == 8 and digits.isdigit():
+        return f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
+    return text
+
+
+def show_time(value: object) -> str:
+    """A Time (TM, PS3.5 6.2: ``HH``, ``HHMM``, ``HHMMSS[.F...]``, or ACR-NEMA's
+    ``HH:MM:SS``) as ``HH:MM`` or ``HH:MM:SS`` (fractions dropped); anything else as it is."""
+    text = str(value or "").strip()
+    digits = text.split(".")[0].replace(":", "")
+    if not digits.isdigit() or len(digits) not in (2, 4, 6):
+        return text
+    parts = [digits[i : i + 2] for i in range(0, len(digits), 2)]
+    if len(parts) == 1:
+        parts.append("00")
+    return ":".join(parts)

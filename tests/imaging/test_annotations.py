@@ -144,8 +144,11 @@ def test_lossy_marker_from_attribute_and_transfer_syntax() -> None:
     ("value", "shown"),
     [("20240131", "2024-01-31"), ("1997.06.09", "1997-06-09"), ("", ""), ("2024", "2024")],
 )
-def test_format_date(value: str, shown: str) -> None:
-    assert notes.format_date(value) == shown
+def test_dates_in_the_corners(value: str, shown: str) -> None:
+    ds = ct_dataset()
+    ds.StudyDate = value
+    corners = notes.corner_text(ds, 0, 0, 1)
+    assert (shown in corners.top_right) == bool(shown)
 
 
 def test_ultrasound_region_calibration() -> None:

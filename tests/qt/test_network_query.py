@@ -22,7 +22,7 @@ from tests.net import conftest as net
 from tests.net import peers
 from viewer.net.nodes import LocalSettings, NetConfig, Node, save_config
 from viewer.qt.network import NetworkService, install_network_menu
-from viewer.qt.network.query_dialog import QueryDialog, person_name
+from viewer.qt.network.query_dialog import QueryDialog
 from viewer.store import Store, check, list_studies
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,10 +278,3 @@ def test_cancel_mid_retrieve_leaves_no_partial_instance(  # type: ignore[no-unty
         application.service.shutdown()
     finally:
         peer.stop()
-
-
-def test_person_name() -> None:
-    assert person_name("DOE^JOHN") == "DOE, JOHN"
-    assert person_name("DOE") == "DOE"
-    assert person_name("DOE^JOHN^A^DR") == "DOE, JOHN A DR"
-    assert person_name("YAMADA^TARO=山田^太郎") == "YAMADA, TARO"

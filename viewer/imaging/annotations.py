@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from viewer.text import person_name, show_date, show_time
+
 # A 2x2 integer matrix that maps image directions (column, row) to screen directions (x, y),
 # y pointing down: the product of the user's rotations and flips (a signed permutation).
 Orient = tuple[tuple[int, int], tuple[int, int]]
@@ -76,36 +78,6 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
     return numbers
 
 
-def format_date(value: Any) -> str:
-    """DA ``YYYYMMDD`` as ``YYYY-MM-DD`` (PS3.5 6.2), also the ACR-NEMA ``YYYY.MM.DD``."""
-    text = str(value or "").strip()
-    digits = text.replace(".", "") if len(text) == 10 and text[4::3] == ".." else text
-    if len(digits) == 8 and digits.isdigit():
-        return f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
-    return text
-
-
-def format_name(value: Any) -> str:
-    """A PN as ``FAMILY, Given Middle`` (PS3.5 6.2.1), then its ideographic form if any.
-
-    pydicom has already decoded the Specific Character Set (PS3.5 6.1), so this is text.
-    """
-    if value is None:
-        return ""
-    family = getattr(value, "family_name", "")
-    given = " ".join(
-        p for p in (getattr(value, "given_name", ""), getattr(value, "middle_name", "")) if p
-    )
-    if family and given:
-        text = f"{family}, {given}"
-    else:
-        text = str(getattr(value, "alphabetic", value)).replace("^", " ").strip()
-    ideographic = str(getattr(value, "ideographic", "") or "").replace("^", " ").strip()
-    if ideographic:
-        text = f"{text} ({ideographic})" if text else ideographic
-    return text
-
-
 def _number(value: Any) -> str:
     try:
         number = float(value)
@@ -152,12 +124,12 @@ def corner_text(ds: Dataset | None, frame_index: int, position: int, count: int)
     if ds is None:
         return Corners([], [], [image_line])
     top_left = [
-        format_name(ds.get("PatientName")),
+        person_name(ds.get("PatientName")),
         f"ID: {ds.get('PatientID')}" if ds.get("PatientID") else "",
         "  ".join(
             part
             for part in (
-                f"DOB: {format_date(ds.get('PatientBirthDate'))}"
+                f"DOB: {show_date(ds.get('PatientBirthDate'))}"
                 if ds.get("PatientBirthDate")
                 else "",
                 f"Sex: {ds.get('PatientSex')}" if ds.get("PatientSex") else "",
@@ -166,7 +138,7 @@ def corner_text(ds: Dataset | None, frame_index: int, position: int, count: int)
         ),
     ]
     top_right = [
-        format_date(ds.get("StudyDate")),
+        " ".join(p for p in (show_date(ds.get("StudyDate")), show_time(ds.get("StudyTime"))) if p),
         str(ds.get("StudyDescription", "") or ""),
     ]
     series_number = ds.get("SeriesNumber")

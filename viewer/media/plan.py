@@ -140,11 +140,4 @@ def display_text(header: ddw.Header, tag: int) -> str:
         text = decode_bytes(item[1], convert_encodings(charsets), set())
     except Exception:
         text = item[1].decode("latin-1", "replace")
-    return text.rstrip("\x00 ").replace("^", " ").strip()
-
-
-def format_date(value: str) -> str:
-    """``YYYYMMDD`` as ``YYYY-MM-DD``; anything else as it is, or "(no date)"."""
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value or "(no date)"
+    return text.rstrip("\x00 ").strip()

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from viewer import __version__
 from viewer.media import dicomdir_writer as ddw
-from viewer.media.plan import display_text, format_date
-from viewer.text import escape
+from viewer.media.plan import display_text
+from viewer.text import escape, person_name, show_date
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -98,9 +98,9 @@ def write_web(root: Path, disc: list[PlannedStudy], result: DiscResult) -> dict[
         header = files[0].header
         if study.patient_key != current_patient:
             current_patient = study.patient_key
-            name = display_text(header, ddw.PATIENT_NAME) or "(no name)"
+            name = person_name(display_text(header, ddw.PATIENT_NAME)) or "(no name)"
             birth = (
-                format_date(header.text(ddw.PATIENT_BIRTH_DATE))
+                show_date(header.text(ddw.PATIENT_BIRTH_DATE)) or "(no date)"
                 if header.has(ddw.PATIENT_BIRTH_DATE)
                 else ""
             )
@@ -115,7 +115,7 @@ def write_web(root: Path, disc: list[PlannedStudy], result: DiscResult) -> dict[
             {f.fills.get(ddw.MODALITY) or f.header.text(ddw.MODALITY) or "OT" for f in files}
         )
         rows.append(
-            f"<tr><td>{_h(format_date(date))}</td>"
+            f"<tr><td>{_h(show_date(date) or '(no date)')}</td>"
             f'<td><a href="{WEB_DIR}/{page}">{_h(description)}</a></td>'
             f"<td>{_h('/'.join(modalities))}</td>"
             f"<td>{len(study.series)} series, {len(files)} files</td></tr>"
@@ -172,7 +172,7 @@ def _study_page(
         )
     body = (
         f'<p><a href="../INDEX.HTM">&#8592; study list</a></p>\n'
-        f"<h1>{_h(title)} &#8211; {_h(format_date(date))}</h1>\n"
+        f"<h1>{_h(title)} &#8211; {_h(show_date(date) or '(no date)')}</h1>\n"
         '<p class="note">Previews are reduced pictures, not for diagnosis.</p>\n'
         "<table><tr><th>Series</th><th>Modality</th><th>Description</th><th>Files</th>"
         "<th>Preview</th></tr>\n" + "\n".join(rows) + "\n</table>"

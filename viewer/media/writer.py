@@ -62,7 +62,6 @@ from viewer.media.plan import (
     SourceFile,
     WrittenFile,
     display_text,
-    format_date,
 )
 from viewer.media.profiles import (
     EXPLICIT_VR_BE,
@@ -75,7 +74,7 @@ from viewer.media.profiles import (
     get_profile,
     smallest_medium_for,
 )
-from viewer.text import escape
+from viewer.text import escape, person_name, show_date
 
 if TYPE_CHECKING:
     from viewer.media.deidentify import Deidentifier
@@ -1019,14 +1018,16 @@ def readme_text(
         lines.append("")
         # Values from the files, escaped: `cat README.TXT` must not run a terminal escape
         # sequence, and a CR/LF in a name must not forge lines (viewer.text.escape).
-        lines.append(f"Patient: {escape(display_text(first, ddw.PATIENT_NAME) or '(no name)')}")
+        name = person_name(display_text(first, ddw.PATIENT_NAME)) or "(no name)"
+        lines.append(f"Patient: {escape(name)}")
         for study in studies:
             header = study.files[0].header
             date = study.files[0].fills.get(ddw.STUDY_DATE) or header.text(ddw.STUDY_DATE)
             modalities = sorted({f.header.text(ddw.MODALITY) or "OT" for f in study.files})
             description = display_text(header, ddw.STUDY_DESCRIPTION) or "(no description)"
             lines.append(
-                f"  Study {escape(format_date(date))}  {escape('/'.join(modalities))}  "
+                f"  Study {escape(show_date(date) or '(no date)')}  "
+                f"{escape('/'.join(modalities))}  "
                 f"{escape(description)}  "
                 f"({len(study.series)} series, {len(study.files)} files)"
             )

@@ -87,6 +87,7 @@ from viewer.store import (
     list_studies,
     series_instances,
 )
+from viewer.text import person_name, show_date
 
 log = logging.getLogger(__name__)
 
@@ -109,26 +110,6 @@ Progress = Callable[[int, int], None]
 
 
 # ------------------------------------------------------------------------------ pure helpers
-def person_name(value: str) -> str:
-    """A DICOM PN (PS3.5 6.2: ``family^given^middle^prefix^suffix``, ``=`` between the
-    alphabetic, ideographic and phonetic forms) as a list shows it: "Family, Given Middle"."""
-    alphabetic = value.split("=")[0]
-    parts = [p.strip() for p in alphabetic.split("^")]
-    family = parts[0] if parts else ""
-    rest = " ".join(p for p in parts[1:3] if p)
-    if not rest:
-        return family or value.replace("^", " ").strip()
-    return f"{family}, {rest}" if family else rest
-
-
-def show_date(value: str) -> str:
-    """DA ``YYYYMMDD`` (PS3.5 6.2) as ``YYYY-MM-DD``; anything else as it is."""
-    value = value.strip()
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value
-
-
 def name_pattern(text: str) -> str:
     """What the user typed as a matching pattern: a text without ``*`` or ``?`` matches names
     that start with it (typing "mull" finds "Müller^..." only if it starts so); wildcards are

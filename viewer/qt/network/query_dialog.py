@@ -44,6 +44,7 @@ from viewer.net.retrieve import RetrieveProgress
 from viewer.net.transfers import TransferJob
 from viewer.qt.network.service import NetworkService
 from viewer.qt.network.workers import NetWorker, WorkerSet
+from viewer.text import person_name, show_date
 
 UID_ROLE = Qt.ItemDataRole.UserRole
 SERIES_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -62,23 +63,6 @@ STUDY_COLUMNS = (
 NUMERIC_COLUMNS = {6, 7}
 MODALITIES = ("", "CT", "MR", "CR", "DX", "US", "MG", "NM", "PT", "XA", "RF", "OT", "SC", "SR")
 DATE_CHOICES = ("Any date", "Today", "Yesterday", "Last 7 days", "Range")
-
-
-def person_name(value: str) -> str:
-    """``DOE^JOHN`` as ``DOE, JOHN`` (PS3.5 6.2.1: family^given^middle^prefix^suffix)."""
-    first = value.split("=")[0]
-    parts = first.split("^")
-    family, given = [*parts, "", ""][:2]
-    rest = " ".join(p for p in parts[2:] if p)
-    text = f"{family}, {given}" if given else family
-    return f"{text} {rest}".strip()
-
-
-def show_date(value: str) -> str:
-    """``20240102`` as ``2024-01-02`` (ISO order keeps text sorting right)."""
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value
 
 
 class SortItem(QTreeWidgetItem):
