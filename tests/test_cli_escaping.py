@@ -90,7 +90,7 @@ def problem_lines(text: str, folder: Path) -> list[str]:
 def test_ls_shows_names_and_values_escaped(evil: Path) -> None:
     result = lightbox("ls", evil)
     text = assert_clean(result)
-    assert "\\x1b[2JEVIL\\x07^<i>NAME  [ID\\x1b]0;x\\x07]" in text
+    assert "\\x1b[2JEVIL\\x07, <i>NAME  [ID\\x1b]0;x\\x07]" in text
     assert "desc\\u202eevil\\u2028line" in text
     assert "ser\\x9b31mies\\r\\nfake: line" in text
     lines = problem_lines(text, evil)
@@ -124,7 +124,7 @@ def test_import_store_ls_and_verbose_logging(evil: Path) -> None:
     assert any(BAD_SHOWN in line for line in lines), text
     assert any("latin1-\\udcff.dcm" in line for line in lines), text
     listing = assert_clean(lightbox("store", "ls"))
-    assert "\\x1b[2JEVIL\\x07^<i>NAME" in listing and "desc\\u202eevil\\u2028line" in listing
+    assert "\\x1b[2JEVIL\\x07, <i>NAME" in listing and "desc\\u202eevil\\u2028line" in listing
     assert_clean(lightbox("store", "check"))
 
 
@@ -162,7 +162,7 @@ def test_burn_from_escapes_and_writes_no_control_characters(evil: Path, tmp_path
         for raw in RAW:
             if raw != b"\r":  # README.TXT has CRLF line ends
                 assert raw not in document
-    assert b"Patient: \\x1b[2JEVIL\\x07 <i>NAME\r\n" in readme
+    assert b"Patient: \\x1b[2JEVIL\\x07, <i>NAME\r\n" in readme
     assert b"desc\\u202eevil\\u2028line" in readme
     # in HTML, markup from a value is text (html.escape) and control characters are escapes
-    assert b"\\x1b[2JEVIL\\x07 &lt;i&gt;NAME" in pages[0] and b"<i>" not in pages[0]
+    assert b"\\x1b[2JEVIL\\x07, &lt;i&gt;NAME" in pages[0] and b"<i>" not in pages[0]

@@ -73,6 +73,22 @@ def test_ls_lists_a_missing_file_and_exits_1(media: Path) -> None:
     assert text.returncode == 1 and victim.name in text.stdout
 
 
+def test_ls_says_each_fact_once(media: Path) -> None:
+    """A missing file and an unreferenced one are two facts: two lines, though both the
+    DICOMDIR reader and the health check find each (they used to print four)."""
+    victim = next(p for p in (media / "77654033").rglob("*") if p.is_file())
+    victim.unlink()
+    extra = media / "98892001" / "EXTRA"
+    shutil.copy(get_testdata_file("CT_small.dcm"), extra)
+    data = json.loads(lightbox("ls", str(media), "--json").stdout)
+    assert sorted((pr["path"], pr["kind"]) for pr in data["problems"]) == sorted(
+        [(str(victim), "missing"), (str(extra), "unreferenced")]
+    )
+    text = lightbox("ls", str(media)).stdout
+    assert "2 problem(s):" in text
+    assert text.count(str(victim)) == 1 and text.count(str(extra)) == 1
+
+
 def test_ls_of_nothing_exits_3(tmp_path: Path) -> None:
     result = lightbox("ls", str(tmp_path / "nope"))
     assert result.returncode == 3 and "no such file or folder" in result.stderr

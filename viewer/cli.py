@@ -364,6 +364,7 @@ def _open_store() -> Store:
 def _cmd_ls(args: argparse.Namespace) -> int:
     from viewer.media.health import check_media
     from viewer.media.scan import scan
+    from viewer.model import merge_problems
     from viewer.store.commands import listing_text, tree_to_json
 
     path = Path(args.path)
@@ -373,12 +374,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     with _cancel_on_signals() as cancel:
         result = scan(path, cancel=cancel)
         health = check_media(path, cancel=cancel) if not cancel.is_set() else None
-    seen: set[tuple[str, str]] = set()
-    problems = []
-    for problem in [*result.problems, *(health.problems if health else [])]:
-        if (problem.path, problem.problem) not in seen:
-            seen.add((problem.path, problem.problem))
-            problems.append(problem)
+    problems = merge_problems(result.problems, health.problems if health else [])
     data = tree_to_json(result.patients, problems)
     print(_json(data) if args.json else listing_text(data))
     if cancel.is_set():

@@ -7,10 +7,24 @@ No behaviour here depends on Qt or on where an object came from.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from viewer.text import escape
+
+
+class Kind(enum.StrEnum):
+    """What sort of fact a problem states, so that one fact found by two readers (the DICOMDIR
+    reader and the health check both find a missing file) is one line."""
+
+    MISSING = "missing"
+    """A file the DICOMDIR references is not on the media."""
+    UNREFERENCED = "unreferenced"
+    """A DICOM file on the media that the DICOMDIR does not reference."""
+    OTHER = "other"
+    """Anything else: told apart by its words."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,14 +34,32 @@ class Problem:
     ``path`` and ``problem`` hold the text as it is (a name from a disc, a value from a file);
     ``str()`` is the one line to show: both escaped by :func:`viewer.text.escape`, so that a
     control character from a disc never reaches a terminal and a newline in a name cannot make
-    two lines of one problem.
+    two lines of one problem. ``kind`` says which fact it is (:func:`merge_problems`).
     """
 
     path: str
     problem: str
+    kind: Kind = Kind.OTHER
 
     def __str__(self) -> str:
         return f"{escape(self.path)}: {escape(self.problem)}"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Two problems with one key state one fact."""
+        return (self.path, self.kind if self.kind is not Kind.OTHER else self.problem)
+
+
+def merge_problems(*lists: Iterable[Problem]) -> list[Problem]:
+    """The problems of several readers, each fact once (the first reader's words), in order."""
+    seen: set[tuple[str, str]] = set()
+    merged = []
+    for problems in lists:
+        for problem in problems:
+            if problem.key not in seen:
+                seen.add(problem.key)
+                merged.append(problem)
+    return merged
 
 
 @dataclass(slots=True)

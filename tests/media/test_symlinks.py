@@ -108,7 +108,7 @@ def test_ls_dicomdir_record_naming_a_link_out(with_dicomdir: Path, target: str) 
     assert leaves(data["problems"]) == [link]
     # The link is named once, and nothing else about it ("not referenced", a second refusal).
     assert [p for p in data["problems"] if "LINK" in p["path"] + p["problem"]] == [
-        {"path": link, "problem": LEAVES}
+        {"path": link, "problem": LEAVES, "kind": "other"}
     ]
 
 
@@ -207,7 +207,9 @@ def test_a_fifo_on_the_media_is_a_problem_not_a_hang(tmp_path: Path) -> None:
     result = lightbox("ls", media, "--json")
     assert result.returncode == 1
     data = json.loads(result.stdout)
-    assert {"path": str(media / "fifo.dcm"), "problem": "not a regular file"} in data["problems"]
+    assert {"path": str(media / "fifo.dcm"), "problem": "not a regular file", "kind": "other"} in (
+        data["problems"]
+    )
     assert patient_ids(data) == {"PID001"}
 
 

@@ -163,6 +163,27 @@ def test_missing_path_is_a_problem_not_a_crash(  # type: ignore[no-untyped-def]
     assert "nowhere: no such file or folder" in capfd.readouterr().err
 
 
+def test_one_fact_from_two_readers_is_one_line(window: MainWindow) -> None:
+    from viewer.model import Kind, Problem
+
+    missing = "/media/DICOM/IMG1"
+    window.report_problems(
+        [Problem(missing, "referenced by DICOMDIR record 1 but missing", Kind.MISSING)]
+    )
+    window.report_problems(
+        [
+            Problem(missing, "referenced by the DICOMDIR but missing", Kind.MISSING),
+            Problem("/media/DICOM/X", "not a DICOM file"),
+            Problem("/media/DICOM/X", "not a DICOM file"),
+        ]
+    )
+    lines = [window.problems_list.item(i).text() for i in range(window.problems_list.count())]
+    assert lines == [
+        f"{missing}: referenced by DICOMDIR record 1 but missing",
+        "/media/DICOM/X: not a DICOM file",
+    ]
+
+
 def test_demo_study_when_no_path(qtbot) -> None:  # type: ignore[no-untyped-def]
     from viewer.media.demo import demo_paths
     from viewer.qt.app import create_main_window

@@ -66,7 +66,7 @@ def test_listing_json_shape(store: Store, tmp_path: Path) -> None:
     assert problem["problem"] == "in the index, but the file is missing"
 
     text = listing_text(data)
-    assert "PATIENT^1  [P1]" in text and "(no name)" not in text
+    assert "PATIENT, 1  [P1]" in text and "(no name)" not in text
     assert "#2 CT Series 2  (1 instance)" in text and "1 problem(s):" in text
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Literal
 
 from viewer.media.links import LEAVES_MEDIA, resolve_within
-from viewer.model import Instance, Patient, Problem, Series, Study
+from viewer.model import Instance, Kind, Patient, Problem, Series, Study
 
 DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
 _IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -1212,7 +1212,11 @@ class _Builder:
             return []
         if status == "missing":
             self.result.problems.append(
-                Problem(str(path), f"referenced by {where} ({rec.record_type}) but missing")
+                Problem(
+                    str(path),
+                    f"referenced by {where} ({rec.record_type}) but missing",
+                    Kind.MISSING,
+                )
             )
             return []
         assert path is not None

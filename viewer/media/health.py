@@ -36,7 +36,7 @@ from viewer.media.dicomdir import (
     sniff_codec,
 )
 from viewer.media.links import LEAVES_MEDIA, walk_files
-from viewer.model import Problem
+from viewer.model import Kind, Problem
 
 _META_CLASS = 0x00020002
 _META_INSTANCE = 0x00020003
@@ -322,13 +322,15 @@ def check_media(
         progress(len(files), len(files))
 
     for missing in report.missing:
-        report.problems.append(Problem(str(missing), "referenced by the DICOMDIR but missing"))
+        report.problems.append(
+            Problem(str(missing), "referenced by the DICOMDIR but missing", Kind.MISSING)
+        )
     # Refused File IDs are in the DICOMDIR's problems already (a link leading out under its
     # own path, as the walk names it): each is listed once.
     report.problems.extend(p for p in report.refused if p not in refused_records)
     if dicomdir is not None:
         report.problems.extend(
-            Problem(str(f), "DICOM file not referenced by the DICOMDIR")
+            Problem(str(f), "DICOM file not referenced by the DICOMDIR", Kind.UNREFERENCED)
             for f in report.unreferenced
         )
     report.problems.extend(report.unreadable)

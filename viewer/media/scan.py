@@ -503,7 +503,9 @@ def scan(
                 progress(done, total)
         if quiet and unreferenced_note:
             result.problems.extend(
-                model.Problem(str(i.path), "not referenced by the DICOMDIR")
+                model.Problem(
+                    str(i.path), "not referenced by the DICOMDIR", model.Kind.UNREFERENCED
+                )
                 for i in result.instances[before:]
             )
     # A link leaving the media is named by the DICOMDIR's reader and met again by the walk:

@@ -436,7 +436,10 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- problems
     def report_problems(self, problems: list[model.Problem]) -> None:
-        """List problems in the panel and on stderr; each names its file and what is wrong."""
+        """List problems in the panel and on stderr; each names its file and what is wrong, and
+        each fact once (:func:`viewer.model.merge_problems`)."""
+        shown = {p.key for p in self._problems}
+        problems = [p for p in model.merge_problems(problems) if p.key not in shown]
         if not problems:
             return
         for problem in problems:

@@ -18,7 +18,7 @@ from viewer.store.check import MISSING, CheckReport, check
 from viewer.store.importer import ImportReport
 from viewer.store.index import DeleteResult, store_tree
 from viewer.store.store import Store
-from viewer.text import escape
+from viewer.text import escape, person_name, show_date
 
 
 def _or_none(value: str) -> str | None:
@@ -62,7 +62,9 @@ def tree_to_json(
             }
             for p in patients
         ],
-        "problems": [{"path": pr.path, "problem": pr.problem} for pr in problems],
+        "problems": [
+            {"path": pr.path, "problem": pr.problem, "kind": str(pr.kind)} for pr in problems
+        ],
     }
 
 
@@ -87,14 +89,17 @@ def _dropped(count: int) -> list[str]:
 def listing_text(data: dict[str, Any]) -> str:
     """A readable tree of :func:`listing` (or any ``ls --json`` object) and its problems.
 
-    Every name and value comes from files: each is escaped (:func:`viewer.text.escape`), so a
-    control character cannot reach the terminal and each problem is one line."""
+    Names and dates are shown as everywhere else (:func:`viewer.text.person_name`,
+    :func:`~viewer.text.show_date`); ``--json`` keeps the values as the files hold them. Every
+    name and value comes from files: each is escaped (:func:`viewer.text.escape`), so a control
+    character cannot reach the terminal and each problem is one line."""
     lines: list[str] = []
     for p in data["patients"]:
-        name, pid = escape(p["patient_name"] or "(no name)"), escape(p["patient_id"] or "no ID")
+        name = escape(person_name(p["patient_name"]) or "(no name)")
+        pid = escape(p["patient_id"] or "no ID")
         lines.append(f"{name}  [{pid}]")
         for st in p["studies"]:
-            date = escape(st["study_date"] or "no date")
+            date = escape(show_date(st["study_date"]) or "no date")
             lines.append(f"  {date}  {escape(st['study_description'] or '')}".rstrip())
             lines.append(f"    study {escape(st['study_instance_uid'])}")
             for se in st["series"]:
