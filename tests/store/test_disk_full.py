@@ -166,7 +166,7 @@ def test_a_read_only_store_can_be_listed(
         # The CLI.
         ls = lightbox("store", "ls", home=home)
         assert ls.returncode == 0, ls.stderr  # the old code: exit 3, "cannot open the store"
-        assert "PATIENT^1" in ls.stdout and "4 instances" not in ls.stderr
+        assert "PATIENT, 1  [P1]" in ls.stdout and "4 instances" not in ls.stderr
         assert lightbox("store", "check", home=home).returncode == 0
         for args in (
             ("import", str(files[0])),

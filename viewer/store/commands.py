@@ -127,6 +127,8 @@ def import_summary(report: ImportReport) -> str:
         f"conflicts: {len(report.conflicts)}",
         f"rejected: {len(report.rejected)}",
     ]
+    if report.skipped:
+        lines.append(f"other files (no DICOM instance, not imported): {len(report.skipped)}")
     if report.cancelled:
         lines.append(f"cancelled: {report.not_processed} file(s) not processed")
     for title, items in (

@@ -123,6 +123,9 @@ class ImportReport:
     conflicts: list[Problem] = field(default_factory=list)
     rejected: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
+    """Files met in a folder that are no DICOM instance (README.TXT, web pages, pictures, the
+    DICOMDIR): not imported, and nothing wrong. A file named by itself is rejected instead."""
     cancelled: bool = False
     not_processed: int = 0  # files left when cancelled
 
@@ -132,9 +135,13 @@ class ImportReport:
 
 
 class _Rejected(Exception):
-    def __init__(self, reason: str) -> None:
+    """A file not imported, and why; ``not_an_instance``: it is no DICOM instance at all (not
+    DICOM, or a DICOMDIR), which a folder walked may hold beside its instances."""
+
+    def __init__(self, reason: str, *, not_an_instance: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.not_an_instance = not_an_instance
 
 
 class _SourceError(Exception):
@@ -303,7 +310,8 @@ def _identity_of(text: Callable[[str], str], media_class: str) -> _Identity:
     if MEDIA_STORAGE_DIRECTORY in (sop_class, media_class):
         raise _Rejected(
             "a DICOMDIR (media directory), not an instance; the files it lists are imported "
-            "on their own"
+            "on their own",
+            not_an_instance=True,
         )
     if not sop_class:
         raise _Rejected("no SOP Class UID (not a composite instance the store can keep)")
@@ -415,6 +423,7 @@ class _Prepared:
     source: str
     staged: _Staged | None = None
     rejected: str | None = None
+    not_an_instance: bool = False
     warnings: list[str] = field(default_factory=list)
     size: int = 0
 
@@ -436,10 +445,12 @@ class _Importer:
         committer: ThreadPoolExecutor | None = None,
         *,
         spooled: bool = False,
+        walked: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
         self.report = report
         self.spooled = spooled
+        self.walked = walked  # sources met walking a folder (see ImportReport.skipped)
         self.syncer = syncer
         self.committer = committer
         self.committing: Future[None] | None = None
@@ -454,10 +465,14 @@ class _Importer:
         self, src: IO[bytes], tmp: Path, warnings: list[str]
     ) -> tuple[part10.Header, str, str, int]:
         head = _read_source(src, part10.HEAD_SIZE)
+        if not head:  # perhaps an instance lost in copying: never skipped as "no DICOM"
+            raise _Rejected("not a DICOM file (empty file)")
         try:
             header = part10.split_header(head)
         except part10.HeaderError as exc:
-            raise _Rejected(str(exc)) from exc
+            raise _Rejected(
+                str(exc), not_an_instance=isinstance(exc, part10.NotDicomError)
+            ) from exc
         prefix = head[: header.dataset_start]
         if header.executable_preamble:
             prefix = bytes(part10.PREAMBLE_SIZE) + prefix[part10.PREAMBLE_SIZE :]
@@ -562,6 +577,7 @@ class _Importer:
                 record = replace(record, size=size, meta_sha256=meta_sha)
         except _Rejected as exc:
             result.rejected = exc.reason
+            result.not_an_instance = exc.not_an_instance
         except OSError as exc:
             if is_disc_full(exc):  # the store's disc: one error for the whole import
                 tmp.unlink(missing_ok=True)
@@ -583,7 +599,11 @@ class _Importer:
             self.report.warnings.append(Problem(prepared.source, warning))
         staged = prepared.staged
         if staged is None:
-            self.report.rejected.append(Problem(prepared.source, prepared.rejected or "refused"))
+            refused = Problem(prepared.source, prepared.rejected or "refused")
+            if prepared.not_an_instance and prepared.source in self.walked:
+                self.report.skipped.append(refused)
+            else:
+                self.report.rejected.append(refused)
             return
         known = (
             self.store.connection()
@@ -768,6 +788,7 @@ def _run_unguarded(
     cancel: threading.Event | None,
     progress: ProgressCallback | None,
     spooled: bool = False,
+    walked: frozenset[str] = frozenset(),
 ) -> ImportReport:
     """Stage in a few threads (copy and hash release the GIL), accept and commit in order here.
 
@@ -776,7 +797,7 @@ def _run_unguarded(
     """
     done = 0
     if total <= 1:  # one file (a received instance): no threads to start
-        importer = _Importer(store, report, spooled=spooled)
+        importer = _Importer(store, report, spooled=spooled, walked=walked)
         try:
             for source, opener in sources:
                 if cancel is not None and cancel.is_set():
@@ -798,7 +819,7 @@ def _run_unguarded(
         ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="lightbox-sync") as syncer,
         ThreadPoolExecutor(1, thread_name_prefix="lightbox-commit") as committer,
     ):
-        importer = _Importer(store, report, syncer, committer, spooled=spooled)
+        importer = _Importer(store, report, syncer, committer, spooled=spooled, walked=walked)
         todo = iter(sources)
         try:
             while True:
@@ -863,13 +884,14 @@ def _run(
     cancel: threading.Event | None,
     progress: ProgressCallback | None,
     spooled: bool = False,
+    walked: frozenset[str] = frozenset(),
 ) -> ImportReport:
     """:func:`_run_unguarded`, with a failure of the index itself said in words; a full disc
     is one :class:`viewer.store.store.StoreFullError` naming the store's folder, and a
     read-only store refuses at once."""
     store.require_writable()
     try:
-        return _run_unguarded(store, sources, total, report, cancel, progress, spooled)
+        return _run_unguarded(store, sources, total, report, cancel, progress, spooled, walked)
     except OSError as exc:
         if is_disc_full(exc):
             raise disc_full_error(store.root, exc) from exc
@@ -899,7 +921,9 @@ def import_paths(
 
     A DICOMDIR named directly imports the files it references (a disc: ``import
     /media/cdrom/DICOMDIR``); a DICOMDIR met inside a folder is skipped, since the walk finds
-    its files anyway.
+    its files anyway, and so is any other file of a folder that is no DICOM at all (README.TXT,
+    INDEX.HTM, pictures): :attr:`ImportReport.skipped`, not an error. A file named by itself
+    that is no instance is rejected.
 
     ``spooled=True`` is for :class:`viewer.store.receiver.Receiver` only: every path must be a
     file in the store's ``incoming/`` folder, already synced to disc and never written again;
@@ -917,6 +941,7 @@ def import_paths(
     if spooled:
         return _import_spooled(store, paths, report, cancel, progress)
     files: list[Path] = []
+    walked: set[str] = set()  # met walking a folder: a file there that is no instance is skipped
     store_root = store.root.resolve()
     for item in paths:
         path = Path(item)
@@ -930,12 +955,16 @@ def import_paths(
         if path.is_file() and _is_dicomdir(path):
             files.extend(_dicomdir_files(path, report, cancel))
             continue
-        files.extend(_walk(path, report.rejected, store_root))
+        found = list(_walk(path, report.rejected, store_root))
+        if path.is_dir():
+            walked.update(str(f) for f in found)
+        files.extend(found)
 
     def opener(path: Path) -> Callable[[], IO[bytes]]:
         return lambda: _open_regular(path)
 
-    return _run(store, ((str(f), opener(f)) for f in files), len(files), report, cancel, progress)
+    sources = ((str(f), opener(f)) for f in files)
+    return _run(store, sources, len(files), report, cancel, progress, walked=frozenset(walked))
 
 
 #: The folder of the store where received instances wait, durable, for their import.

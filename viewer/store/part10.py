@@ -35,6 +35,10 @@ class HeaderError(ValueError):
     """The first bytes cannot be a DICOM file (a reason, without the path)."""
 
 
+class NotDicomError(HeaderError):
+    """No DICOM at all (a README, a web page, a picture on the same disc), not a damaged file."""
+
+
 @dataclass(frozen=True, slots=True)
 class Header:
     """Where the parts of a file are.
@@ -117,7 +121,7 @@ def split_header(head: bytes) -> Header:
     if len(head) >= 8 and head[0:2] == b"\x02\x00" and _looks_like_vr(head[4:6]):
         return Header(False, 0, _walk_meta(head, 0), None)
     if not _plausible_bare_dataset(head):
-        raise HeaderError("not a DICOM file (no DICM marker and no data element at the start)")
+        raise NotDicomError("not a DICOM file (no DICM marker and no data element at the start)")
     return Header(False, None, 0, None)
 
 
