@@ -70,7 +70,8 @@ def main() -> None:
     if shutil.which("dcmdjpeg") is None or shutil.which("dcmcjpeg") is None:
         print("bench: decode_us_jpeg skipped (DCMTK dcmcjpeg/dcmdjpeg not installed)")
         return
-    from viewer.imaging.decode import decode_frames_parallel, shutdown_workers
+    from viewer.imaging.decode import decode_frames_parallel
+    from viewer.imaging.pool import shutdown_pool
 
     folder = cache_dir("cine")
     path = _make_cine(folder)
@@ -84,7 +85,7 @@ def main() -> None:
             reps=5,
         )
     finally:
-        shutdown_workers()
+        shutdown_pool()
         target.unlink(missing_ok=True)
     report("decode_us_jpeg", ours, ref, 1.5, "2 processes, pooled")
 

@@ -16,7 +16,8 @@ import _data
 import numpy as np
 from common import interleaved, report
 
-from viewer.imaging.loader import SeriesLoader, get_pool, shutdown_pool
+from viewer.imaging.loader import SeriesLoader
+from viewer.imaging.pool import get_pool, shutdown_pool
 from viewer.imaging.stack import build_stacks
 from viewer.media.scan import scan
 

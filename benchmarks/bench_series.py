@@ -26,7 +26,8 @@ from common import interleaved, report
 
 from viewer.imaging import decode
 from viewer.imaging.display import FrameRenderer
-from viewer.imaging.loader import SeriesLoader, get_pool, shutdown_pool
+from viewer.imaging.loader import SeriesLoader
+from viewer.imaging.pool import get_pool, shutdown_pool
 from viewer.imaging.stack import Stack, build_stacks
 from viewer.media.scan import scan
 

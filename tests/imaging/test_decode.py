@@ -28,6 +28,7 @@ from viewer.imaging.decode import (
     plugin_status,
     read_file,
 )
+from viewer.imaging.pool import shutdown_pool
 
 
 def _bundled(name: str) -> Path:
@@ -572,7 +573,7 @@ def test_decode_frames_parallel_equals_serial(shared_data: Path) -> None:
     try:
         parallel = decode_frames_parallel(path, workers=2)
     finally:
-        decode.shutdown_workers()
+        shutdown_pool()
     np.testing.assert_array_equal(parallel, decode_all(read_file(path).dataset))
 
 

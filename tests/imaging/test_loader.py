@@ -19,8 +19,9 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 
 from viewer import model
-from viewer.imaging import loader as loader_module
-from viewer.imaging.loader import SeriesLoader, get_pool, shutdown_pool, view_order
+from viewer.imaging import pool as pool_module
+from viewer.imaging.loader import SeriesLoader, view_order
+from viewer.imaging.pool import get_pool, shutdown_pool
 from viewer.imaging.stack import FrameRef, Stack, build_stacks
 from viewer.media.scan import scan
 
@@ -262,7 +263,7 @@ def test_workers_do_not_import_qt_and_do_not_outlive_shutdown() -> None:
     pytest.importorskip("PySide6.QtCore")  # the parent has Qt loaded, as the application does
     shutdown_pool()
     pool = get_pool(2, warm=True)
-    probes = [pool.submit(loader_module._worker_probe) for _ in range(8)]
+    probes = [pool.submit(pool_module._worker_probe) for _ in range(8)]
     results = [f.result(timeout=60) for f in probes]
     pids = {pid for pid, _ in results}
     assert all(loaded == [] for _, loaded in results)
@@ -292,9 +293,9 @@ def test_workers_exit_when_the_application_is_killed() -> None:
     """A crashed application must not leave decoder processes behind."""
     script = (
         "import os, signal\n"
-        "from viewer.imaging import loader\n"
-        "pool = loader.get_pool(2, warm=True)\n"
-        "pids = {pool.submit(loader._worker_probe).result()[0] for _ in range(6)}\n"
+        "from viewer.imaging import pool as shared\n"
+        "pool = shared.get_pool(2, warm=True)\n"
+        "pids = {pool.submit(shared._worker_probe).result()[0] for _ in range(6)}\n"
         "print(' '.join(map(str, pids)), flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -313,7 +314,7 @@ def test_a_worker_killed_mid_load_does_not_stop_the_series(slow_file: Path) -> N
     """A crashed decoder process breaks the pool; the loader retries in a fresh one."""
     shutdown_pool()
     pool = get_pool(2, warm=True)
-    pids = {pool.submit(loader_module._worker_probe).result(timeout=60)[0] for _ in range(6)}
+    pids = {pool.submit(pool_module._worker_probe).result(timeout=60)[0] for _ in range(6)}
     stack = stack_of([slow_file] * 40)
     rec = Recorder()
     started = threading.Event()
@@ -328,7 +329,7 @@ def test_a_worker_killed_mid_load_does_not_stop_the_series(slow_file: Path) -> N
         assert started.wait(60)
         os.kill(next(iter(pids)), signal.SIGKILL)
         assert load.wait(60)
-        assert loader_module._POOL is not pool, "the kill must have broken the pool"
+        assert pool_module._POOL is not pool, "the kill must have broken the pool"
         assert rec.problems == {}
         assert load.decoded_count == 40
         expected = reference_decode(slow_file, 0)
@@ -362,3 +363,23 @@ def test_get_pool_keeps_the_existing_pool_whatever_the_count() -> None:
     pool = get_pool(2)
     assert get_pool(3) is pool
     assert get_pool() is pool
+
+
+def test_one_owner_of_the_process_pool(shared_data: Path) -> None:
+    """Loaders, large scans, the receiver and parallel multi-frame decoding share one pool
+    (decode.py used to start a second one of its own)."""
+    import re
+
+    from viewer.imaging.decode import decode_frames_parallel
+
+    shutdown_pool()
+    decode_frames_parallel(shared_data / "hard" / "multiframe.dcm", workers=2)
+    assert pool_module._POOL is not None  # the parallel decode started the shared pool
+    assert get_pool() is pool_module._POOL
+    root = ROOT / "viewer"
+    owners = [
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if re.search(r"ProcessPoolExecutor\(", p.read_text())
+    ]
+    assert owners == ["imaging/pool.py"]

@@ -69,7 +69,6 @@ import contextlib
 import logging
 import math
 import mmap
-import multiprocessing
 import os
 import struct
 import sys
@@ -78,7 +77,6 @@ import threading
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
 from multiprocessing import shared_memory
@@ -130,7 +128,6 @@ __all__ = [
     "frame_count",
     "plugin_status",
     "read_file",
-    "shutdown_workers",
 ]
 
 #: Deflated Image Frame Compression (PS3.5 A.4.13), newer than pydicom 3.0.
@@ -1383,37 +1380,6 @@ def decode_all(ds: Dataset) -> np.ndarray:
 # Parallel decoding of one multi-frame file
 
 
-_pool: ProcessPoolExecutor | None = None
-_pool_workers = 0
-
-
-def _get_pool(workers: int) -> ProcessPoolExecutor:
-    global _pool, _pool_workers
-    if _pool is None or _pool_workers != workers:
-        shutdown_workers()
-        methods = multiprocessing.get_all_start_methods()
-        method = "forkserver" if "forkserver" in methods else "spawn"
-        _pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context(method),
-            initializer=configure,
-        )
-        _pool_workers = workers
-    return _pool
-
-
-def shutdown_workers() -> None:
-    """Stop the worker processes of :func:`decode_frames_parallel` (also done at exit)."""
-    global _pool, _pool_workers
-    if _pool is not None:
-        _pool.shutdown(wait=True, cancel_futures=True)
-    _pool = None
-    _pool_workers = 0
-
-
-atexit.register(shutdown_workers)
-
-
 def _decode_chunk(
     path: str, shm_name: str, shape: tuple[int, ...], dtype: str, frames: list[int]
 ) -> None:
@@ -1439,9 +1405,9 @@ def decode_frames_parallel(path: str | os.PathLike[str], workers: int = 2) -> np
     """Decode every frame of one file using ``workers`` processes; ``(frames, rows, cols[, 3])``.
 
     The caller decodes the first frame (to learn the shape) and then a share of the rest while
-    ``workers - 1`` pooled processes (forkserver or spawn, started once and reused) decode the
-    others straight into shared memory, so no frame is pickled. With ``workers <= 1`` or a
-    handful of frames it is :func:`decode_all`. Raises DecodeError.
+    the application's process pool (:mod:`viewer.imaging.pool`) decodes ``workers - 1`` shares
+    straight into shared memory, so no frame is pickled. With ``workers <= 1`` or a handful of
+    frames it is :func:`decode_all`. Raises DecodeError.
     """
     ds = read_file(path).dataset
     count = frame_count(ds)
@@ -1455,7 +1421,9 @@ def decode_frames_parallel(path: str | os.PathLike[str], workers: int = 2) -> np
         out: np.ndarray = np.ndarray(shape, dtype=first.dtype, buffer=shm.buf)
         out[0] = first
         chunks = list(_split(list(range(1, count)), workers))
-        pool = _get_pool(workers - 1)
+        from viewer.imaging.pool import get_pool  # the pool's workers import this module
+
+        pool = get_pool()
         futures = [
             pool.submit(_decode_chunk, str(path), shm.name, shape, first.dtype.str, chunk)
             for chunk in chunks[1:]

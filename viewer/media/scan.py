@@ -337,7 +337,7 @@ def _outcomes(
     """
     if len(files) >= PARALLEL_MIN_FILES:
         try:
-            from viewer.imaging.loader import get_pool
+            from viewer.imaging.pool import get_pool
 
             pool = get_pool()
             chunks = [files[k : k + SCAN_CHUNK] for k in range(0, len(files), SCAN_CHUNK)]

@@ -23,7 +23,7 @@ So receiving is split in two:
    its import committed (or found it already present).
 
 The batch import runs in a worker process of the application's pool
-(:func:`viewer.imaging.loader.get_pool`), not in this process: its Python work (reading
+(:func:`viewer.imaging.pool.get_pool`), not in this process: its Python work (reading
 headers, indexing) held the GIL against the network threads, which must answer each C-STORE
 at once, and against the GUI. Receiving 300 CT slices from ``storescu`` until indexed took
 15-20% less time that way (``make bench``: ``cstore_receive``). A worker that dies
@@ -61,7 +61,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from viewer.imaging import loader
+from viewer.imaging import pool as shared_pool
 from viewer.store.importer import CRASH_ENV, ImportReport, import_paths, refusal, spool_dir
 from viewer.store.store import Store, StoreError, fsync_dir, is_disc_full
 
@@ -358,7 +358,7 @@ class Receiver:
         if not self.isolated:
             return import_paths(self.store, batch, spooled=True)
         try:
-            pool = loader.get_pool()
+            pool = shared_pool.get_pool()
         except (OSError, RuntimeError, ValueError) as exc:
             log.warning("no worker process (%s): received instances are imported here", exc)
             self.isolated = False
@@ -368,7 +368,7 @@ class Receiver:
         try:
             return future.result()
         except BrokenProcessPool:
-            loader.discard_pool(pool)
+            shared_pool.discard_pool(pool)
             raise
 
     def _put_back(self, batch: list[Path]) -> None:
