@@ -28,11 +28,11 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pydicom
 
 from viewer import model
+from viewer.dicom.describe import Description, describe
 from viewer.imaging import decode
 from viewer.media import dicomdir as dicomdir_reader
 from viewer.media import links
@@ -98,122 +98,26 @@ def _read_header(path: Path) -> tuple[pydicom.Dataset, list[str]]:
     return dicom_file.dataset, dicom_file.warnings
 
 
-def _get(ds: pydicom.Dataset, keyword: str) -> Any:
-    """An element's value, None if absent or if its value cannot be converted (bad IS, DS)."""
-    try:
-        return ds.get(keyword)
-    except Exception:
-        return None
-
-
-def _text(ds: pydicom.Dataset, keyword: str) -> str:
-    value = _get(ds, keyword)
-    if value is None:
-        return ""
-    if isinstance(value, pydicom.multival.MultiValue):
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, pydicom.multival.MultiValue):
-        value = value[0] if len(value) else None
-    if value is None or value == "":
-        return None
-    try:
-        return int(float(str(value).strip()))
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _floats(value: Any, count: int) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    items = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else []
-    if len(items) != count:
-        return None
-    try:
-        numbers = tuple(float(v) for v in items)
-    except (TypeError, ValueError):
-        return None
-    if not all(n == n and abs(n) != float("inf") for n in numbers):
-        return None
-    return numbers
-
-
-def _geometry(ds: pydicom.Dataset) -> tuple[Any, Any]:
-    """Image Position/Orientation (PS3.3 C.7.6.2), or from the shared functional groups of an
-    enhanced multi-frame object (PS3.3 C.7.6.16.2.3) when the top level has none."""
-    position = _get(ds, "ImagePositionPatient")
-    orientation = _get(ds, "ImageOrientationPatient")
-    if orientation is None:
-        shared = _get(ds, "SharedFunctionalGroupsSequence")
-        try:
-            if shared:
-                plane = shared[0].get("PlaneOrientationSequence")
-                if plane:
-                    orientation = plane[0].get("ImageOrientationPatient")
-        except (AttributeError, IndexError, TypeError):
-            orientation = None
-    return position, orientation
-
-
 def instance_from_dataset(ds: pydicom.Dataset, path: Path) -> model.Instance:
-    """The :class:`model.Instance` a header describes (tags in PS3.3 C.7.6.1, C.7.6.2, C.7.6.3)."""
-    meta = getattr(ds, "file_meta", None)
-    meta_get = meta.get if meta is not None else (lambda _k, d=None: d)
-    position, orientation = _geometry(ds)
-    frames = _int(_get(ds, "NumberOfFrames"))
+    """The :class:`model.Instance` a header describes (:func:`viewer.dicom.describe.describe`)."""
+    return instance_of(describe(ds), path)
+
+
+def instance_of(d: Description, path: Path) -> model.Instance:
     return model.Instance(
         path=Path(path),
-        sop_instance_uid=(
-            _text(ds, "SOPInstanceUID") or str(meta_get("MediaStorageSOPInstanceUID", ""))
-        ),
-        sop_class_uid=_text(ds, "SOPClassUID") or str(meta_get("MediaStorageSOPClassUID", "")),
-        study_instance_uid=_text(ds, "StudyInstanceUID"),
-        series_instance_uid=_text(ds, "SeriesInstanceUID"),
-        transfer_syntax_uid=str(meta_get("TransferSyntaxUID", "") or ""),
-        instance_number=_int(_get(ds, "InstanceNumber")),
-        number_of_frames=max(frames, 1) if frames is not None else 1,
-        rows=_int(_get(ds, "Rows")) or 0,
-        columns=_int(_get(ds, "Columns")) or 0,
-        image_position=_floats(position, 3),  # type: ignore[arg-type]
-        image_orientation=_floats(orientation, 6),  # type: ignore[arg-type]
-        acquisition_time=_text(ds, "AcquisitionTime"),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Description:
-    """What the patient > study > series tree needs from one header (PS3.3 C.7.1.1, C.7.2.1,
-    C.7.3.1), small and picklable so that worker processes can send it back."""
-
-    patient_id: str | None
-    patient_name: str
-    birth_date: str
-    sex: str
-    study_date: str
-    study_time: str
-    study_description: str
-    accession_number: str
-    modality: str
-    series_number: int | None
-    series_description: str
-
-
-def _describe(ds: pydicom.Dataset) -> _Description:
-    return _Description(
-        patient_id=_text(ds, "PatientID") or None,
-        patient_name=_text(ds, "PatientName"),
-        birth_date=_text(ds, "PatientBirthDate"),
-        sex=_text(ds, "PatientSex"),
-        study_date=_text(ds, "StudyDate"),
-        study_time=_text(ds, "StudyTime"),
-        study_description=_text(ds, "StudyDescription"),
-        accession_number=_text(ds, "AccessionNumber"),
-        modality=_text(ds, "Modality"),
-        series_number=_int(_get(ds, "SeriesNumber")),
-        series_description=_text(ds, "SeriesDescription"),
+        sop_instance_uid=d.sop_instance_uid,
+        sop_class_uid=d.sop_class_uid,
+        study_instance_uid=d.study_instance_uid,
+        series_instance_uid=d.series_instance_uid,
+        transfer_syntax_uid=d.transfer_syntax_uid,
+        instance_number=d.instance_number,
+        number_of_frames=d.number_of_frames,
+        rows=d.rows,
+        columns=d.columns,
+        image_position=d.image_position,
+        image_orientation=d.image_orientation,
+        acquisition_time=d.acquisition_time,
     )
 
 
@@ -225,7 +129,7 @@ class _Tree:
         self.studies: dict[str, model.Study] = {}
         self.series: dict[str, model.Series] = {}
 
-    def add(self, d: _Description, instance: model.Instance) -> None:
+    def add(self, d: Description, instance: model.Instance) -> None:
         patient = self.patients.get((d.patient_id, d.patient_name))
         if patient is None:
             patient = model.Patient(
@@ -279,7 +183,7 @@ def _is_dicomdir_header(ds: pydicom.Dataset) -> bool:
 
 #: What reading one file gave: an instance and its description, a problem, or nothing
 #: (not DICOM, or a DICOMDIR met while walking a folder).
-_Outcome = tuple[model.Instance | None, _Description | None, model.Problem | None]
+_Outcome = tuple[model.Instance | None, Description | None, model.Problem | None]
 
 
 def _read_record(path: Path, *, quiet_non_dicom: bool) -> tuple[_Outcome, pydicom.Dataset | None]:
@@ -302,13 +206,14 @@ def _read_record(path: Path, *, quiet_non_dicom: bool) -> tuple[_Outcome, pydico
         log.debug("%s: %s", path, warning)
     if _is_dicomdir_header(ds):
         return (None, None, None), ds
-    instance = instance_from_dataset(ds, path)
+    description = describe(ds)
+    instance = instance_of(description, path)
     if not instance.sop_instance_uid and (instance.rows <= 0 or instance.columns <= 0):
         # Old ACR-NEMA images and some test files lack UIDs and are still shown; a data set
         # with neither a SOP Instance UID nor an image is not something to list.
         problem = "no SOP Instance UID and no image: not a DICOM instance"
         return (None, None, model.Problem(str(path), problem)), None
-    return (instance, _describe(ds), None), None
+    return (instance, description, None), None
 
 
 def _read_chunk(paths: Sequence[str], quiet_non_dicom: bool) -> list[_Outcome]:

@@ -62,13 +62,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, NamedTuple
 
 import pydicom
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
-from pydicom.multival import MultiValue
+from pydicom.datadict import tag_for_keyword
 
+from viewer.dicom.describe import describe
+from viewer.dicom.describe import text as dataset_text
 from viewer.imaging.decode import DecodeError, read_buffer
 from viewer.media.health import walk_header
 from viewer.media.links import walk_files
@@ -213,73 +213,6 @@ def _read_headers(path: Path) -> tuple[pydicom.Dataset, list[str]]:
     return read.dataset, read.warnings
 
 
-def _value(ds: pydicom.Dataset, keyword: str) -> Any:
-    try:
-        return ds.get(keyword)
-    except Exception:  # a malformed value: treat as absent
-        return None
-
-
-#: VRs whose values use only the default repertoire (PS3.5 section 6.2), so their raw bytes can
-#: be read without pydicom's conversion (which costs as much as the rest of the import).
-_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
-
-
-def _ascii(ds: pydicom.Dataset, keyword: str) -> str | None:
-    """The value of an ASCII-only element as text (values joined by backslash), or None when
-    the element is not a raw element of such a VR (then the caller converts it normally)."""
-    tag = tag_for_keyword(keyword)
-    if tag is None:
-        return None
-    try:
-        elem = ds.get_item(tag)
-    except Exception:
-        return None
-    if elem is None:
-        return ""
-    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
-        return None
-    vr = elem.VR or dictionary_VR(tag)
-    if vr not in _ASCII_VRS:
-        return None
-    return elem.value.decode("ascii", "replace").replace("\x00", "").strip()
-
-
-def _text(ds: pydicom.Dataset, keyword: str) -> str:
-    fast = _ascii(ds, keyword)
-    if fast is not None:
-        return fast
-    value = _value(ds, keyword)
-    if value is None:
-        return ""
-    try:
-        text = "\\".join(str(v) for v in value) if isinstance(value, MultiValue) else str(value)
-    except Exception:
-        return ""
-    return text.replace("\x00", "").strip()
-
-
-def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
-    text = _text(ds, keyword).split("\\")[0].strip()
-    if not text:
-        return None
-    try:
-        number = int(float(text))
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if -(2**63) <= number < 2**63 else None
-
-
-def _floats(ds: pydicom.Dataset, keyword: str, count: int) -> tuple[float, ...] | None:
-    parts = _text(ds, keyword).split("\\")
-    if len(parts) != count:
-        return None
-    try:
-        return tuple(float(v) for v in parts)
-    except ValueError:
-        return None
-
-
 def _uid(text: Callable[[str], str], keyword: str, name: str) -> str:
     uid = text(keyword)
     if not uid:
@@ -298,7 +231,7 @@ class _Identity(NamedTuple):
 
 def _identity(ds: pydicom.Dataset) -> _Identity:
     media_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "")).strip()
-    return _identity_of(lambda keyword: _text(ds, keyword), media_class)
+    return _identity_of(lambda keyword: dataset_text(ds, keyword), media_class)
 
 
 def _identity_of(text: Callable[[str], str], media_class: str) -> _Identity:
@@ -376,8 +309,7 @@ def refusal(path: Path) -> Refusal | None:
 
 def _record(ds: pydicom.Dataset, rel: str, size: int, meta_sha: str, ds_sha: str) -> InstanceRecord:
     ident = _identity(ds)
-    frames = _int(ds, "NumberOfFrames")
-    patient_id = _text(ds, "PatientID")
+    d = describe(ds)
     return InstanceRecord(
         sop_instance_uid=ident.sop_instance,
         study_instance_uid=ident.study,
@@ -387,29 +319,29 @@ def _record(ds: pydicom.Dataset, rel: str, size: int, meta_sha: str, ds_sha: str
         meta_sha256=meta_sha,
         dataset_sha256=ds_sha,
         sop_class_uid=ident.sop_class,
-        transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")),
-        patient_id=patient_id or None,
-        patient_name=_text(ds, "PatientName"),
-        birth_date=_text(ds, "PatientBirthDate"),
-        sex=_text(ds, "PatientSex"),
-        study_date=_text(ds, "StudyDate"),
-        study_time=_text(ds, "StudyTime"),
-        accession_number=_text(ds, "AccessionNumber"),
-        study_id=_text(ds, "StudyID"),
-        study_description=_text(ds, "StudyDescription"),
-        modality=_text(ds, "Modality"),
-        series_number=_int(ds, "SeriesNumber"),
-        series_description=_text(ds, "SeriesDescription"),
-        series_date=_text(ds, "SeriesDate"),
-        series_time=_text(ds, "SeriesTime"),
-        body_part_examined=_text(ds, "BodyPartExamined"),
-        instance_number=_int(ds, "InstanceNumber"),
-        number_of_frames=frames if frames and frames > 0 else 1,
-        rows=_int(ds, "Rows") or 0,
-        columns=_int(ds, "Columns") or 0,
-        image_position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
-        image_orientation=_floats(ds, "ImageOrientationPatient", 6),  # type: ignore[arg-type]
-        acquisition_time=_text(ds, "AcquisitionTime"),
+        transfer_syntax_uid=d.transfer_syntax_uid,
+        patient_id=d.patient_id,
+        patient_name=d.patient_name,
+        birth_date=d.birth_date,
+        sex=d.sex,
+        study_date=d.study_date,
+        study_time=d.study_time,
+        accession_number=d.accession_number,
+        study_id=d.study_id,
+        study_description=d.study_description,
+        modality=d.modality,
+        series_number=d.series_number,
+        series_description=d.series_description,
+        series_date=d.series_date,
+        series_time=d.series_time,
+        body_part_examined=d.body_part_examined,
+        instance_number=d.instance_number,
+        number_of_frames=d.number_of_frames,
+        rows=d.rows,
+        columns=d.columns,
+        image_position=d.image_position,
+        image_orientation=d.image_orientation,
+        acquisition_time=d.acquisition_time,
     )
 
 
