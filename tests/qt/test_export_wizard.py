@@ -32,7 +32,7 @@ def wizard(qtbot) -> Iterator[ExportWizard]:  # type: ignore[no-untyped-def]
     yield dialog
     # Every worker ended through its own signals and was joined (none left to the teardown).
     qtbot.waitUntil(lambda: not dialog.busy, timeout=30000)
-    assert not dialog._jobs
+    assert not dialog.jobs.jobs()
     dialog.close()
 
 

@@ -8,7 +8,7 @@ the store through :func:`viewer.store.list_studies`. Below the list, a strip of 
 study's series with thumbnails made in the background (:mod:`viewer.qt.thumbnails`); a double
 click opens a series in the image view.
 
-Everything slow runs in :class:`BackgroundJob` threads and reaches the widgets through queued
+Everything slow runs in :class:`viewer.qt.jobs.Job` threads and reaches the widgets through queued
 signals: scanning media, importing (with progress and cancel, through
 :func:`viewer.store.import_paths`), the media health report
 (:func:`viewer.media.health.check_media`) and the thumbnails. Study-list queries run here: an
@@ -28,7 +28,6 @@ from typing import Any
 
 from PySide6.QtCore import (
     QModelIndex,
-    QObject,
     QRegularExpression,
     QSize,
     QSortFilterProxyModel,
@@ -67,6 +66,7 @@ from viewer.imaging.stack import Stack, build_stacks
 from viewer.media.health import HealthReport, check_media
 from viewer.media.scan import ScanResult, scan
 from viewer.qt.health_dialog import HealthDialog
+from viewer.qt.jobs import Job, JobSet
 from viewer.qt.removable import (
     UNTESTED_NOTE,
     StorageLike,
@@ -208,54 +208,6 @@ def scan_paths(paths: list[Path], cancel: threading.Event, progress: Progress) -
     return merged
 
 
-# ------------------------------------------------------------------------------ jobs
-class BackgroundJob(QObject):
-    """Runs ``work(cancel, progress)`` in a thread of its own (STYLE.md threads rule 1 and 3).
-
-    ``progress_changed`` and ``finished`` are emitted from that thread and queued to the
-    receivers in the GUI thread. ``finished`` carries the result, or the exception the work
-    raised (a message for the user, never a silent thread death).
-
-    A daemon :class:`threading.Thread` rather than a :class:`viewer.qt.workers.ThreadWorker`'s
-    QThread: a volume listing stuck on a hung mount is abandoned at exit, and Qt aborts the
-    process when a QThread is destroyed while it runs.
-    """
-
-    progress_changed = Signal(int, int)
-    finished = Signal(object)
-
-    def __init__(self, name: str, work: Callable[[threading.Event, Progress], object]) -> None:
-        super().__init__()
-        self.name = name
-        self._work = work
-        self.cancel_event = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def is_running(self) -> bool:
-        return self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-
-    def _progress(self, done: int, total: int) -> None:
-        self.progress_changed.emit(done, total)
-
-    def _run(self) -> None:
-        try:
-            result: object = self._work(self.cancel_event, self._progress)
-        except Exception as exc:
-            log.debug("%s failed", self.name, exc_info=True)
-            result = exc
-        self.finished.emit(result)
-
-
 @dataclass(slots=True)
 class _SeriesEntry:
     series: model.Series
@@ -300,11 +252,11 @@ class BrowserWidget(QWidget):
             except StoreError as exc:
                 self._store_error = str(exc)
         self._volume_source = volume_source
-        self._jobs: list[BackgroundJob] = []
-        self._scan_job: BackgroundJob | None = None
-        self._import_job: BackgroundJob | None = None
-        self._health_job: BackgroundJob | None = None
-        self._volumes_job: BackgroundJob | None = None
+        self.jobs = JobSet(self)
+        self._scan_job: Job | None = None
+        self._import_job: Job | None = None
+        self._health_job: Job | None = None
+        self._volumes_job: Job | None = None
         self._media_paths: list[Path] = []
         self._media: ScanResult | None = None
         self._media_rows: list[tuple[StudyRow, model.Study]] = []
@@ -694,9 +646,10 @@ class BrowserWidget(QWidget):
         self._stop_job(self._scan_job)
         targets = [Path(p) for p in paths]
         self._show_first = show_first
-        job = BackgroundJob("MediaScan", lambda c, p: scan_paths(targets, c, p))
+        job = Job("MediaScan", lambda c, p: scan_paths(targets, c, p))
         job.progress_changed.connect(self._on_scan_progress_changed)
         job.finished.connect(self._on_scan_finished)
+        job.failed.connect(self._on_scan_finished)
         self._scan_job = job
         self._start(job)
         self._media_paths = targets
@@ -760,8 +713,9 @@ class BrowserWidget(QWidget):
         def work(_cancel: threading.Event, _progress: Progress) -> list[Volume]:
             return removable_volumes(source)
 
-        job = BackgroundJob("volumes", work)
+        job = Job("volumes", work)
         job.finished.connect(self._on_volumes_job_finished)
+        job.failed.connect(self._on_volumes_job_finished)
         self._volumes_job = job
         if not self.volumes:
             self.volumes_combo.clear()
@@ -814,9 +768,10 @@ class BrowserWidget(QWidget):
         dialog.setMinimumDuration(0)
         dialog.setWindowModality(Qt.WindowModality.WindowModal)
         self.progress_dialog = dialog
-        job = BackgroundJob("StoreImport", work)
+        job = Job("StoreImport", work)
         job.progress_changed.connect(self._on_import_progress_changed)
         job.finished.connect(self._on_import_finished)
+        job.failed.connect(self._on_import_finished)
         dialog.canceled.connect(job.cancel)
         self._import_job = job
         self._update_buttons()
@@ -868,9 +823,10 @@ class BrowserWidget(QWidget):
         if not self._media_paths or self._health_job is not None:
             return
         target = self._media_paths[0]
-        job = BackgroundJob("MediaHealth", lambda c, p: check_media(target, cancel=c, progress=p))
+        job = Job("MediaHealth", lambda c, p: check_media(target, cancel=c, progress=p))
         job.progress_changed.connect(self._on_health_progress_changed)
         job.finished.connect(self._on_health_finished)
+        job.failed.connect(self._on_health_finished)
         self._health_job = job
         self._update_buttons()
         self.set_status(f"Checking {target}…")
@@ -900,37 +856,33 @@ class BrowserWidget(QWidget):
         self.health_checked.emit(result)
 
     # ----------------------------------------------------------------- jobs
-    def _start(self, job: BackgroundJob) -> None:
-        self._jobs.append(job)
-        job.start()
+    def _start(self, job: Job) -> None:
+        self.jobs.start(job)
 
-    def _forget(self, job: BackgroundJob) -> None:
-        job.join()  # it has emitted its last signal: ends at once
-        if job in self._jobs:
-            self._jobs.remove(job)
+    def _forget(self, job: Job) -> None:
+        self.jobs.forget(job)  # it has emitted its last signal: ends at once
 
-    def _stop_job(self, job: BackgroundJob | None) -> None:
+    def _stop_job(self, job: Job | None) -> None:
         if job is not None:
             job.finished.disconnect()
+            job.failed.disconnect()
             job.cancel()
             self._forget(job)
 
     def busy(self) -> bool:
-        return any(job.is_running() for job in self._jobs)
+        return self.jobs.busy()
 
     def shutdown(self) -> None:
         """Cancel and join every job and the thumbnail thread; close dialogs. A volume listing
-        stuck on a hung mount is not waited for (its thread is a daemon)."""
-        for job in list(self._jobs):
-            job.cancel()
-        for job in list(self._jobs):
-            if job is self._volumes_job:
+        stuck on a hung mount is waited for a second only (its thread is a daemon)."""
+        volumes = self._volumes_job
+        if volumes is not None:
+            for signal in (volumes.finished, volumes.failed):
                 with contextlib.suppress(RuntimeError, TypeError):  # already disconnected
-                    job.finished.disconnect()
-                job.join(timeout=1.0)
-            else:
-                job.join()
-        self._jobs.clear()
+                    signal.disconnect()
+            volumes.wait(timeout=1.0)
+            self.jobs.forget(volumes)
+        self.jobs.wait_all(timeout=60.0)
         self._scan_job = self._import_job = self._health_job = self._volumes_job = None
         self.thumbnails.stop()
         if self.progress_dialog is not None:

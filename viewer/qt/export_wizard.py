@@ -3,9 +3,9 @@ browser's selection, de-identified on request, size-checked, written and read ba
 
 Pages: target, profile and label, de-identification (PS3.15 Annex E options), size check
 (:func:`viewer.media.writer.plan_media`), writing with progress and cancel, and the verification
-report. Drive detection, planning and writing run in :class:`ExportWorker` threads; the GUI thread
-only shows what they report through queued signals (STYLE.md, threads rule 3). A cancelled write
-removes what it wrote, so that no folder is left looking like complete media.
+report. Drive detection, planning and writing run on :class:`viewer.qt.jobs.Job` threads; the GUI
+thread only shows what they report through queued signals (STYLE.md, threads rule 3). A cancelled
+write removes what it wrote, so that no folder is left looking like complete media.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 from viewer.media import iso, writer
 from viewer.media.deidentify import Deidentifier, DeidentifyOptions
 from viewer.media.plan import Cancelled, MediaError, Plan
-from viewer.qt.workers import ThreadWorker
+from viewer.qt.jobs import Job, JobSet
 
 log = logging.getLogger(__name__)
 
@@ -57,40 +57,6 @@ WRITTEN_NAMES = writer.WRITTEN_NAMES
 write removes again."""
 
 TARGET_FOLDER, TARGET_ISO, TARGET_DISC = "folder", "iso", "disc"
-
-
-class ExportWorker(ThreadWorker):
-    """Runs ``job(cancel, progress)`` in its own thread; ``finished`` carries its result,
-    ``failed`` the message of the exception it raised and whether it was a cancel."""
-
-    finished = Signal(object)
-    failed = Signal(str, bool)
-
-    def __init__(
-        self, name: str, job: Callable[[threading.Event, Callable[[int, int], None]], Any]
-    ) -> None:
-        super().__init__(name)
-        self._job = job
-
-    @Slot()
-    def _run(self) -> None:
-        result: Any = None
-        error: tuple[str, bool] | None = None
-        try:
-            result = self._job(self._cancel, self._on_progress)
-        except Cancelled as exc:
-            error = (str(exc), True)
-        except (MediaError, OSError, ValueError) as exc:
-            error = (str(exc), False)
-        except Exception as exc:  # the last guard: say what failed, never a silent thread death
-            log.debug("export job failed", exc_info=True)
-            error = (f"unexpected error: {exc}", False)
-        self._hand_back()
-        if error is None:
-            self.finished.emit(result)
-        else:
-            self.failed.emit(*error)
-        self._done()
 
 
 # --- pages ---------------------------------------------------------------------------------
@@ -560,7 +526,9 @@ class ExportWizard(QWizard):
         self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage, True)
         self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage, True)
         self.paths = [Path(p) for p in paths]
-        self._jobs: list[ExportWorker] = []
+        self.jobs = JobSet(self)
+        self.jobs.job_ended.connect(self._on_job_ended)
+        self._callbacks: dict[Job, tuple[Any, Any, Any]] = {}
         self._written_roots: list[tuple[Path, bool]] = []
         self._closing = False
         self.target_page = TargetPage(self, default_name or "LIGHTBOX_EXPORT")
@@ -585,40 +553,57 @@ class ExportWizard(QWizard):
 
     @property
     def busy(self) -> bool:
-        return any(job.is_running() for job in self._jobs)
+        return self.jobs.busy()
 
     def run_job(
         self,
         name: str,
-        job: Callable[[threading.Event, Callable[[int, int], None]], Any],
+        work: Callable[[threading.Event, Callable[[int, int], None]], Any],
         on_finished: Callable[[Any], None],
         on_failed: Callable[[str, bool], None],
         on_progress: Callable[[int, int], None] | None = None,
-    ) -> ExportWorker:
-        worker = ExportWorker(name, job)
-        worker.finished.connect(on_finished)
-        worker.failed.connect(on_failed)
-        if on_progress is not None:
-            worker.progress_changed.connect(on_progress)
-        worker.finished.connect(lambda _result: self._on_job_done(worker))
-        worker.failed.connect(lambda _message, _cancelled: self._on_job_done(worker))
-        self._jobs.append(worker)
-        worker.start()
-        return worker
+    ) -> Job:
+        """``work`` on a :class:`viewer.qt.jobs.Job`; ``on_failed(message, cancelled)``. The
+        callbacks run in the GUI thread (this wizard's slots receive the job's signals)."""
+        job = Job(name, work)
+        self._callbacks[job] = (on_finished, on_failed, on_progress)
+        job.finished.connect(self._on_job_finished)
+        job.failed.connect(self._on_job_failed)
+        job.progress_changed.connect(self._on_job_progress)
+        self.jobs.start(job)
+        return job
 
-    def _on_job_done(self, worker: ExportWorker) -> None:
-        """The worker has sent its last signal and is leaving its thread: join it."""
-        worker.wait()
-        if worker in self._jobs:
-            self._jobs.remove(worker)
-        worker.deleteLater()
+    def _on_job_progress(self, done: int, total: int) -> None:
+        callbacks = self._callbacks.get(self.sender())  # type: ignore[call-overload]
+        if callbacks is not None and callbacks[2] is not None:
+            callbacks[2](done, total)
+
+    def _on_job_finished(self, result: Any) -> None:
+        callbacks = self._callbacks.get(self.sender())  # type: ignore[call-overload]
+        if callbacks is not None:
+            callbacks[0](result)
+
+    def _on_job_failed(self, error: Exception) -> None:
+        callbacks = self._callbacks.get(self.sender())  # type: ignore[call-overload]
+        if callbacks is None:
+            return
+        if isinstance(error, Cancelled):
+            callbacks[1](str(error), True)
+        elif isinstance(error, MediaError | OSError | ValueError):
+            callbacks[1](str(error), False)
+        else:
+            callbacks[1](f"unexpected error: {error}", False)
+
+    def _on_job_ended(self, job: Job) -> None:
+        """The job has sent its last signal and been joined."""
+        self._callbacks.pop(job, None)
+        job.deleteLater()
         self.job_ended.emit()
-        if self._closing and not self._jobs:
+        if self._closing and not self.jobs.jobs():
             super().reject()
 
     def cancel_job(self) -> None:
-        for job in self._jobs:
-            job.cancel()
+        self.jobs.cancel_all()
 
     def start_writing(
         self,
@@ -690,7 +675,7 @@ class ExportWizard(QWizard):
 
     def reject(self) -> None:
         """Cancel while writing: stop the worker, remove the partial media, then close."""
-        if self._jobs:
+        if self.jobs.jobs():
             self._closing = True
             self.cancel_job()
             return
@@ -698,9 +683,7 @@ class ExportWizard(QWizard):
 
     def shutdown(self) -> None:
         """Join every worker (the application quitting, or a test ending)."""
-        for job in list(self._jobs):
-            job.wait()
-        self._jobs.clear()
+        self.jobs.wait_all(timeout=60.0)
 
     def done(self, result: int) -> None:
         self.shutdown()

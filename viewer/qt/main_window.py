@@ -3,7 +3,8 @@
 Opening media (File > Open, drag-and-drop, the command line, a removable medium) goes through the
 browser (:class:`viewer.qt.browser.BrowserWidget`), which scans in a worker thread, lists the
 studies and hands the stacks to the view; the demo study is only shown
-(:meth:`MainWindow.view_paths`, :class:`viewer.qt.workers.OpenWorker`), never listed for import.
+(:meth:`MainWindow.view_paths`, :func:`viewer.qt.workers.open_paths` on a
+:class:`viewer.qt.jobs.Job`), never listed for import.
 A chosen stack is decoded by a :class:`viewer.qt.source.LoaderSource` (worker processes). The
 GUI thread only paints. Problems (a file that cannot be read, a frame that cannot be decoded)
 are listed in the panel and on stderr, naming the file, while the rest loads.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +39,10 @@ from viewer.media.scan import ScanResult
 from viewer.qt.browser import BrowserWidget
 from viewer.qt.export_wizard import ExportWizard, open_export_wizard
 from viewer.qt.image_view import ImageView
+from viewer.qt.jobs import Job, JobSet
 from viewer.qt.removable import StorageLike
 from viewer.qt.source import FrameSource, LoaderSource, stack_label
-from viewer.qt.workers import OpenResult, OpenWorker
+from viewer.qt.workers import OpenResult, open_paths
 from viewer.store import Store
 from viewer.text import escape
 
@@ -71,7 +72,9 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._stacks: list[Stack] = []
         self._source: FrameSource | None = None
-        self._worker: OpenWorker | None = None
+        self._worker: Job | None = None
+        self._opening: list[Path] = []
+        self.jobs = JobSet(self)
         self._problems: list[model.Problem] = []
 
         self.view = ImageView(self)
@@ -121,7 +124,6 @@ class MainWindow(QMainWindow):
         self._shown_since: float | None = None
         self._decoded: set[int] = set()
         # Sources being closed in the background, kept here so that they die in this thread.
-        self._closing: list[tuple[threading.Thread, FrameSource]] = []
 
         self.actions_by_name: dict[str, QAction] = {}
         self._export_wizard: ExportWizard | None = None
@@ -308,28 +310,34 @@ class MainWindow(QMainWindow):
         listed in the browser, so that it cannot be imported."""
         self._stop_worker()
         self.statusBar().showMessage("Opening…")
-        worker = OpenWorker([Path(p) for p in paths])
-        worker.finished.connect(self._on_worker_finished, Qt.ConnectionType.QueuedConnection)
-        worker.progress_changed.connect(
-            self._on_worker_progress_changed, Qt.ConnectionType.QueuedConnection
-        )
+        targets = [Path(p) for p in paths]
+        worker = Job("Open", lambda cancel, progress: open_paths(targets, cancel, progress))
+        self._opening = targets
+        worker.finished.connect(self._on_worker_finished)
+        worker.failed.connect(self._on_worker_finished)
+        worker.progress_changed.connect(self._on_worker_progress_changed)
         self._worker = worker
-        worker.start()
+        self.jobs.start(worker)
 
     def _stop_worker(self) -> None:
         if self._worker is not None:
             self._worker.finished.disconnect(self._on_worker_finished)
+            self._worker.failed.disconnect(self._on_worker_finished)
             self._worker.wait()
             self._worker = None
 
     def _on_worker_progress_changed(self, done: int, total: int) -> None:
         self.statusBar().showMessage(f"Opening… {done}/{total} files")
 
-    def _on_worker_finished(self, result: OpenResult) -> None:
-        if self.sender() is not self._worker or self._worker is None:
+    def _on_worker_finished(self, result: OpenResult | Exception) -> None:
+        worker = self._worker
+        if self.sender() is not worker or worker is None:
             return
-        self._worker.wait()
         self._worker = None
+        self.jobs.forget(worker)
+        if isinstance(result, Exception):  # say what failed, never a silent thread death
+            names = ", ".join(str(p) for p in self._opening)
+            result = OpenResult([], [model.Problem(names, f"cannot be opened: {result}")])
         self.statusBar().clearMessage()
         self.report_problems(result.problems)
         self._set_stacks(result.stacks)
@@ -396,10 +404,7 @@ class MainWindow(QMainWindow):
 
     def _close_in_background(self, source: FrameSource) -> None:
         """Cancel a series' loading without waiting here for a frame being decoded."""
-        self._closing = [(t, s) for t, s in self._closing if t.is_alive()]
-        thread = threading.Thread(target=source.close, name="SourceClose", daemon=True)
-        thread.start()
-        self._closing.append((thread, source))
+        self.jobs.start(Job("SourceClose", lambda _cancel, _progress: source.close()))
 
     def _on_source_frame_ready(self, position: int) -> None:
         """Decoding progress in the status bar while the rest of the series loads."""
@@ -504,9 +509,7 @@ class MainWindow(QMainWindow):
         self._stop_worker()
         self.browser.shutdown()
         self._show_source(None)
-        for thread, _ in self._closing:
-            thread.join()
-        self._closing.clear()
+        self.jobs.wait_all(timeout=60.0)
 
 
 def _local_paths(mime: object) -> list[str]:

@@ -30,9 +30,10 @@ from PySide6.QtWidgets import (
 
 from viewer.net.echo import EchoResult, echo
 from viewer.net.nodes import ConfigError, NetConfig, Node, Tls
+from viewer.qt.jobs import Job, JobSet
 from viewer.qt.network.service import NetworkService
 from viewer.qt.network.settings_dialog import FileField
-from viewer.qt.network.workers import NetWorker, WorkerSet
+from viewer.qt.network.workers import describe_error
 
 OK_STYLE = "color: #1e8449;"
 BAD_STYLE = "color: #c0392b;"
@@ -46,7 +47,7 @@ class NodesDialog(QDialog):
         self.setWindowTitle("DICOM nodes")
         self.setObjectName("network_nodes_dialog")
         self.service = service
-        self.workers = WorkerSet(self)
+        self.workers = JobSet(self)
         self.last_echo: EchoResult | None = None
 
         self.node_list = QListWidget()
@@ -207,7 +208,7 @@ class NodesDialog(QDialog):
         def job(_cancel: threading.Event, _report: Callable[[object], None]) -> EchoResult:
             return echo(node, local)
 
-        worker = NetWorker(job, "EchoWorker")
+        worker = Job("EchoWorker", job)
         worker.finished.connect(self._on_echo_finished)
         worker.failed.connect(self._on_echo_failed)
         self.test_button.setEnabled(False)
@@ -222,7 +223,8 @@ class NodesDialog(QDialog):
         else:
             self._say(f"Failed: {result.message}", False)
 
-    def _on_echo_failed(self, message: str) -> None:
+    def _on_echo_failed(self, error: Exception) -> None:
+        message = describe_error(error)
         self.test_button.setEnabled(True)
         self._say(f"Failed: {message}", False)
 

@@ -7,7 +7,7 @@ transfer per selected study or series (:class:`viewer.net.transfers.TransferQueu
 a restart) and runs it by C-MOVE or C-GET as the node prefers, each transfer on its own worker
 with its own progress bar; instances go through the store's atomic import and what is already
 stored is skipped. A retrieved study is handed to ``open_study``. Every network operation runs on a
-:class:`~viewer.qt.network.workers.NetWorker`; Cancel sends C-CANCEL (then aborts).
+:class:`~viewer.qt.jobs.Job`; Cancel sends C-CANCEL (then aborts).
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ from viewer.net.find import FindQuery, FindResult, find
 from viewer.net.nodes import ConfigError, Node
 from viewer.net.retrieve import RetrieveProgress
 from viewer.net.transfers import TransferJob
+from viewer.qt.jobs import Job, JobSet
 from viewer.qt.network.service import NetworkService
-from viewer.qt.network.workers import NetWorker, WorkerSet
+from viewer.qt.network.workers import describe_error
 from viewer.text import person_name, show_date
 
 UID_ROLE = Qt.ItemDataRole.UserRole
@@ -85,7 +86,7 @@ class TransferRow:
     item: QTreeWidgetItem
     bar: QProgressBar
     label: str
-    worker: NetWorker | None = None
+    worker: Job | None = None
 
 
 class QueryDialog(QDialog):
@@ -103,8 +104,8 @@ class QueryDialog(QDialog):
         self.resize(1100, 700)
         self.service = service
         self.open_study = open_study
-        self.workers = WorkerSet(self)
-        self._search: NetWorker | None = None
+        self.workers = JobSet(self)
+        self._search: Job | None = None
         self._transfers: dict[str, TransferRow] = {}
 
         # ---- filters
@@ -314,8 +315,8 @@ class QueryDialog(QDialog):
         def job(cancel: threading.Event, report: Callable[[object], None]) -> FindResult:
             return find(node, local, query, cancel=cancel, progress=report)
 
-        worker = NetWorker(job, "FindWorker")
-        worker.progress_changed.connect(self._on_search_progress)
+        worker = Job("FindWorker", job)
+        worker.reported.connect(self._on_search_progress)
         worker.finished.connect(self._on_search_finished)
         worker.failed.connect(self._on_search_failed)
         worker.done.connect(self._on_search_done)
@@ -337,7 +338,8 @@ class QueryDialog(QDialog):
         found = f"{len(result.matches)} stud{'y' if len(result.matches) == 1 else 'ies'}"
         self.status_label.setText(f"{found} (cancelled)" if result.cancelled else found)
 
-    def _on_search_failed(self, message: str) -> None:
+    def _on_search_failed(self, error: Exception) -> None:
+        message = describe_error(error)
         self.status_label.setText(f"Query failed: {message}")
 
     def _on_search_done(self) -> None:
@@ -389,7 +391,7 @@ class QueryDialog(QDialog):
         def job(cancel: threading.Event, _report: Callable[[object], None]) -> object:
             return study_uid, find(node, local, query, cancel=cancel)
 
-        worker = NetWorker(job, "SeriesFindWorker")
+        worker = Job("SeriesFindWorker", job)
         worker.finished.connect(self._on_series_finished)
         worker.failed.connect(self._on_series_failed)
         worker.setProperty("study_uid", study_uid)
@@ -428,7 +430,8 @@ class QueryDialog(QDialog):
         if not rows:
             item.addChild(QTreeWidgetItem(["no series found"]))
 
-    def _on_series_failed(self, message: str) -> None:
+    def _on_series_failed(self, error: Exception) -> None:
+        message = describe_error(error)
         study_uid = str(self.sender().property("study_uid")) if self.sender() else ""
         item = self._study_row(study_uid)
         if item is not None:
@@ -521,9 +524,9 @@ class QueryDialog(QDialog):
             )
             return done
 
-        worker = NetWorker(work, "RetrieveWorker")
+        worker = Job("RetrieveWorker", work)
         worker.setProperty("job_id", job.id)
-        worker.progress_changed.connect(self._on_transfer_progress)
+        worker.reported.connect(self._on_transfer_progress)
         worker.finished.connect(self._on_transfer_finished)
         worker.failed.connect(self._on_transfer_failed)
         row.worker = worker
@@ -563,7 +566,8 @@ class QueryDialog(QDialog):
         if job.state == "done":
             self.open_study(job.study_instance_uid)
 
-    def _on_transfer_failed(self, message: str) -> None:
+    def _on_transfer_failed(self, error: Exception) -> None:
+        message = describe_error(error)
         row = self._row_of_sender()
         if row is None:
             return

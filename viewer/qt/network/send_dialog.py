@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 
 from viewer.net.nodes import ConfigError
 from viewer.net.send import WARNING_STATUSES, SendResult, send
+from viewer.qt.jobs import Job, JobSet
 from viewer.qt.network.service import NetworkService
-from viewer.qt.network.workers import NetWorker, WorkerSet
+from viewer.qt.network.workers import describe_error
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
@@ -60,8 +61,8 @@ class SendDialog(QDialog):
         self.setObjectName("network_send_dialog")
         self.resize(820, 460)
         self.service = service
-        self.workers = WorkerSet(self)
-        self._worker: NetWorker | None = None
+        self.workers = JobSet(self)
+        self._worker: Job | None = None
         self.last_result: SendResult | None = None
 
         self.node_combo = QComboBox()
@@ -161,8 +162,8 @@ class SendDialog(QDialog):
         def job(cancel: threading.Event, report: Callable[[object], None]) -> SendResult:
             return send(node, local, paths, cancel=cancel, progress=lambda d, t: report((d, t)))
 
-        worker = NetWorker(job, "SendWorker")
-        worker.progress_changed.connect(self._on_send_progress)
+        worker = Job("SendWorker", job)
+        worker.reported.connect(self._on_send_progress)
         worker.finished.connect(self._on_send_finished)
         worker.failed.connect(self._on_send_failed)
         worker.done.connect(self._on_send_done)
@@ -219,7 +220,8 @@ class SendDialog(QDialog):
         self.status_label.setText(text)
         self.retry_button.setEnabled(failed > 0)
 
-    def _on_send_failed(self, message: str) -> None:
+    def _on_send_failed(self, error: Exception) -> None:
+        message = describe_error(error)
         self.status_label.setText(f"Not sent: {message}")
         for item in self._items().values():
             if item.text(2) == "sending…":
