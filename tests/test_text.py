@@ -164,3 +164,10 @@ def test_one_formatter_for_names_and_dates() -> None:
         p.relative_to(root).as_posix() for p in root.rglob("*.py") if own.search(p.read_text())
     ]
     assert defined == ["text.py"]
+
+
+def test_plural() -> None:
+    assert text.plural(1, "image") == "1 image"
+    assert text.plural(0, "image") == "0 images"
+    assert text.plural(1, "study", "studies") == "1 study"
+    assert text.plural(4, "study", "studies") == "4 studies"

@@ -168,3 +168,8 @@ def show_time(value: object) -> str:
     if len(parts) == 1:
         parts.append("00")
     return ":".join(parts)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 image``, ``2 images``, ``1 study``, ``3 studies`` (``words``: an irregular plural)."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"

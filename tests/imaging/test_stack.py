@@ -196,3 +196,88 @@ def test_two_volumes_interleave_volume_by_volume() -> None:
         for z in (2, 0, 1)
     ]
     assert names(sort_instances(items)) == ["t0z0", "t0z1", "t0z2", "t1z0", "t1z1", "t1z2"]
+
+
+# -- routing every object: images to stacks, the rest to documents of their kind --------------
+
+
+def _object(uid: str, sop_class: str, *, series: str = "S1", number: int = 1) -> model.Instance:
+    pixels = sop_class == "1.2.840.10008.5.1.4.1.1.2"
+    return model.Instance(
+        path=Path(f"/disc/{uid}"),
+        sop_instance_uid=uid,
+        sop_class_uid=sop_class,
+        series_instance_uid=series,
+        instance_number=number,
+        rows=64 if pixels else 0,
+        columns=64 if pixels else 0,
+    )
+
+
+def test_every_object_is_routed_and_none_dropped() -> None:
+    from viewer.imaging.stack import ObjectKind, route
+
+    objects = [
+        _object("ct1", "1.2.840.10008.5.1.4.1.1.2", number=2),
+        _object("ct2", "1.2.840.10008.5.1.4.1.1.2", number=1),
+        _object("sr", "1.2.840.10008.5.1.4.1.1.88.33", series="S2"),  # Comprehensive SR
+        _object("pdf", "1.2.840.10008.5.1.4.1.1.104.1", series="S3"),
+        _object("gsps", "1.2.840.10008.5.1.4.1.1.11.1", series="S4"),
+        _object("ko", "1.2.840.10008.5.1.4.1.1.88.59", series="S5"),  # not an SR to a reader
+        _object("ecg", "1.2.840.10008.5.1.4.1.1.9.1.1", series="S6"),  # 12-lead ECG
+        _object("plan", "1.2.840.10008.5.1.4.1.1.481.5", series="S7"),  # RT Plan: no pixels
+    ]
+    series = [
+        model.Series("S1", "CT", 1),
+        model.Series("S2", "SR", 9, "Report"),
+        model.Series("S3", "DOC", 3),
+        model.Series("S4", "PR", 4),
+        model.Series("S5", "KO", 5),
+        model.Series("S6", "ECG", 6),
+    ]
+    routed = route(objects, series=series)
+    (stack,) = routed.stacks
+    assert [f.instance.sop_instance_uid for f in stack.frames] == ["ct2", "ct1"]
+    kinds = {d.instance.sop_instance_uid: d.kind for d in routed.documents}
+    assert kinds == {
+        "sr": ObjectKind.STRUCTURED_REPORT,
+        "pdf": ObjectKind.PDF,
+        "gsps": ObjectKind.PRESENTATION_STATE,
+        "ko": ObjectKind.KEY_OBJECTS,
+        "ecg": ObjectKind.WAVEFORM,
+        "plan": ObjectKind.OTHER,
+    }
+    # in series-number order, those without a known series last
+    assert [d.instance.sop_instance_uid for d in routed.documents] == [
+        "pdf",
+        "gsps",
+        "ko",
+        "ecg",
+        "sr",
+        "plan",
+    ]
+    (report,) = routed.of_kind(ObjectKind.STRUCTURED_REPORT)
+    assert (report.modality, report.series_number, report.series_description) == (
+        "SR",
+        9,
+        "Report",
+    )
+    assert len(routed.stacks) + len(routed.documents) == len(objects) - 1  # two CT: one stack
+
+
+def test_a_disc_with_a_report_and_an_ecg_lists_them(tmp_path: Path) -> None:
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from viewer.imaging.stack import ObjectKind, route
+
+    for name in ("test-SR.dcm", "waveform_ecg.dcm", "CT_small.dcm"):
+        shutil.copy(get_testdata_file(name), tmp_path / name)
+    result = scan(tmp_path)
+    routed = route(result.instances, series=result.series())
+    assert len(routed.stacks) == 1
+    assert {d.kind for d in routed.documents} == {
+        ObjectKind.STRUCTURED_REPORT,
+        ObjectKind.WAVEFORM,
+    }

@@ -68,7 +68,7 @@ def test_folder_export_is_written_verified_and_reported(  # type: ignore[no-unty
     click_next(qtbot, wizard)
     assert wizard.currentPage() is wizard.size_page
     qtbot.waitUntil(wizard.size_page.isComplete, timeout=30000)
-    assert "4 file(s) in 4 study(ies)" in wizard.size_page.status.text()
+    assert "4 files in 4 studies" in wizard.size_page.status.text()
     assert "fits on one CD-R (700 MB)" in wizard.size_page.status.text()
     with qtbot.waitSignal(wizard.written, timeout=60000) as signal:
         click_next(qtbot, wizard)

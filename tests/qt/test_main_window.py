@@ -57,7 +57,7 @@ def test_open_file_by_menu_scans_off_the_gui_thread(  # type: ignore[no-untyped-
     assert window.series_list.item(0).text() == "Se 3: CT Lung 1.0 (3 images)"
     assert window.view.count() == 3
     qtbot.waitUntil(lambda: window.decoded_count == 3, timeout=30000)
-    assert window.statusBar().currentMessage() == "All 3 images decoded"
+    assert window.statusBar().currentMessage() == "3 images decoded"
     # Sorted along the slice normal (z ascending), not by file name or instance number.
     assert window.view.corner_lines()["bottom_left"][2].startswith("Loc: -10.0 mm")
 

@@ -10,6 +10,7 @@ three-plane localizer does) the order falls back to Instance Number (PS3.3 C.7.6
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -127,8 +128,8 @@ def build_stacks(
     info = _series_lookup(series)
     groups: dict[str, list[model.Instance]] = {}
     for inst in instances:
-        if inst.rows <= 0 or inst.columns <= 0:
-            continue  # no image (a report, a plan): nothing to show in a stack
+        if object_kind(inst) is not ObjectKind.IMAGE:
+            continue  # a report, a PDF, a presentation state...: see route()
         # A file without a Series Instance UID (ACR-NEMA, some test files) is a series of
         # its own: nothing says it belongs with any other.
         key = inst.series_instance_uid or f"no-series:{inst.path}"
@@ -162,3 +163,103 @@ def build_stacks(
             ordered.append((rank, stack))
     ordered.sort(key=lambda item: item[0])
     return [stack for _, stack in ordered]
+
+
+# -- routing every object of a study, not only its images ------------------------------------
+
+
+class ObjectKind(enum.StrEnum):
+    """What a composite object is for, by its SOP Class (PS3.4 Annex B, PS3.6 Annex A):
+    which viewer takes it."""
+
+    IMAGE = "image"
+    STRUCTURED_REPORT = "structured report"
+    PDF = "encapsulated PDF"
+    PRESENTATION_STATE = "presentation state"
+    KEY_OBJECTS = "key object selection"
+    WAVEFORM = "waveform"
+    OTHER = "other"
+
+
+#: SOP Class UID roots and exact UIDs, most specific first (PS3.6 Annex A).
+_KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"
+_ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+_SR_ROOT = "1.2.840.10008.5.1.4.1.1.88."
+_PRESENTATION_STATE_ROOT = "1.2.840.10008.5.1.4.1.1.11."
+_WAVEFORM_ROOT = "1.2.840.10008.5.1.4.1.1.9."
+
+
+def object_kind(instance: model.Instance) -> ObjectKind:
+    """The kind of ``instance``: its SOP Class first; an unknown class with pixels is an image
+    (a private or future image storage class is still shown)."""
+    uid = instance.sop_class_uid
+    if uid == _KEY_OBJECT_SELECTION:
+        return ObjectKind.KEY_OBJECTS
+    if uid == _ENCAPSULATED_PDF:
+        return ObjectKind.PDF
+    if uid.startswith(_SR_ROOT):
+        return ObjectKind.STRUCTURED_REPORT
+    if uid.startswith(_PRESENTATION_STATE_ROOT):
+        return ObjectKind.PRESENTATION_STATE
+    if uid.startswith(_WAVEFORM_ROOT):
+        return ObjectKind.WAVEFORM
+    if instance.rows > 0 and instance.columns > 0:
+        return ObjectKind.IMAGE
+    return ObjectKind.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A non-image object of a series (a report, a PDF, a presentation state, key images, a
+    waveform): listed beside the stacks, for the viewer of its kind."""
+
+    kind: ObjectKind
+    instance: model.Instance
+    series_instance_uid: str
+    modality: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+
+
+@dataclass(slots=True)
+class Routed:
+    """Every object of some instances, each where it belongs: image stacks for the view, the
+    other objects as documents by kind. Nothing is dropped."""
+
+    stacks: list[Stack] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
+
+    def of_kind(self, kind: ObjectKind) -> list[Document]:
+        return [d for d in self.documents if d.kind is kind]
+
+
+def route(instances: Iterable[model.Instance], *, series: Iterable[model.Series] = ()) -> Routed:
+    """Images into stacks (:func:`build_stacks`), every other object into a document of its
+    kind, in series-number order, then Instance Number."""
+    info = _series_lookup(series)
+    images: list[model.Instance] = []
+    documents: list[Document] = []
+    for inst in instances:
+        kind = object_kind(inst)
+        if kind is ObjectKind.IMAGE:
+            images.append(inst)
+            continue
+        meta = info.get(inst.series_instance_uid)
+        documents.append(
+            Document(
+                kind,
+                inst,
+                inst.series_instance_uid,
+                meta.modality if meta else "",
+                meta.series_number if meta else None,
+                meta.series_description if meta else "",
+            )
+        )
+    documents.sort(
+        key=lambda d: (
+            d.series_number is None,
+            d.series_number or 0,
+            *_fallback_key(d.instance),
+        )
+    )
+    return Routed([s for s in build_stacks(images, series=info.values()) if s.frames], documents)

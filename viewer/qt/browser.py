@@ -62,7 +62,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer import model
-from viewer.imaging.stack import Stack, build_stacks
+from viewer.imaging.stack import route
 from viewer.media.health import HealthReport, check_media
 from viewer.media.scan import ScanResult, scan
 from viewer.qt.health_dialog import HealthDialog
@@ -87,7 +87,7 @@ from viewer.store import (
     list_studies,
     series_instances,
 )
-from viewer.text import person_name, show_date
+from viewer.text import person_name, plural, show_date
 
 log = logging.getLogger(__name__)
 
@@ -567,7 +567,9 @@ class BrowserWidget(QWidget):
             entry = _SeriesEntry(series)
             count = len(series.instances)
             number = f"Se {series.series_number} " if series.series_number is not None else ""
-            text = f"{number}{series.modality}\n{series.series_description}\n{count} images"
+            text = (
+                f"{number}{series.modality}\n{series.series_description}\n{plural(count, 'image')}"
+            )
             item = QListWidgetItem(self._placeholder, text.replace("\n\n", "\n"))
             item.setData(Qt.ItemDataRole.UserRole, index)
             item.setToolTip(f"{series.series_description or series.series_instance_uid}")
@@ -620,7 +622,7 @@ class BrowserWidget(QWidget):
             return
         series_list = [e.series for e in self._series]
         instances = [i for s in series_list for i in s.instances]
-        stacks = [s for s in build_stacks(instances, series=series_list) if s.frames]
+        stacks = route(instances, series=series_list).stacks
         chosen = self._series[index].series
         chosen_paths = {i.path for i in chosen.instances}
         row = next(
@@ -688,18 +690,21 @@ class BrowserWidget(QWidget):
             self.source_combo.setCurrentIndex(1)  # refreshes
         else:
             self.refresh()
-        studies = len(self._media_rows)
+        routed = route(result.instances, series=result.series())
+        parts = [
+            plural(len(self._media_rows), "study", "studies"),
+            plural(len(result.instances) - len(routed.documents), "image"),
+        ]
+        if routed.documents:
+            kinds = sorted({str(d.kind) for d in routed.documents})
+            parts.append(plural(len(routed.documents), "other object") + f" ({', '.join(kinds)})")
+        parts.append(plural(len(result.problems), "problem"))
         self.set_status(
-            f"{studies} {'study' if studies == 1 else 'studies'}, {len(result.instances)} images, "
-            f"{len(result.problems)} problems on {self._media_label(self._media_paths)} "
-            "(not imported)"
+            f"{', '.join(parts)} on {self._media_label(self._media_paths)} (not imported)"
         )
         if result.problems:
             self.problems_found.emit(list(result.problems))
-        stacks: list[Stack] = []
-        if self._show_first:
-            stacks = [s for s in build_stacks(result.instances, series=result.series()) if s.frames]
-        self.media_opened.emit(result, stacks)
+        self.media_opened.emit(result, routed.stacks if self._show_first else [])
 
     # ----------------------------------------------------------------- removable media
     def refresh_volumes(self) -> None:

@@ -44,6 +44,7 @@ from viewer.media import iso, writer
 from viewer.media.deidentify import Deidentifier, DeidentifyOptions
 from viewer.media.plan import Cancelled, MediaError, Plan
 from viewer.qt.jobs import Job, JobSet
+from viewer.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +338,8 @@ class SizeCheckPage(QWizardPage):
             return
         if count > 1 and kind == TARGET_DISC:
             self.status.setText(
-                f"{files} file(s) in {studies} study(ies), {size:.0f} MB: this needs {count} "
+                f"{plural(files, 'file')} in {plural(studies, 'study', 'studies')}, "
+                f"{size:.0f} MB: this needs {count} "
                 f"{plan.medium.label}s. Write ISO images (one per disc) and burn them one by "
                 "one, or choose the DVD profile."
             )
@@ -358,7 +360,8 @@ class SizeCheckPage(QWizardPage):
                 f"DICOMDIR (no study split): {', '.join(p.name for p in names)}"
             )
         self.status.setText(
-            f"{files} file(s) in {studies} study(ies), {size:.1f} MB, profile "
+            f"{plural(files, 'file')} in {plural(studies, 'study', 'studies')}, {size:.1f} MB, "
+            "profile "
             f"{plan.profile.name}: {where}."
         )
         self.completeChanged.emit()

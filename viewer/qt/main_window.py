@@ -44,7 +44,7 @@ from viewer.qt.removable import StorageLike
 from viewer.qt.source import FrameSource, LoaderSource, stack_label
 from viewer.qt.workers import OpenResult, open_paths
 from viewer.store import Store
-from viewer.text import escape
+from viewer.text import escape, plural
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +414,7 @@ class MainWindow(QMainWindow):
         self._decoded.add(position)
         total = len(source)
         if len(self._decoded) >= total:
-            self.statusBar().showMessage(f"All {total} images decoded", 3000)
+            self.statusBar().showMessage(f"{plural(total, 'image')} decoded", 3000)
         else:
             self.statusBar().showMessage(f"Decoding… {len(self._decoded)}/{total}")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from viewer import model
-from viewer.imaging.stack import Stack, build_stacks
+from viewer.imaging.stack import Stack, route
 from viewer.media.scan import scan
 
 log = logging.getLogger(__name__)
@@ -50,5 +50,5 @@ def open_paths(paths: list[Path], cancel: threading.Event, progress: object = No
         return OpenResult([], problems, cancelled=True)
     if not instances and not problems:
         problems.extend(model.Problem(str(p), "holds no DICOM images") for p in paths)
-    stacks = [s for s in build_stacks(instances, series=series) if s.frames]
+    stacks = route(instances, series=series).stacks
     return OpenResult(stacks, problems)
