@@ -164,3 +164,11 @@ def test_ultrasound_region_calibration() -> None:
     assert spacing is not None and not spacing.detector
     assert (spacing.row_mm, spacing.column_mm) == pytest.approx((0.25, 0.2))
     assert spacing.note == "ultrasound region"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(238.184, "238"), (99.0918, "99"), (-600.0, "-600"), (2.75, "2.75"), (5.5, "5.5"), (0.0, "0")],
+)
+def test_window_values_are_rounded_as_a_reader_reads_them(value: float, shown: str) -> None:
+    assert notes.window_value(value) == shown

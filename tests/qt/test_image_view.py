@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
@@ -253,6 +253,43 @@ def test_pixel_value_under_the_cursor_in_hu(qtbot, view: ImageView) -> None:  # 
     with qtbot.waitSignal(view.pixel_probed) as blocker:
         QTest.mouseMove(view, QPoint(2, 2))  # black margin beside the image
     assert blocker.args == [""]
+
+
+def test_the_readout_follows_the_frame_under_a_still_mouse(qtbot, view: ImageView) -> None:  # type: ignore[no-untyped-def]
+    """Scrolling by keys or wheel, or another series, never leaves the old frame's value."""
+    inside_marker = view.image_transform().map(QPointF(3.5, 3.5)).toPoint()
+    with qtbot.waitSignal(view.pixel_probed) as blocker:
+        QTest.mouseMove(view, inside_marker)
+    assert blocker.args == ["x 3, y 3: 10 HU"]
+    with qtbot.waitSignal(view.pixel_probed) as blocker:
+        QTest.keyClick(view, Qt.Key.Key_Down)  # the mouse does not move
+    assert blocker.args == ["x 3, y 3: 20 HU"]
+    with qtbot.waitSignal(view.pixel_probed) as blocker:
+        wheel(view, inside_marker, -2)
+    assert blocker.args == ["x 3, y 3: 40 HU"]
+    rgb = ct_dataset(64, 48)
+    rgb.PhotometricInterpretation, rgb.SamplesPerPixel = "RGB", 3
+    rgb.Modality = "OT"
+    pixels = np.zeros((64, 48, 3), np.uint8)
+    pixels[..., 0] = 200
+    with qtbot.waitSignal(view.pixel_probed) as blocker:
+        view.set_source(ArraySource([rgb], [pixels]))  # another series: no HU left over
+    assert blocker.args == ["x 3, y 3: (200, 0, 0)"]
+    with qtbot.waitSignal(view.pixel_probed) as blocker:
+        QApplication.sendEvent(view, QEvent(QEvent.Type.Leave))
+    assert blocker.args == [""]
+
+
+def test_units_are_spelled_out() -> None:
+    from viewer.imaging.display import units_label
+
+    assert units_label("HU") == "HU"
+    assert units_label("US") == ""  # unspecified, not ultrasound
+    assert units_label("OD") == "optical density"
+    pet = ct_dataset(4, 4)
+    pet.Modality, pet.Units = "PT", "BQML"
+    assert units_label("", pet) == "Bq/ml"
+    assert units_label("mystery") == "mystery"
 
 
 def test_lossy_marker_and_corners(qtbot) -> None:  # type: ignore[no-untyped-def]

@@ -306,7 +306,7 @@ def test_window_menu_presets_file_windows_and_invert(window: MainWindow) -> None
     window.view.set_source(source)
     window.actions_by_name["preset_lung"].trigger()
     assert window.view.effective_window() == CT_PRESETS["lung"]
-    assert window.actions_by_name["preset_lung"].text() == "Lung -600/1500 HU\t4"
+    assert window.actions_by_name["preset_lung"].text() == "CT lung -600/1500 HU\t4"
     menu = window.file_windows_menu
     menu.aboutToShow.emit()
     labels = [a.text() for a in menu.actions()]
@@ -323,6 +323,39 @@ def test_window_menu_presets_file_windows_and_invert(window: MainWindow) -> None
     assert window.view.edge_letters()["right"] == "A"
     window.actions_by_name["overlays"].trigger()
     assert not window.view.overlays_visible
+    window.view.set_source(None)
+
+
+def test_presets_follow_the_modality(window: MainWindow) -> None:
+    """Keys 1-8 are CT's windows on a CT only; on an MR they pick the file's windows, and the
+    CT presets in the menu are disabled (they were applied to MR in HU)."""
+    from PySide6.QtTest import QTest
+
+    from tests.qt.conftest import ArraySource, ramp
+    from viewer.imaging.display import CT_PRESETS, Window
+
+    mr = ct_dataset(16, 16)
+    mr.Modality = "MR"
+    del mr.RescaleIntercept, mr.RescaleSlope
+    mr.WindowCenter, mr.WindowWidth = [99.0918, 500], [238.184, 1000]
+    window.view.set_source(ArraySource([mr], [ramp(16, 16)]))
+    QTest.keyClick(window.view, Qt.Key.Key_2)
+    assert window.view.effective_window() == Window(500, 1000)
+    QTest.keyClick(window.view, Qt.Key.Key_4)  # no fourth window in the file: nothing happens
+    assert window.view.effective_window() == Window(500, 1000)
+    QTest.keyClick(window.view, Qt.Key.Key_1)
+    assert "W: 238 L: 99" in window.view.corner_lines()["bottom_right"][0]
+    window.menuBar().actions()[1].menu().aboutToShow.emit()
+    assert not window.actions_by_name["preset_lung"].isEnabled()
+    window.file_windows_menu.aboutToShow.emit()
+    assert window.file_windows_menu.actions()[0].text().endswith("\t1")
+
+    ct = ct_dataset(16, 16)
+    window.view.set_source(ArraySource([ct], [ramp(16, 16)]))
+    QTest.keyClick(window.view, Qt.Key.Key_4)
+    assert window.view.effective_window() == CT_PRESETS["lung"]
+    window.menuBar().actions()[1].menu().aboutToShow.emit()
+    assert window.actions_by_name["preset_lung"].isEnabled()
     window.view.set_source(None)
 
 

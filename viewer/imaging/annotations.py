@@ -189,7 +189,7 @@ def view_corners(
     bottom_right = []
     if not colour and window is not None:
         if hasattr(window, "width"):
-            text = f"W: {window.width:.6g} L: {window.center:.6g}"
+            text = f"W: {window_value(window.width)} L: {window_value(window.center)}"
             if window.explanation:
                 text += f" ({window.explanation})"
         else:
@@ -210,6 +210,14 @@ def view_corners(
         "bottom_left": corners.bottom_left,
         "bottom_right": bottom_right,
     }
+
+
+def window_value(value: float) -> str:
+    """A window's width or centre as a reader reads it: whole numbers from 10 up (``W: 238
+    L: 99``, not ``238.184``/``99.0918``), two decimals below (a PET window in SUV, 0.5-6)."""
+    if abs(value) >= 10:
+        return f"{round(value):d}"
+    return f"{value:.2f}".rstrip("0").rstrip(".") or "0"
 
 
 def format_value(value: Any, units: str) -> str:

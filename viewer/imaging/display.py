@@ -245,6 +245,32 @@ def modality_transform(ds: Dataset, frame_index: int = 0) -> ModalityTransform:
     )
 
 
+#: Rescale Type (PS3.3 C.11.1.1.2) and PET Units (C.8.9.1.1.3) as a reader reads them: "US" is
+#: "unspecified", not ultrasound, so it shows no unit at all.
+_UNIT_WORDS = {
+    "HU": "HU",
+    "US": "",
+    "NONE": "",
+    "OD": "optical density",
+    "PCNT": "%",
+    "CPS": "counts/s",
+    "CNTS": "counts",
+    "BQML": "Bq/ml",
+    "MGML": "mg/ml",
+    "GML": "g/ml (SUV bw)",
+    "MM": "mm",
+}
+
+
+def units_label(rescale_type: str, ds: Dataset | None = None) -> str:
+    """The unit of a frame's modality values, spelled out (empty when unspecified); a PET
+    image without a Rescale Type takes its Units (0054,1001)."""
+    code = rescale_type.strip().upper()
+    if not code and ds is not None and str(ds.get("Modality", "") or "") == "PT":
+        code = str(ds.get("Units", "") or "").strip().upper()
+    return _UNIT_WORDS.get(code, rescale_type.strip())
+
+
 def file_windows(ds: Dataset, frame_index: int = 0) -> list[Voi]:
     """Every window and VOI LUT the file gives a frame, windows first, in file order (C.11.2).
 
@@ -495,7 +521,7 @@ class FrameRenderer:
         self.pixels = pixels
         self.is_colour = _is_colour(ds, pixels)
         self.modality = modality_transform(ds, frame_index)
-        self.units = self.modality.rescale_type
+        self.units = units_label(self.modality.rescale_type, ds)
         self.inverse_shape = False
         self.file_windows: list[Voi] = []
         self._rgb: NDArray[np.uint8] | None = None

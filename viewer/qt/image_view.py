@@ -20,7 +20,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -103,6 +103,7 @@ class ImageView(QWidget):
         self._qimage: QImage | None = None
         self._last_shown: int | None = None
         self._wheel_rest = 0
+        self._hover: QPointF | None = None  # the mouse over the view, for the readout
         self._cine = QTimer(self)
         self._cine.setTimerType(Qt.TimerType.PreciseTimer)
         self._cine.timeout.connect(self._on_cine_timeout)
@@ -135,6 +136,7 @@ class ImageView(QWidget):
         self.position_changed.emit(self.viewport.position)
         self.window_changed.emit()
         self.view_changed.emit()
+        self._reprobe()
         self.update()
 
     @property
@@ -162,6 +164,7 @@ class ImageView(QWidget):
         if changed & vp.Changed.POSITION:
             self._sync_geometry()
             self.position_changed.emit(self.viewport.position)
+            self._reprobe()
         if changed & vp.Changed.WINDOW:
             self.window_changed.emit()
         if changed & vp.Changed.GEOMETRY:
@@ -239,6 +242,7 @@ class ImageView(QWidget):
         if position == self.viewport.position:
             self._drop_buffer()
             self._sync_geometry()
+            self._reprobe()
             if self.viewport.window is None:
                 self.window_changed.emit()
             self.update()
@@ -269,9 +273,18 @@ class ImageView(QWidget):
         self.viewport.window = window
         self._changed(vp.Changed.WINDOW)
 
+    def presets(self) -> list[Voi]:
+        """What keys 1-8 give for the frame shown: CT's eight windows (centre/width in HU) on a
+        CT, and on anything else the file's own windows, in file order (a CT preset in HU
+        means nothing on an MR or a radiograph)."""
+        ds = self._dataset()
+        if ds is not None and str(ds.get("Modality", "") or "") == "CT":
+            return list(CT_PRESETS.values())
+        return self.file_windows()
+
     def apply_preset(self, number: int) -> None:
-        """CT preset 1-8 (centre/width in HU, PS3.3 C.11.2.1.2 applied to modality values)."""
-        presets = list(CT_PRESETS.values())
+        """Preset ``number`` (1-8) of :meth:`presets`; nothing when there is none."""
+        presets = self.presets()
         if 1 <= number <= len(presets):
             self.set_window(presets[number - 1])
 
@@ -682,6 +695,16 @@ class ImageView(QWidget):
             return
         self.probe(event.position())
 
+    def _reprobe(self) -> None:
+        """The frame under the mouse changed: its value, or nothing while it is not decoded."""
+        if self._hover is not None:
+            self.probe(self._hover)
+
+    def leaveEvent(self, event: QEvent) -> None:
+        self._hover = None
+        self.pixel_probed.emit("")
+        super().leaveEvent(event)
+
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if self._tool is not None and event.button() == self._tool[0]:
             _, tool = self._tool
@@ -692,7 +715,10 @@ class ImageView(QWidget):
         super().mouseReleaseEvent(event)
 
     def probe(self, point: QPointF) -> None:
-        """The modality value under the cursor (HU for CT) for the status bar."""
+        """The modality value under the cursor (HU for CT) for the status bar: always the
+        frame shown's, so it is taken again whenever the frame, the series or the medium
+        changes under a still mouse (:meth:`_reprobe`)."""
+        self._hover = QPointF(point)
         renderer = self._renderer()
         where = self.image_point(point)
         if renderer is None or where is None:

@@ -197,11 +197,15 @@ class MainWindow(QMainWindow):
         self.file_windows_menu.aboutToShow.connect(self._on_file_windows_menu_about_to_show)
         window_menu.addMenu(self.file_windows_menu)
         window_menu.addSeparator()
+        self.ct_preset_actions = []
         for number, (name, window) in enumerate(CT_PRESETS.items(), start=1):
-            text = f"{name.capitalize()} {window.center:g}/{window.width:g} HU\t{number}"
-            window_menu.addAction(
-                self._action(f"preset_{name}", text, lambda _=False, n=number: view.apply_preset(n))
+            text = f"CT {name} {window.center:g}/{window.width:g} HU\t{number}"
+            action = self._action(
+                f"preset_{name}", text, lambda _=False, n=number: view.apply_preset(n)
             )
+            self.ct_preset_actions.append(action)
+            window_menu.addAction(action)
+        window_menu.aboutToShow.connect(self._on_window_menu_about_to_show)
         window_menu.addSeparator()
         invert = self._action("invert", "Invert\tI", view.set_inverted, checkable=True)
         window_menu.addAction(invert)
@@ -249,9 +253,20 @@ class MainWindow(QMainWindow):
             none = menu.addAction("(none in this file)")
             none.setEnabled(False)
             return
-        for window in windows:
-            action = menu.addAction(window.label)
+        ct = self.view.presets() != self.view.file_windows()
+        for number, window in enumerate(windows, start=1):
+            key = f"\t{number}" if number <= 8 and not ct else ""
+            action = menu.addAction(window.label + key)
             action.triggered.connect(lambda _=False, w=window: self.view.set_window(w))
+
+    def _on_window_menu_about_to_show(self) -> None:
+        """CT presets only on a CT (in HU they mean nothing elsewhere; keys 1-8 then pick the
+        file's own windows, listed under File windows)."""
+        source = self.view.source
+        ds = source.dataset(self.view.position) if source is not None and len(source) else None
+        is_ct = ds is not None and str(ds.get("Modality", "") or "") == "CT"
+        for action in self.ct_preset_actions:
+            action.setEnabled(is_ct)
 
     def _on_view_window_changed(self) -> None:
         self.actions_by_name["invert"].setChecked(self.view.inverted)
