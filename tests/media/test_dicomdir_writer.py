@@ -247,6 +247,9 @@ def test_scales_linearly() -> None:
         assert len(data) > count * 100
         return time.perf_counter() - start
 
-    small, large = run(1000), run(10000)
+    # The best of three runs each: a loaded machine (a fuzzer on both cores) stretches a single
+    # 10 ms run enough to fake a quadratic ratio.
+    small = min(run(1000) for _ in range(3))
+    large = min(run(10000) for _ in range(3))
     assert large < 10.0
     assert large / max(small, 1e-3) < 25  # linear: 10x the files, nowhere near 100x the time
