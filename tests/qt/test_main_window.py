@@ -359,6 +359,41 @@ def test_presets_follow_the_modality(window: MainWindow) -> None:
     window.view.set_source(None)
 
 
+def test_f1_help_scrolls_and_fits_the_screen(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    QTest.keyClick(window, Qt.Key.Key_F1)
+    qtbot.waitUntil(lambda: window.help_dialog.isVisible(), timeout=5000)
+    dialog = window.help_dialog
+    text = dialog.browser.toPlainText()
+    assert "Window/level" in text and "Shift" in text
+    screen = window.screen().availableGeometry()
+    assert dialog.height() <= screen.height()  # the message box was 1504 px tall
+    dialog.resize(600, 300)
+    qtbot.waitUntil(lambda: dialog.browser.verticalScrollBar().maximum() > 0, timeout=5000)
+    dialog.close()
+
+
+def test_about_names_version_licences_and_the_conformance_statement(
+    qtbot, window: MainWindow
+) -> None:  # type: ignore[no-untyped-def]
+    from viewer import __version__
+
+    window.actions_by_name["about"].trigger()
+    about = window.about_dialog
+    qtbot.waitUntil(about.isVisible, timeout=5000)
+    text = about.label.text()
+    assert f"Lightbox {__version__}" in text and "GPL-3.0-or-later" in text
+    assert "pylibjpeg-libjpeg" in text and "pydicom" in text
+    about.conformance_button.click()
+    assert about.conformance is not None
+    qtbot.waitUntil(about.conformance.isVisible, timeout=5000)
+    assert "Conformance Statement" in about.conformance.browser.toPlainText()
+    about.conformance.close()
+    about.close()
+    window.actions_by_name["conformance"].trigger()
+    assert "Implementation Class UID" in window.help_dialog.browser.toPlainText()
+    window.help_dialog.close()
+
+
 def test_a_frame_the_pipeline_refuses_is_reported(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
     from tests.qt.conftest import ArraySource, ramp
 

@@ -38,6 +38,7 @@ from viewer.imaging.stack import Stack
 from viewer.media.scan import ScanResult
 from viewer.qt.browser import BrowserWidget
 from viewer.qt.export_wizard import ExportWizard, open_export_wizard
+from viewer.qt.help import CONFORMANCE_DOC, CONTROLS_DOC, AboutDialog, DocumentDialog
 from viewer.qt.image_view import ImageView
 from viewer.qt.jobs import Job, JobSet
 from viewer.qt.removable import StorageLike
@@ -47,8 +48,6 @@ from viewer.store import Store
 from viewer.text import escape, plural
 
 log = logging.getLogger(__name__)
-
-CONTROLS_DOC = Path(__file__).resolve().parents[2] / "docs" / "controls.md"
 
 
 class MainWindow(QMainWindow):
@@ -243,7 +242,14 @@ class MainWindow(QMainWindow):
         )
 
         help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self._action("controls", "Keyboard and mouse…", self._show_controls))
+        controls = self._action("controls", "Keyboard and mouse…", self._show_controls)
+        controls.setShortcut(QKeySequence(Qt.Key.Key_F1))
+        help_menu.addAction(controls)
+        help_menu.addAction(
+            self._action("conformance", "DICOM Conformance Statement…", self._show_conformance)
+        )
+        help_menu.addSeparator()
+        help_menu.addAction(self._action("about", "About Lightbox…", self._show_about))
 
     def _on_file_windows_menu_about_to_show(self) -> None:
         menu = self.file_windows_menu
@@ -275,16 +281,20 @@ class MainWindow(QMainWindow):
         self.actions_by_name["overlays"].setChecked(self.view.overlays_visible)
 
     def _show_controls(self) -> None:
-        try:
-            text = CONTROLS_DOC.read_text(encoding="utf-8")
-        except OSError:
-            text = "See docs/controls.md."
-        box = QMessageBox(self)
-        box.setWindowTitle("Keyboard and mouse")
-        box.setTextFormat(Qt.TextFormat.MarkdownText)
-        box.setText(text)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
+        """The keyboard and mouse reference (F1): scrolls, fits the screen."""
+        self.help_dialog = DocumentDialog("Keyboard and mouse", CONTROLS_DOC, self)
+        self.help_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.help_dialog.open()
+
+    def _show_conformance(self) -> None:
+        self.help_dialog = DocumentDialog("DICOM Conformance Statement", CONFORMANCE_DOC, self)
+        self.help_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.help_dialog.open()
+
+    def _show_about(self) -> None:
+        self.about_dialog = AboutDialog(self)
+        self.about_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.about_dialog.open()
 
     # ----------------------------------------------------------------- opening
     def ask_files(self) -> list[str]:
