@@ -162,7 +162,7 @@ def test_burn_from_escapes_and_writes_no_control_characters(evil: Path, tmp_path
         for raw in RAW:
             if raw != b"\r":  # README.TXT has CRLF line ends
                 assert raw not in document
-    assert b"Patient: \\x1b[2JEVIL\\x07, <i>NAME\r\n" in readme
+    assert b"Patient: \\x1b[2JEVIL\\x07, <i>NAME (ID ID\\x1b]0;x\\x07)\r\n" in readme
     assert b"desc\\u202eevil\\u2028line" in readme
     # in HTML, markup from a value is text (html.escape) and control characters are escapes
     assert b"\\x1b[2JEVIL\\x07, &lt;i&gt;NAME" in pages[0] and b"<i>" not in pages[0]

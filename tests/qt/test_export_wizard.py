@@ -70,6 +70,11 @@ def test_folder_export_is_written_verified_and_reported(  # type: ignore[no-unty
     qtbot.waitUntil(wizard.size_page.isComplete, timeout=30000)
     assert "4 files in 4 studies" in wizard.size_page.status.text()
     assert "fits on one CD-R (700 MB)" in wizard.size_page.status.text()
+    # whose images these are, before anything is written
+    details = wizard.size_page.details.toPlainText()
+    assert wizard.size_page.details.isVisible()
+    assert "Patient: CompressedSamples, CT1 (ID 1CT1)" in details
+    assert "  Study 2004-01-19  CT  e+1  (1 series, 1 file)" in details
     with qtbot.waitSignal(wizard.written, timeout=60000) as signal:
         click_next(qtbot, wizard)
     report = signal.args[0]

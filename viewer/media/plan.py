@@ -10,7 +10,7 @@ from pathlib import Path
 
 from viewer.media import dicomdir_writer as ddw
 from viewer.media.profiles import Action, Medium, Profile
-from viewer.text import escape
+from viewer.text import escape, person_name, plural, show_date
 
 _PER_FILE_OVERHEAD = 2048 + 600
 """Sector rounding on the disc and the file's DICOMDIR records, per file (an upper bound)."""
@@ -141,3 +141,28 @@ def display_text(header: ddw.Header, tag: int) -> str:
     except Exception:
         text = item[1].decode("latin-1", "replace")
     return text.rstrip("\x00 ").strip()
+
+
+def contents_lines(studies: list[PlannedStudy]) -> list[str]:
+    """Whose studies these are, as README.TXT and the export wizard say it: ``Patient: NAME
+    (ID ...)`` then one ``  Study DATE  MODALITIES  DESCRIPTION  (n series, m files)`` line
+    each. Text from the files, not escaped (the caller escapes for its medium)."""
+    patients: dict[str, list[PlannedStudy]] = {}
+    for study in studies:
+        patients.setdefault(study.patient_key, []).append(study)
+    lines: list[str] = []
+    for group in patients.values():
+        first = group[0].files[0]
+        name = person_name(display_text(first.header, ddw.PATIENT_NAME)) or "(no name)"
+        patient_id = first.fills.get(ddw.PATIENT_ID) or first.header.text(ddw.PATIENT_ID)
+        lines.append(f"Patient: {name}" + (f" (ID {patient_id})" if patient_id else ""))
+        for study in group:
+            header = study.files[0].header
+            date = study.files[0].fills.get(ddw.STUDY_DATE) or header.text(ddw.STUDY_DATE)
+            modalities = sorted({f.header.text(ddw.MODALITY) or "OT" for f in study.files})
+            description = display_text(header, ddw.STUDY_DESCRIPTION) or "(no description)"
+            lines.append(
+                f"  Study {show_date(date) or '(no date)'}  {'/'.join(modalities)}  "
+                f"{description}  ({len(study.series)} series, {plural(len(study.files), 'file')})"
+            )
+    return lines

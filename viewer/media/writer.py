@@ -61,7 +61,7 @@ from viewer.media.plan import (
     PlannedStudy,
     SourceFile,
     WrittenFile,
-    display_text,
+    contents_lines,
 )
 from viewer.media.profiles import (
     EXPLICIT_VR_BE,
@@ -74,7 +74,7 @@ from viewer.media.profiles import (
     get_profile,
     smallest_medium_for,
 )
-from viewer.text import escape, person_name, show_date
+from viewer.text import escape, plural
 
 if TYPE_CHECKING:
     from viewer.media.deidentify import Deidentifier
@@ -1008,29 +1008,13 @@ def readme_text(
         f"Written: {now.strftime('%Y-%m-%d %H:%M %Z').strip()}",
         f"Media profile: {plan.profile.name} (DICOM PS3.11), File-set ID {result.fileset_id}",
         "",
-        f"Contents: {len(disc)} study(ies), {series} series, {files} DICOM file(s)",
+        f"Contents: {plural(len(disc), 'study', 'studies')}, {series} series, "
+        f"{plural(files, 'DICOM file')}",
     ]
-    patients: dict[str, list[PlannedStudy]] = {}
-    for study in disc:
-        patients.setdefault(study.patient_key, []).append(study)
-    for studies in patients.values():
-        first = studies[0].files[0].header
-        lines.append("")
-        # Values from the files, escaped: `cat README.TXT` must not run a terminal escape
-        # sequence, and a CR/LF in a name must not forge lines (viewer.text.escape).
-        name = person_name(display_text(first, ddw.PATIENT_NAME)) or "(no name)"
-        lines.append(f"Patient: {escape(name)}")
-        for study in studies:
-            header = study.files[0].header
-            date = study.files[0].fills.get(ddw.STUDY_DATE) or header.text(ddw.STUDY_DATE)
-            modalities = sorted({f.header.text(ddw.MODALITY) or "OT" for f in study.files})
-            description = display_text(header, ddw.STUDY_DESCRIPTION) or "(no description)"
-            lines.append(
-                f"  Study {escape(show_date(date) or '(no date)')}  "
-                f"{escape('/'.join(modalities))}  "
-                f"{escape(description)}  "
-                f"({len(study.series)} series, {len(study.files)} files)"
-            )
+    # Values from the files, escaped: `cat README.TXT` must not run a terminal escape sequence,
+    # and a CR/LF in a name must not forge lines (viewer.text.escape).
+    for line in contents_lines(disc):
+        lines += ["", escape(line)] if line.startswith("Patient: ") else [escape(line)]
     lines += [
         "",
         "HOW TO VIEW",

@@ -42,9 +42,9 @@ from PySide6.QtWidgets import (
 
 from viewer.media import iso, writer
 from viewer.media.deidentify import Deidentifier, DeidentifyOptions
-from viewer.media.plan import Cancelled, MediaError, Plan
+from viewer.media.plan import Cancelled, MediaError, Plan, contents_lines
 from viewer.qt.jobs import Job, JobSet
-from viewer.text import plural
+from viewer.text import escape, plural
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,10 @@ class SizeCheckPage(QWizardPage):
         size = plan.total_size / 1e6
         count = len(plan.discs)
         kind = self._wizard.target_page.kind
-        lines: list[str] = []
+        # Whose images these are, before anything is written (values escaped for the screen).
+        lines = [escape(line) for line in contents_lines([s for d in plan.discs for s in d])]
+        if lines:
+            lines.append("")
         if plan.skipped:
             lines += [f"{len(plan.skipped)} file(s) will not be written:", *plan.skipped, ""]
         if plan.changes:
