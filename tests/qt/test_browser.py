@@ -486,3 +486,25 @@ def test_keyboard_shortcuts_toggle_the_browser_and_show_the_store(  # type: igno
     with qtbot.waitSignal(window.browser.import_finished, timeout=60000) as finished:
         qtbot.keyClick(window.view, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)
     assert len(finished.args[0].imported) == TOTAL and not window.view.inverted
+
+
+@pytest.mark.parametrize("source", ["media", "store"])
+def test_the_selection_names_the_patient_and_each_instance(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, store: Store, media: Path, source: str
+) -> None:
+    """What Send shows: whose study, and instances by series and number (the store's hashed
+    file names before)."""
+    if source == "media":
+        open_media(qtbot, browser, media)
+    else:
+        assert not import_paths(store, [media]).rejected
+        browser.show_store()
+    row = next(i for i, r in enumerate(browser.studies()) if r[0].startswith("Müller"))
+    browser.table.selectRow(row)
+    chosen = browser.selection()
+    assert chosen.title == "Müller, Jürgen (ID PID-42) · 2024-01-31 CT THORAX"
+    labels = [label for _, label in chosen.items]
+    assert labels[:2] == ["Se 3 CT · Im 1", "Se 3 CT · Im 2"]
+    assert labels[-1] == "Se 4 CT · Im 5" and len(labels) == 11
+    assert browser.selected_paths() == chosen.paths
+    assert all(path.exists() for path in chosen.paths)

@@ -25,6 +25,7 @@ from viewer.qt.network import NetworkService, install_network_menu
 from viewer.qt.network.nodes_dialog import NodesDialog
 from viewer.qt.network.send_dialog import SendDialog
 from viewer.qt.network.settings_dialog import SettingsDialog
+from viewer.qt.selection import Selection
 from viewer.store import Store, check, list_studies
 
 orthanc = net.orthanc
@@ -47,7 +48,9 @@ class App:
         qtbot.addWidget(self.window)
         self.selection = selection or []
         self.service: NetworkService = install_network_menu(
-            self.window, open_study=lambda _uid: None, selection=lambda: list(self.selection)
+            self.window,
+            open_study=lambda _uid: None,
+            selection=lambda: Selection.of_paths(self.selection),
         )
 
     def open(self, action: str, key: str):  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from tests.net import peers
 from viewer.net.nodes import LocalSettings, NetConfig, Node, save_config
 from viewer.qt.network import NetworkService, install_network_menu
 from viewer.qt.network.query_dialog import QueryDialog
+from viewer.qt.selection import Selection
 from viewer.store import Store, check, list_studies
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,9 @@ class App:
         self.opened: list[str] = []
         self.selection = selection or []
         self.service: NetworkService = install_network_menu(
-            self.window, open_study=self.opened.append, selection=lambda: list(self.selection)
+            self.window,
+            open_study=self.opened.append,
+            selection=lambda: Selection.of_paths(self.selection),
         )
 
     def action(self, name: str):  # type: ignore[no-untyped-def]

@@ -74,6 +74,7 @@ from viewer.qt.removable import (
     removable_volumes,
     system_volumes,
 )
+from viewer.qt.selection import Selection
 from viewer.qt.thumbnails import ThumbnailWorker
 from viewer.store import (
     ImportReport,
@@ -526,11 +527,34 @@ class BrowserWidget(QWidget):
 
     def selected_paths(self) -> list[Path]:
         """The files of the selected study (store or opened media), for send and export."""
+        return self.selection().paths
+
+    def selection(self) -> Selection:
+        """The selected study: whose it is (as its row shows it) and each instance by series
+        and number, for the send dialog."""
         index = self.table.selectionModel().currentIndex()
         if not index.isValid():
-            return []
-        key = index.data(KEY_ROLE)
-        return [i.path for series in self._series_of(key) for i in series.instances]
+            return Selection()
+        model_ = index.model()
+
+        def cell(column: int) -> str:
+            return str(model_.index(index.row(), column).data() or "").strip()
+
+        name, patient_id, date, description = cell(0), cell(1), cell(3), cell(4)
+        title = (name or "(no name)") + (f" (ID {patient_id})" if patient_id else "")
+        title += " · " + " ".join(p for p in (date, description) if p)
+        items = []
+        for series in self._series_of(index.data(KEY_ROLE)):
+            number = f"Se {series.series_number}" if series.series_number is not None else "Se ?"
+            ordered = sorted(
+                series.instances,
+                key=lambda i: (i.instance_number is None, i.instance_number or 0, str(i.path)),
+            )
+            for inst in ordered:
+                image = f"Im {inst.instance_number}" if inst.instance_number is not None else ""
+                label = " · ".join(p for p in (f"{number} {series.modality}".strip(), image) if p)
+                items.append((inst.path, label))
+        return Selection(title.rstrip(" ·"), tuple(items))
 
     # ----------------------------------------------------------------- series strip
     def _on_table_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:

@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         self.network = install_network_menu(
             self,
             open_study=self._on_network_study_retrieved,
-            selection=self.browser.selected_paths,
+            selection=self.browser.selection,
             store_root=self.browser.store.root if self.browser.store is not None else None,
             start=start_services,
         )

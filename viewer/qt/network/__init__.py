@@ -18,6 +18,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDialog, QMainWindow, QMenu
 
 from viewer.qt.network.service import NetworkService
+from viewer.qt.selection import Selection
 
 __all__ = ["NetworkMenu", "NetworkService", "install_network_menu"]
 
@@ -30,7 +31,7 @@ class NetworkMenu(QMenu):
         window: QMainWindow,
         service: NetworkService,
         open_study: Callable[[str], None],
-        selection: Callable[[], list[Path]],
+        selection: Callable[[], Selection],
     ) -> None:
         super().__init__("&Network", window)
         self.setObjectName("network_menu")
@@ -77,11 +78,11 @@ class NetworkMenu(QMenu):
     def show_send(self) -> QDialog:
         from viewer.qt.network.send_dialog import SendDialog
 
-        paths = list(self.selection())
-        dialog = self._dialog("send", lambda: SendDialog(self.service, paths, self.window_))
+        chosen = self.selection()
+        dialog = self._dialog("send", lambda: SendDialog(self.service, chosen, self.window_))
         assert isinstance(dialog, SendDialog)
-        if dialog.paths != paths and dialog.send_button.isEnabled():
-            dialog.set_paths(paths)  # not while a send runs: its rows stay
+        if dialog.selection != chosen and dialog.send_button.isEnabled():
+            dialog.set_selection(chosen)  # not while a send runs: its rows stay
         _raise(dialog)
         return dialog
 
@@ -113,7 +114,7 @@ def install_network_menu(
     window: QMainWindow,
     *,
     open_study: Callable[[str], None],
-    selection: Callable[[], list[Path]],
+    selection: Callable[[], Selection],
     config_path: Path | None = None,
     store_root: Path | None = None,
     start: bool = True,
@@ -121,7 +122,8 @@ def install_network_menu(
     """Add the "Network" menu to ``window`` and start the network service.
 
     ``open_study(study_instance_uid)`` shows a study of the store (called for each retrieved
-    study); ``selection()`` gives the files the browser has selected (for "Send selection").
+    study); ``selection()`` gives what the browser has selected for "Send selection"
+    (:class:`viewer.qt.selection.Selection`).
     The storage SCP starts now when the settings say so; it stops when the application quits
     (``QCoreApplication.aboutToQuit``) or when ``service.shutdown()`` is called, for example in
     the window's own shutdown. ``config_path`` and ``store_root`` default to the application

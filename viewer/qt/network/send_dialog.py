@@ -9,7 +9,7 @@ only the instances that did not arrive.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -35,6 +35,8 @@ from viewer.net.send import WARNING_STATUSES, SendResult, send
 from viewer.qt.jobs import Job, JobSet
 from viewer.qt.network.service import NetworkService
 from viewer.qt.network.workers import describe_error
+from viewer.qt.selection import Selection
+from viewer.text import escape
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
@@ -51,10 +53,11 @@ def status_words(status: int | None, message: str) -> str:
 
 
 class SendDialog(QDialog):
-    """Send ``paths`` to a configured node; per-instance statuses; retry the failures."""
+    """Send a selection to a configured node; per-instance statuses; retry the failures. The
+    patient and study are named above the list, each instance by series and number."""
 
     def __init__(
-        self, service: NetworkService, paths: Sequence[Path], parent: QWidget | None = None
+        self, service: NetworkService, selection: Selection, parent: QWidget | None = None
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Send to a DICOM node")
@@ -68,12 +71,16 @@ class SendDialog(QDialog):
         self.node_combo = QComboBox()
         self.node_combo.setObjectName("node_combo")
         self.node_combo.addItems(sorted(service.config.nodes))
+        self.title_label = QLabel()
+        self.title_label.setObjectName("selection_title")
+        self.title_label.setTextFormat(Qt.TextFormat.PlainText)
         form = QFormLayout()
+        form.addRow("Patient and study", self.title_label)
         form.addRow("Send to", self.node_combo)
 
         self.instances = QTreeWidget()
         self.instances.setObjectName("instances")
-        self.instances.setHeaderLabels(["File", "SOP Instance UID", "Status", "Message"])
+        self.instances.setHeaderLabels(["Instance", "SOP Instance UID", "Status", "Message"])
         self.instances.setRootIsDecorated(False)
         self.instances.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.instances.header().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
@@ -114,14 +121,19 @@ class SendDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.status_label)
         layout.addLayout(buttons)
-        self.set_paths(paths)
+        self.set_selection(selection)
 
-    def set_paths(self, paths: Sequence[Path]) -> None:
+    def set_selection(self, selection: Selection) -> None:
         """Show a new selection (the dialog is reused)."""
-        self.paths = [Path(p) for p in paths]
+        self.selection = selection
+        self.paths = selection.paths
+        self.title_label.setText(
+            escape(selection.title)
+            or ("(files without a study row)" if selection.items else "(nothing selected)")
+        )
         self.instances.clear()
-        for path in self.paths:
-            item = QTreeWidgetItem([path.name, "", "waiting", ""])
+        for path, label in selection.items:
+            item = QTreeWidgetItem([escape(label), "", "waiting", ""])
             item.setData(0, PATH_ROLE, str(path))
             item.setToolTip(0, str(path))
             self.instances.addTopLevelItem(item)
