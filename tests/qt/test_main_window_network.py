@@ -79,3 +79,30 @@ def test_export_needs_a_selection_then_opens_the_wizard(  # type: ignore[no-unty
     wizard = window._export_wizard
     assert wizard is not None and wizard.isVisible()
     assert len(wizard.paths) == 1  # Smythe^Bob: one CR image
+
+
+def test_a_taken_port_is_said_in_the_window_not_only_on_the_console(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A second Lightbox (or any program) on our port: the status bar says so and why."""
+    import socket
+
+    from viewer.net.nodes import LocalSettings, NetConfig, save_config
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        local = LocalSettings(
+            ae_title="LIGHTBOX", scp_port=port, bind_address="127.0.0.1", start_with_app=True
+        )
+        save_config(NetConfig(local, {}))
+        main = MainWindow(volume_source=list, start_services=True)
+        qtbot.addWidget(main)
+        main.show()
+        assert not main.network.scp_running()
+        assert main.scp_status.text() == "⚠ Not receiving"
+        assert f"cannot listen on port {port}" in main.scp_status.toolTip()
+        assert "another Lightbox" in main.statusBar().currentMessage()
+        main.close()
+    finally:
+        holder.close()

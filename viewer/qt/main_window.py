@@ -139,8 +139,25 @@ class MainWindow(QMainWindow):
             start=start_services,
         )
         self.network.study_received.connect(self._on_network_study_received)
+        # The storage service's state stays in sight: a second Lightbox whose port is taken
+        # said so only on the console.
+        self.scp_status = QLabel()
+        self.scp_status.setObjectName("scp_status")
+        self.statusBar().addPermanentWidget(self.scp_status)
+        self.network.scp_state_changed.connect(self._on_scp_state_changed)
+        self._on_scp_state_changed(self.network.scp_running(), self.network.scp_message)
         self._on_view_window_changed()
         self._on_view_view_changed()
+
+    def _on_scp_state_changed(self, running: bool, message: str) -> None:
+        failed = not running and "cannot" in message
+        self.scp_status.setText(
+            "Receiving" if running else ("⚠ Not receiving" if failed else "Not receiving")
+        )
+        self.scp_status.setToolTip(message)
+        self.scp_status.setStyleSheet("color: #c0392b; font-weight: bold;" if failed else "")
+        if failed:
+            self.statusBar().showMessage(message, 15000)
 
     # ----------------------------------------------------------------- menus
     def _action(self, name: str, text: str, slot: object, *, checkable: bool = False) -> QAction:
