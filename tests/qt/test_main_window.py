@@ -394,6 +394,28 @@ def test_about_names_version_licences_and_the_conformance_statement(
     window.help_dialog.close()
 
 
+def test_decoding_progress_ends_with_frames_decoded_early_or_failed(
+    qtbot, window: MainWindow
+) -> None:  # type: ignore[no-untyped-def]
+    """'Decoding… 187/188' never finished: frames delivered before the window connected to
+    the source were not counted, nor were frames that failed."""
+    from tests.qt.conftest import ArraySource, ct_series
+
+    datasets, arrays = ct_series(4)
+    source = ArraySource(datasets, arrays, loaded=False)
+    source.deliver(0)  # before the window listens, as a fast loader does
+    window._show_source(source)
+    assert window.decoded_count == 1
+    source.deliver(1, from_thread=True)
+    source.deliver(2, from_thread=True)
+    qtbot.waitUntil(lambda: window.decoded_count == 3, timeout=5000)
+    assert window.statusBar().currentMessage() == "Decoding… 3/4"
+    source.fail(3, "frame 4: cannot decode it")
+    qtbot.waitUntil(lambda: "cannot be shown" in window.statusBar().currentMessage(), timeout=5000)
+    assert window.statusBar().currentMessage().startswith("3 of 4 images decoded; 1 cannot")
+    window._show_source(None)
+
+
 def test_a_frame_the_pipeline_refuses_is_reported(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
     from tests.qt.conftest import ArraySource, ramp
 

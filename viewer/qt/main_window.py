@@ -122,6 +122,7 @@ class MainWindow(QMainWindow):
         self.view.image_shown.connect(self._on_view_image_shown)
         self._shown_since: float | None = None
         self._decoded: set[int] = set()
+        self._failed: set[int] = set()
         # Sources being closed in the background, kept here so that they die in this thread.
 
         self.actions_by_name: dict[str, QAction] = {}
@@ -427,6 +428,7 @@ class MainWindow(QMainWindow):
         old = self._source
         self._source = source
         self._decoded = set()
+        self._failed = set()
         if source is not None:
             source.problem_found.connect(
                 self._on_source_problem_found, Qt.ConnectionType.QueuedConnection
@@ -434,6 +436,10 @@ class MainWindow(QMainWindow):
             source.frame_ready.connect(
                 self._on_source_frame_ready, Qt.ConnectionType.QueuedConnection
             )
+            # The loader starts with the source: frames it delivered before these connections
+            # were made sent their signal to nobody ("Decoding… 187/188" for ever).
+            self._decoded = {p for p in range(len(source)) if source.frame(p) is not None}
+            self._failed = {p for p in range(len(source)) if source.problem(p) is not None}
             self.setWindowTitle(f"Lightbox — {source.label()}")
         else:
             self.setWindowTitle("Lightbox")
@@ -454,11 +460,22 @@ class MainWindow(QMainWindow):
         if self.sender() is not source or source is None:
             return
         self._decoded.add(position)
+        self._show_decoding_progress(source)
+
+    def _show_decoding_progress(self, source: FrameSource) -> None:
+        """``Decoding… n/N`` until every frame is decoded or has failed, then the outcome."""
         total = len(source)
-        if len(self._decoded) >= total:
-            self.statusBar().showMessage(f"{plural(total, 'image')} decoded", 3000)
-        else:
+        failed = self._failed - self._decoded
+        if len(self._decoded) + len(failed) < total:
             self.statusBar().showMessage(f"Decoding… {len(self._decoded)}/{total}")
+        elif failed:
+            self.statusBar().showMessage(
+                f"{len(self._decoded)} of {plural(total, 'image')} decoded; "
+                f"{len(failed)} cannot be shown (see Problems)",
+                10000,
+            )
+        else:
+            self.statusBar().showMessage(f"{plural(total, 'image')} decoded", 3000)
 
     @property
     def decoded_count(self) -> int:
@@ -468,6 +485,8 @@ class MainWindow(QMainWindow):
     def _on_source_problem_found(self, position: int, message: str) -> None:
         if self.sender() is not self._source or self._source is None:
             return
+        self._failed.add(position)
+        self._show_decoding_progress(self._source)
         self.report_problems([model.Problem(self._source.path(position), message)])
 
     def _on_view_image_shown(self, position: int) -> None:
