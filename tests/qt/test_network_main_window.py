@@ -52,3 +52,30 @@ def test_query_retrieve_then_the_study_is_in_the_browser_and_the_view(  # type: 
     assert rows[0][0] == "DOE, JOHN" and rows[0][1] == "LB001" and rows[0][-1] == "6"
     qtbot.waitUntil(window.view.is_displayable, timeout=30_000)
     dialog.shutdown()
+
+
+def test_a_retrieved_study_is_offered_not_forced_on_a_reader(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, study
+) -> None:
+    """Nothing switches what a reader is looking at unasked: the retrieved study waits behind
+    a button while another patient's images are on screen."""
+    from tests.qt.conftest import ArraySource, ct_series
+
+    datasets, arrays = ct_series(3)
+    shown = ArraySource(datasets, arrays)
+    window._show_source(shown)
+    window.network.menu.actions_by_name["network_query"].trigger()  # type: ignore[union-attr]
+    dialog = window.network.menu.dialogs["query"]  # type: ignore[union-attr]
+    assert isinstance(dialog, QueryDialog)
+    qtbot.keyClicks(dialog.patient_name, "DOE*")
+    search(qtbot, dialog, 1)
+    dialog.results.setCurrentItem(top(dialog, 0))
+    qtbot.mouseClick(dialog.retrieve_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(window.offer_button.isVisible, timeout=60_000)
+    assert window.view.source is shown  # still the images the reader was looking at
+    with qtbot.waitSignal(window.opened, timeout=30_000):
+        qtbot.mouseClick(window.offer_button, Qt.MouseButton.LeftButton)
+    assert window.view.source is not shown and not window.offer_button.isVisible()
+    rows = window.browser.studies()
+    assert [r[0] for r in rows] == ["DOE, JOHN"]
+    dialog.shutdown()

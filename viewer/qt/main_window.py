@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QPushButton,
     QWidget,
 )
 
@@ -142,6 +143,12 @@ class MainWindow(QMainWindow):
         self.network.study_received.connect(self._on_network_study_received)
         # The storage service's state stays in sight: a second Lightbox whose port is taken
         # said so only on the console.
+        self._offered_study: str | None = None
+        self.offer_button = QPushButton("Show retrieved study")
+        self.offer_button.setObjectName("offer_button")
+        self.offer_button.setVisible(False)
+        self.offer_button.clicked.connect(self._on_offer_button_clicked)
+        self.statusBar().addPermanentWidget(self.offer_button)
         self.scp_status = QLabel()
         self.scp_status.setObjectName("scp_status")
         self.statusBar().addPermanentWidget(self.scp_status)
@@ -555,7 +562,23 @@ class MainWindow(QMainWindow):
         self._export_wizard = open_export_wizard(self, paths)
 
     def _on_network_study_retrieved(self, study_instance_uid: str) -> None:
-        self.browser.select_study(study_instance_uid)
+        """A retrieve finished. An empty view shows the study; a view showing images keeps
+        them (nothing switches what a reader is looking at unasked): the study is offered by
+        the "Show retrieved study" button in the status bar, and listed in the store."""
+        if self._source is None:
+            self.browser.select_study(study_instance_uid)
+            return
+        if not self.browser.showing_media:
+            self.browser.refresh()
+        self._offered_study = study_instance_uid
+        self.offer_button.setVisible(True)
+        self.statusBar().showMessage("A retrieved study is in the local store", 15000)
+
+    def _on_offer_button_clicked(self) -> None:
+        uid, self._offered_study = self._offered_study, None
+        self.offer_button.setVisible(False)
+        if uid is not None:
+            self.browser.select_study(uid)
 
     def _on_network_study_received(self, _study_instance_uid: str) -> None:
         if not self.browser.showing_media:
