@@ -236,7 +236,7 @@ def test_double_click_opens_the_series_in_the_view(  # type: ignore[no-untyped-d
 ) -> None:
     with qtbot.waitSignal(window.opened, timeout=30000) as opened:
         window.open_paths([media])
-    assert opened.args == [4]  # every series of the medium, the first shown
+    assert opened.args == [2]  # the selected (top) study's series, the first shown
     qtbot.waitUntil(window.view.is_displayable, timeout=30000)
     strip = window.browser.series_strip
     choose_study(window.browser, "Müller, Jürgen")
@@ -508,3 +508,35 @@ def test_the_selection_names_the_patient_and_each_instance(  # type: ignore[no-u
     assert labels[-1] == "Se 4 CT · Im 5" and len(labels) == 11
     assert browser.selected_paths() == chosen.paths
     assert all(path.exists() for path in chosen.paths)
+
+
+def test_browser_series_list_and_view_always_show_the_same_patient(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, media: Path
+) -> None:
+    """Opening a disc of three patients, then each study by a double click on its row: the
+    selected row, every entry of the series list and the view's corner name one patient."""
+    with qtbot.waitSignal(window.opened, timeout=30000):
+        window.open_paths([media])
+    browser = window.browser
+
+    def agree() -> str:
+        qtbot.waitUntil(window.view.is_displayable, timeout=30000)
+        row = browser.table.selectionModel().currentIndex().row()
+        selected = str(browser.proxy.index(row, 0).data())
+        shown = window.view.corner_lines()["top_left"][0]
+        assert shown == selected, (shown, selected)
+        return selected
+
+    first = agree()
+    assert first == "Müller, Jürgen" and window.series_list.count() == 2
+    for name, series in (("Smith, Anna", 1), ("Smythe, Bob", 1), ("Müller, Jürgen", 2)):
+        row = next(i for i, r in enumerate(browser.studies()) if r[0] == name)
+        index = browser.proxy.index(row, 0)
+        rect = browser.table.visualRect(index)
+        with qtbot.waitSignal(window.opened, timeout=30000) as opened:
+            QTest.mouseClick(browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+            QTest.mouseDClick(
+                browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center()
+            )
+        assert opened.args == [series]  # that study's series only, never another patient's
+        assert agree() == name

@@ -56,6 +56,8 @@ def test_open_file_by_menu_scans_off_the_gui_thread(  # type: ignore[no-untyped-
     assert window.series_list.count() == 1
     assert window.series_list.item(0).text() == "Se 3: CT Lung 1.0 (3 images)"
     assert window.view.count() == 3
+    # three files of one series opened together: one study row, not one per file
+    assert [row[-1] for row in window.browser.studies()] == ["3"]
     qtbot.waitUntil(lambda: window.decoded_count == 3, timeout=30000)
     assert window.statusBar().currentMessage() == "3 images decoded"
     # Sorted along the slice normal (z ascending), not by file name or instance number.

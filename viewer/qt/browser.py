@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer import model
-from viewer.imaging.stack import route
+from viewer.imaging.stack import Stack, route
 from viewer.media.health import HealthReport, check_media
 from viewer.media.scan import ScanResult, scan
 from viewer.qt.health_dialog import HealthDialog
@@ -169,11 +169,34 @@ def media_studies(result: ScanResult) -> list[tuple[StudyRow, model.Study]]:
 
 
 def merge_scans(results: list[ScanResult]) -> ScanResult:
+    """One tree for several scans (files opened together): a patient, study and series met in
+    more than one scan is one row, not one row per file."""
     merged = ScanResult()
+    patients: dict[tuple[str | None, str], model.Patient] = {}
+    studies: dict[tuple[str | None, str, str], model.Study] = {}
+    series: dict[tuple[str | None, str, str, str], model.Series] = {}
     for result in results:
         merged.instances.extend(result.instances)
         merged.problems.extend(result.problems)
-        merged.patients.extend(result.patients)
+        for patient in result.patients:
+            pkey = (patient.patient_id, patient.patient_name)
+            into = patients.get(pkey)
+            if into is None:
+                into = patients[pkey] = replace(patient, studies=[])
+                merged.patients.append(into)
+            for study in patient.studies:
+                skey = (*pkey, study.study_instance_uid)
+                study_into = studies.get(skey)
+                if study_into is None:
+                    study_into = studies[skey] = replace(study, series=[])
+                    into.studies.append(study_into)
+                for one in study.series:
+                    key = (*skey, one.series_instance_uid)
+                    series_into = series.get(key)
+                    if series_into is None:
+                        series_into = series[key] = replace(one, instances=[])
+                        study_into.series.append(series_into)
+                    series_into.instances.extend(one.instances)
     return merged
 
 
@@ -371,6 +394,7 @@ class BrowserWidget(QWidget):
         for column, width in ((0, 190), (1, 110), (2, 90), (3, 90), (5, 90), (6, 100)):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().currentRowChanged.connect(self._on_table_current_row_changed)
+        self.table.doubleClicked.connect(self._on_table_double_clicked)
 
         self.series_strip = QListWidget()
         self.series_strip.setObjectName("series_strip")
@@ -644,9 +668,7 @@ class BrowserWidget(QWidget):
         """Open the study's series in the view, showing series ``index`` of the strip."""
         if not 0 <= index < len(self._series):
             return
-        series_list = [e.series for e in self._series]
-        instances = [i for s in series_list for i in s.instances]
-        stacks = route(instances, series=series_list).stacks
+        stacks = self._study_stacks()
         chosen = self._series[index].series
         chosen_paths = {i.path for i in chosen.instances}
         row = next(
@@ -661,6 +683,19 @@ class BrowserWidget(QWidget):
         )
         if stacks:
             self.series_opened.emit(stacks, row)
+
+    def _study_stacks(self) -> list[Stack]:
+        """Every stack of the selected study (only that study: the view shows one patient)."""
+        series_list = [e.series for e in self._series]
+        instances = [i for s in series_list for i in s.instances]
+        return route(instances, series=series_list).stacks
+
+    def _on_table_double_clicked(self, index: QModelIndex) -> None:
+        """A double click on a study opens it: its first series in the view."""
+        if not index.isValid():
+            return
+        self.table.selectRow(index.row())
+        self.open_series(0)
 
     # ----------------------------------------------------------------- opening media
     def open_media(self, paths: list[Path] | list[str], *, show_first: bool = True) -> None:
@@ -728,7 +763,13 @@ class BrowserWidget(QWidget):
         )
         if result.problems:
             self.problems_found.emit(list(result.problems))
-        self.media_opened.emit(result, routed.stacks if self._show_first else [])
+        stacks: list[Stack] = []
+        if self._show_first and self.proxy.rowCount():
+            # The view shows the study the browser selects, the first row: browser, series
+            # list and view name the same patient (a disc's every patient used to be mixed).
+            self.table.selectRow(0)
+            stacks = self._study_stacks()
+        self.media_opened.emit(result, stacks)
 
     # ----------------------------------------------------------------- removable media
     def refresh_volumes(self) -> None:
