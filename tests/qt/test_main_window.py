@@ -148,11 +148,20 @@ def test_problems_are_listed_and_the_rest_loads(  # type: ignore[no-untyped-def]
     # broken.dcm fails the scan; truncated.dcm fails when the loader decodes it.
     qtbot.waitUntil(lambda: any("truncated.dcm" in t for t in texts()), timeout=30000)
     assert any("broken.dcm" in t for t in texts()), texts()
+    # a count opens the panel on demand; it does not pop up over the image
+    assert not window.problems_dock.isVisible()
+    assert window.problems_button.isVisible()
+    assert window.problems_button.text() == f"⚠ {len(texts())} problems"
+    QTest.mouseClick(window.problems_button, Qt.MouseButton.LeftButton)
     assert window.problems_dock.isVisible()
     err = capfd.readouterr().err
     assert "broken.dcm" in err and "Müller" not in err
     # The good slices display whatever the bad files did.
     assert window.view.count() == 4
+    # another medium: the earlier disc's problems go
+    with qtbot.waitSignal(window.opened, timeout=30000):
+        window.open_paths([write_series(tmp_path / "healthy", count=2)[0].parent])
+    assert texts() == [] and not window.problems_button.isVisible()
 
 
 def test_missing_path_is_a_problem_not_a_crash(  # type: ignore[no-untyped-def]

@@ -402,9 +402,9 @@ class BrowserWidget(QWidget):
         self.series_strip.setFlow(QListView.Flow.LeftToRight)
         self.series_strip.setWrapping(False)
         self.series_strip.setMovement(QListView.Movement.Static)
-        self.series_strip.setIconSize(QSize(96, 96))
-        self.series_strip.setGridSize(QSize(132, 150))
-        self.series_strip.setFixedHeight(172)
+        self.series_strip.setIconSize(QSize(64, 64))
+        self.series_strip.setGridSize(QSize(112, 108))
+        self.series_strip.setFixedHeight(126)
         self.series_strip.setWordWrap(True)
         self.series_strip.setToolTip("Double-click a series (or press Enter) to open it")
         # Activation is the platform's gesture: a double click, or Enter on the current item.

@@ -97,6 +97,13 @@ class MainWindow(QMainWindow):
         self.problems_dock.setWidget(self.problems_list)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.problems_dock)
         self.problems_dock.hide()
+        self.problems_button = QPushButton()
+        self.problems_button.setObjectName("problems_button")
+        self.problems_button.setFlat(True)
+        self.problems_button.setVisible(False)
+        self.problems_button.setToolTip("Show or hide the problems of this medium")
+        self.problems_button.clicked.connect(self._on_problems_button_clicked)
+        self.statusBar().addPermanentWidget(self.problems_button)
 
         self.browser = BrowserWidget(self, store=store, volume_source=volume_source)
         self.browser.media_opened.connect(self._on_browser_media_opened)
@@ -111,7 +118,7 @@ class MainWindow(QMainWindow):
             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
         )
         self.addDockWidget(Qt.DockWidgetArea.TopDockWidgetArea, self.browser_dock)
-        self.resizeDocks([self.browser_dock], [420], Qt.Orientation.Vertical)
+        self.resizeDocks([self.browser_dock], [330], Qt.Orientation.Vertical)
 
         self.pixel_label = QLabel()
         self.pixel_label.setObjectName("pixel_label")
@@ -343,6 +350,7 @@ class MainWindow(QMainWindow):
         """Open ``paths`` (files, folders, DICOMDIRs) in the browser, scanned in a worker
         thread, and show their first series when that is done (nothing is imported)."""
         self.statusBar().showMessage("Opening…")
+        self.clear_problems()
         self.browser_dock.show()
         self.browser.open_media([Path(p) for p in paths], show_first=True)
 
@@ -353,6 +361,8 @@ class MainWindow(QMainWindow):
 
     def _on_browser_series_opened(self, stacks: list[Stack], row: int) -> None:
         self._set_stacks(stacks, current=row)
+        # The view owns the window once a series is open; Ctrl+B brings the browser back.
+        self.browser_dock.hide()
         self.opened.emit(len(stacks))
 
     def view_paths(self, paths: list[str] | list[Path]) -> None:
@@ -525,8 +535,25 @@ class MainWindow(QMainWindow):
             )
             self.problems_list.addItem(text)
             print(f"lightbox: {text}", file=sys.stderr)
-        self.problems_dock.show()
+        # A count in the status bar that opens the panel on demand: the panel no longer pops
+        # up over the image (it shrank a CT to 43 %).
+        self._show_problem_count()
         self.problems_reported.emit(list(problems))
+
+    def _show_problem_count(self) -> None:
+        count = len(self._problems)
+        self.problems_button.setText(f"⚠ {plural(count, 'problem')}")
+        self.problems_button.setVisible(count > 0)
+
+    def clear_problems(self) -> None:
+        """A new medium: the problems of the earlier one go (they are not this disc's)."""
+        self._problems.clear()
+        self.problems_list.clear()
+        self._show_problem_count()
+        self.problems_dock.hide()
+
+    def _on_problems_button_clicked(self) -> None:
+        self.problems_dock.setVisible(not self.problems_dock.isVisible())
 
     @property
     def problems(self) -> list[model.Problem]:
