@@ -88,7 +88,7 @@ def problem_lines(text: str, folder: Path) -> list[str]:
 
 
 def test_ls_shows_names_and_values_escaped(evil: Path) -> None:
-    result = lightbox("ls", evil)
+    result = lightbox("ls", evil, "--check")
     text = assert_clean(result)
     assert "\\x1b[2JEVIL\\x07, <i>NAME  [ID\\x1b]0;x\\x07]" in text
     assert "desc\\u202eevil\\u2028line" in text
@@ -105,7 +105,7 @@ def test_ls_shows_names_and_values_escaped(evil: Path) -> None:
 
 
 def test_ls_json_is_the_same_data_printed_safely(evil: Path) -> None:
-    result = lightbox("ls", evil, "--json")
+    result = lightbox("ls", evil, "--json", "--check")
     data = json.loads(assert_clean(result))
     # the value itself, once parsed
     (patient,) = [p for p in data["patients"] if p["patient_name"] == PATIENT]

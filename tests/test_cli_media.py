@@ -80,13 +80,26 @@ def test_ls_says_each_fact_once(media: Path) -> None:
     victim.unlink()
     extra = media / "98892001" / "EXTRA"
     shutil.copy(get_testdata_file("CT_small.dcm"), extra)
-    data = json.loads(lightbox("ls", str(media), "--json").stdout)
+    data = json.loads(lightbox("ls", str(media), "--json", "--check").stdout)
     assert sorted((pr["path"], pr["kind"]) for pr in data["problems"]) == sorted(
         [(str(victim), "missing"), (str(extra), "unreferenced")]
     )
-    text = lightbox("ls", str(media)).stdout
+    text = lightbox("ls", str(media), "--check").stdout
     assert "2 problem(s):" in text
     assert text.count(str(victim)) == 1 and text.count(str(extra)) == 1
+
+
+def test_ls_lists_from_the_dicomdir_alone_and_checks_files_on_request(media: Path) -> None:
+    """The listing needs no file but the DICOMDIR (on a CD each open is a seek); a missing
+    file is still seen (a directory lookup), a damaged one only with --check."""
+    victim = next(p for p in (media / "98892001").rglob("*") if p.is_file())
+    victim.write_bytes(b"\0" * 10)  # unreadable now, but present
+    quick = lightbox("ls", str(media), "--json")
+    assert quick.returncode == 0, quick.stderr
+    assert count(json.loads(quick.stdout)) == 31  # as the DICOMDIR says, no file opened
+    checked = lightbox("ls", str(media), "--json", "--check")
+    assert checked.returncode == 1
+    assert any(pr["path"] == str(victim) for pr in json.loads(checked.stdout)["problems"])
 
 
 def test_ls_of_nothing_exits_3(tmp_path: Path) -> None:

@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_ls.add_argument("path", metavar="PATH")
     p_ls.add_argument("--json", action="store_true", help="print JSON (see the README)")
+    p_ls.add_argument(
+        "--check",
+        action="store_true",
+        help="also open every file: presence, UIDs against the DICOMDIR, preambles, "
+        "unreferenced files (the listing itself comes from the DICOMDIR alone)",
+    )
     p_ls.set_defaults(func=_cmd_ls)
 
     p_import = sub.add_parser(
@@ -363,17 +369,18 @@ def _open_store() -> Store:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     from viewer.media.health import check_media
+    from viewer.media.listing import listing_text, tree_to_json
     from viewer.media.scan import scan
     from viewer.model import merge_problems
-    from viewer.store.commands import listing_text, tree_to_json
 
     path = Path(args.path)
     if not path.exists():
         _say(f"{path}: no such file or folder")
         return EXIT_FAILED
     with _cancel_on_signals() as cancel:
-        result = scan(path, cancel=cancel)
-        health = check_media(path, cancel=cancel) if not cancel.is_set() else None
+        result = scan(path, cancel=cancel, headers=args.check)
+        checked = args.check and not cancel.is_set()
+        health = check_media(path, cancel=cancel) if checked else None
     problems = merge_problems(result.problems, health.problems if health else [])
     data = tree_to_json(result.patients, problems)
     print(_json(data) if args.json else listing_text(data))
@@ -404,7 +411,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_store_ls(args: argparse.Namespace) -> int:
-    from viewer.store.commands import listing, listing_text
+    from viewer.media.listing import listing_text
+    from viewer.store.commands import listing
 
     with _open_store() as store:
         data = listing(store)

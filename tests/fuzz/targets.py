@@ -207,12 +207,13 @@ _LOG_LINE = re.compile(r"^lightbox: (DEBUG|INFO|WARNING|ERROR|CRITICAL):")
 
 
 def target_cli(data: bytes, workdir: Path) -> None:
-    """``lightbox ls FOLDER`` and ``lightbox render FILE -o OUT``: an exit code, clean stderr."""
+    """``lightbox ls FOLDER --check`` (every file opened, as the listing alone does not) and
+    ``lightbox render FILE -o OUT``: an exit code, clean stderr."""
     from viewer import cli
 
     path = _write(data, workdir)
     out = workdir / "out.png"
-    for argv in (["ls", str(path.parent)], ["render", str(path), "-o", str(out)]):
+    for argv in (["ls", str(path.parent), "--check"], ["render", str(path), "-o", str(out)]):
         with captured_stderr() as err, contextlib.redirect_stdout(io.StringIO()):
             code = _guard(f"lightbox {argv[0]}", lambda a=argv: cli.main(a), ())
         if not isinstance(code, int) or not 0 <= code <= 3:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tests.store.dicomfiles import make_dataset, make_folder, uid, write
+from viewer.media.listing import listing_text
 from viewer.store import (
     Store,
     check,
@@ -18,7 +19,6 @@ from viewer.store.commands import (
     delete_summary,
     import_summary,
     listing,
-    listing_text,
 )
 
 

@@ -27,10 +27,11 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from tests.net import peers
 from tests.net.conftest import FAST
 from tests.store.dicomfiles import dataset_part, make_dataset, make_folder, to_bytes, uid, write
+from viewer.media.listing import listing_text
 from viewer.net.nodes import LocalSettings
 from viewer.net.scp import StorageScp
 from viewer.store import Receiver, Store, check, import_paths
-from viewer.store.commands import check_summary, listing, listing_text
+from viewer.store.commands import check_summary, listing
 from viewer.store.importer import CRASH_ENV, spool_dir
 from viewer.store.part10 import file_meta_bytes, split_header
 from viewer.store.receiver import (

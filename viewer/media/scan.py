@@ -28,14 +28,16 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pydicom
+from typing import TYPE_CHECKING
 
 from viewer import model
-from viewer.dicom.describe import Description, describe
-from viewer.imaging import decode
 from viewer.media import dicomdir as dicomdir_reader
 from viewer.media import links
+
+if TYPE_CHECKING:  # the readers load pydicom; a listing from a DICOMDIR alone needs neither
+    import pydicom
+
+    from viewer.dicom.describe import Description
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +96,16 @@ def _head_looks_like_dicom(head: bytes) -> bool:
 
 def _read_header(path: Path) -> tuple[pydicom.Dataset, list[str]]:
     """Headers only, through the shared robust reader; raises ``decode.DecodeError``."""
+    from viewer.imaging import decode
+
     dicom_file = decode.read_file(path, headers_only=True)
     return dicom_file.dataset, dicom_file.warnings
 
 
 def instance_from_dataset(ds: pydicom.Dataset, path: Path) -> model.Instance:
     """The :class:`model.Instance` a header describes (:func:`viewer.dicom.describe.describe`)."""
+    from viewer.dicom.describe import describe
+
     return instance_of(describe(ds), path)
 
 
@@ -183,7 +189,7 @@ def _is_dicomdir_header(ds: pydicom.Dataset) -> bool:
 
 #: What reading one file gave: an instance and its description, a problem, or nothing
 #: (not DICOM, or a DICOMDIR met while walking a folder).
-_Outcome = tuple[model.Instance | None, Description | None, model.Problem | None]
+_Outcome = tuple["model.Instance | None", "Description | None", "model.Problem | None"]
 
 
 def _read_record(path: Path, *, quiet_non_dicom: bool) -> tuple[_Outcome, pydicom.Dataset | None]:
@@ -196,6 +202,9 @@ def _read_record(path: Path, *, quiet_non_dicom: bool) -> tuple[_Outcome, pydico
             return (None, None, model.Problem(str(path), f"cannot read: {exc.strerror}")), None
         if not _head_looks_like_dicom(head):
             return (None, None, None), None
+    from viewer.dicom.describe import describe
+    from viewer.imaging import decode
+
     try:
         ds, warnings = _read_header(path)
     except decode.DecodeError as exc:
@@ -284,10 +293,15 @@ def _outcomes_here(
 
 
 def _read_dicomdir(
-    path: Path, result: ScanResult, cancel: threading.Event | None
+    path: Path,
+    result: ScanResult,
+    cancel: threading.Event | None,
+    *,
+    listing: bool = False,
 ) -> list[Path] | None:
     """The present files a DICOMDIR references, in record order, its problems added to
-    ``result``; None (with a problem saying why) when the folder must be scanned instead."""
+    ``result``; None (with a problem saying why) when the folder must be scanned instead.
+    With ``listing``, ``result`` also gets the DICOMDIR's own tree and instances (no file read)."""
     try:
         directory = dicomdir_reader.read_dicomdir(path, cancel=cancel)
     except dicomdir_reader.DicomdirError as exc:
@@ -315,6 +329,9 @@ def _read_dicomdir(
         )
         return None
     result.problems.extend(directory.problems)
+    if listing:
+        result.instances.extend(directory.instances)
+        result.patients = list(directory.patients)
     files: list[Path] = []
     seen: set[Path] = set()
     for reference in directory.references:
@@ -346,9 +363,16 @@ def scan(
     *,
     cancel: threading.Event | None = None,
     progress: ProgressCallback | None = None,
+    headers: bool = True,
 ) -> ScanResult:
     """Instances and problems under ``path`` (a file, a folder walked recursively, a DICOMDIR
     or a folder holding one; see the module docstring).
+
+    ``headers=False`` lists media with a usable DICOMDIR from the DICOMDIR alone: its records
+    give the tree, and no referenced file is opened (on a CD each open is a seek; 3,000 of them
+    took seconds), nor is the folder walked for unreferenced files. The per-file checks
+    (presence was stat'ed; UID agreement, preambles, unreferenced files) are
+    :func:`viewer.media.health.check_media`'s. Without a usable DICOMDIR the files are read.
 
     Blocks; call it from a worker. ``cancel`` stops between files (the result then holds what
     was read so far); ``progress(done, total)`` is called after each file.
@@ -362,7 +386,15 @@ def scan(
     unreferenced_note = False
     if root.is_dir():
         found = dicomdir_reader.find_dicomdir(root)
-        referenced = _read_dicomdir(found, result, cancel) if found is not None else None
+        referenced = (
+            _read_dicomdir(found, result, cancel, listing=not headers)
+            if found is not None
+            else None
+        )
+        if referenced is not None and not headers:
+            if progress is not None:
+                progress(len(referenced), len(referenced))
+            return result
         if referenced is None:
             quiet_files = list(_walk(root, result.problems))
         else:
@@ -385,7 +417,11 @@ def scan(
             if progress is not None:
                 progress(1, 1)
             return result
-        referenced = _read_dicomdir(root, result, cancel)
+        referenced = _read_dicomdir(root, result, cancel, listing=not headers)
+        if referenced is not None and not headers:
+            if progress is not None:
+                progress(len(referenced), len(referenced))
+            return result
         if referenced is None:
             quiet_files = [
                 f for f in _walk(root.parent, result.problems) if f.resolve() != root.resolve()
