@@ -34,17 +34,23 @@ def window(qtbot, orthanc, orthanc_node, study, other_study, scp_port) -> Iterat
     assert not main.network.scp_running()
 
 
-def test_query_retrieve_then_the_study_is_in_the_browser_and_the_view(  # type: ignore[no-untyped-def]
-    qtbot, window: MainWindow, study
-) -> None:
-    window.browser.show_store()
-    assert window.browser.studies() == []
+def find_doe(qtbot, window: MainWindow) -> QueryDialog:  # type: ignore[no-untyped-def]
+    """Network > Query/Retrieve, DOE* found and chosen, ready for Retrieve."""
     window.network.menu.actions_by_name["network_query"].trigger()  # type: ignore[union-attr]
     dialog = window.network.menu.dialogs["query"]  # type: ignore[union-attr]
     assert isinstance(dialog, QueryDialog)
     qtbot.keyClicks(dialog.patient_name, "DOE*")
     search(qtbot, dialog, 1)
     dialog.results.setCurrentItem(top(dialog, 0))
+    return dialog
+
+
+def test_query_retrieve_then_the_study_is_in_the_browser_and_the_view(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, study
+) -> None:
+    window.browser.show_store()
+    assert window.browser.studies() == []
+    dialog = find_doe(qtbot, window)
     with qtbot.waitSignal(window.opened, timeout=60_000):
         qtbot.mouseClick(dialog.retrieve_button, Qt.MouseButton.LeftButton)
     rows = window.browser.studies()
@@ -64,12 +70,7 @@ def test_a_retrieved_study_is_offered_not_forced_on_a_reader(  # type: ignore[no
     datasets, arrays = ct_series(3)
     shown = ArraySource(datasets, arrays)
     window._show_source(shown)
-    window.network.menu.actions_by_name["network_query"].trigger()  # type: ignore[union-attr]
-    dialog = window.network.menu.dialogs["query"]  # type: ignore[union-attr]
-    assert isinstance(dialog, QueryDialog)
-    qtbot.keyClicks(dialog.patient_name, "DOE*")
-    search(qtbot, dialog, 1)
-    dialog.results.setCurrentItem(top(dialog, 0))
+    dialog = find_doe(qtbot, window)
     qtbot.mouseClick(dialog.retrieve_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(window.offer_button.isVisible, timeout=60_000)
     assert window.view.source is shown  # still the images the reader was looking at

@@ -10,8 +10,8 @@ bytes without pydicom's conversion, which costs as much as the rest of an import
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -50,6 +50,19 @@ class Description:
     image_position: tuple[float, float, float] | None
     image_orientation: tuple[float, float, float, float, float, float] | None
     acquisition_time: str
+
+    def into(self, cls: type[T], **given: Any) -> T:
+        """A ``cls`` (a dataclass: :class:`viewer.model.Instance`, the store's index record)
+        with every field it shares with this description, ``given`` ones as given."""
+        shared = {
+            f.name: getattr(self, f.name)
+            for f in fields(cls)  # type: ignore[arg-type]
+            if f.name not in given and f.name in _FIELDS
+        }
+        return cls(**shared, **given)
+
+
+T = TypeVar("T")
 
 
 def describe(ds: pydicom.Dataset) -> Description:
@@ -182,3 +195,6 @@ def _floats(values: list[str], count: int) -> tuple[float, ...] | None:
     if not all(n == n and abs(n) != float("inf") for n in numbers):
         return None  # NaN or infinite: no geometry
     return numbers
+
+
+_FIELDS = frozenset(f.name for f in fields(Description))

@@ -110,21 +110,7 @@ def instance_from_dataset(ds: pydicom.Dataset, path: Path) -> model.Instance:
 
 
 def instance_of(d: Description, path: Path) -> model.Instance:
-    return model.Instance(
-        path=Path(path),
-        sop_instance_uid=d.sop_instance_uid,
-        sop_class_uid=d.sop_class_uid,
-        study_instance_uid=d.study_instance_uid,
-        series_instance_uid=d.series_instance_uid,
-        transfer_syntax_uid=d.transfer_syntax_uid,
-        instance_number=d.instance_number,
-        number_of_frames=d.number_of_frames,
-        rows=d.rows,
-        columns=d.columns,
-        image_position=d.image_position,
-        image_orientation=d.image_orientation,
-        acquisition_time=d.acquisition_time,
-    )
+    return d.into(model.Instance, path=Path(path))
 
 
 class _Tree:

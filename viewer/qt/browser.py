@@ -172,31 +172,29 @@ def merge_scans(results: list[ScanResult]) -> ScanResult:
     """One tree for several scans (files opened together): a patient, study and series met in
     more than one scan is one row, not one row per file."""
     merged = ScanResult()
-    patients: dict[tuple[str | None, str], model.Patient] = {}
-    studies: dict[tuple[str | None, str, str], model.Study] = {}
-    series: dict[tuple[str | None, str, str, str], model.Series] = {}
+    found: dict[tuple[str | None, ...], Any] = {}
+
+    def one(key: tuple[str | None, ...], item: Any, children: str, into: list[Any]) -> Any:
+        """The merged copy of ``item`` (kept under ``key``), added to ``into`` when new."""
+        if key not in found:
+            found[key] = replace(item, **{children: []})
+            into.append(found[key])
+        return found[key]
+
     for result in results:
         merged.instances.extend(result.instances)
         merged.problems.extend(result.problems)
         for patient in result.patients:
             pkey = (patient.patient_id, patient.patient_name)
-            into = patients.get(pkey)
-            if into is None:
-                into = patients[pkey] = replace(patient, studies=[])
-                merged.patients.append(into)
+            into = one(pkey, patient, "studies", merged.patients)
             for study in patient.studies:
                 skey = (*pkey, study.study_instance_uid)
-                study_into = studies.get(skey)
-                if study_into is None:
-                    study_into = studies[skey] = replace(study, series=[])
-                    into.studies.append(study_into)
-                for one in study.series:
-                    key = (*skey, one.series_instance_uid)
-                    series_into = series.get(key)
-                    if series_into is None:
-                        series_into = series[key] = replace(one, instances=[])
-                        study_into.series.append(series_into)
-                    series_into.instances.extend(one.instances)
+                study_into = one(skey, study, "series", into.studies)
+                for series in study.series:
+                    key = (*skey, series.series_instance_uid)
+                    one(key, series, "instances", study_into.series).instances.extend(
+                        series.instances
+                    )
     return merged
 
 

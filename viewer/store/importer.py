@@ -309,39 +309,16 @@ def refusal(path: Path) -> Refusal | None:
 
 def _record(ds: pydicom.Dataset, rel: str, size: int, meta_sha: str, ds_sha: str) -> InstanceRecord:
     ident = _identity(ds)
-    d = describe(ds)
-    return InstanceRecord(
+    return describe(ds).into(
+        InstanceRecord,
         sop_instance_uid=ident.sop_instance,
         study_instance_uid=ident.study,
         series_instance_uid=ident.series,
+        sop_class_uid=ident.sop_class,
         path=rel,
         size=size,
         meta_sha256=meta_sha,
         dataset_sha256=ds_sha,
-        sop_class_uid=ident.sop_class,
-        transfer_syntax_uid=d.transfer_syntax_uid,
-        patient_id=d.patient_id,
-        patient_name=d.patient_name,
-        birth_date=d.birth_date,
-        sex=d.sex,
-        study_date=d.study_date,
-        study_time=d.study_time,
-        accession_number=d.accession_number,
-        study_id=d.study_id,
-        study_description=d.study_description,
-        modality=d.modality,
-        series_number=d.series_number,
-        series_description=d.series_description,
-        series_date=d.series_date,
-        series_time=d.series_time,
-        body_part_examined=d.body_part_examined,
-        instance_number=d.instance_number,
-        number_of_frames=d.number_of_frames,
-        rows=d.rows,
-        columns=d.columns,
-        image_position=d.image_position,
-        image_orientation=d.image_orientation,
-        acquisition_time=d.acquisition_time,
     )
 
 
