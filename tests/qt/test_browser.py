@@ -540,3 +540,4 @@ def test_browser_series_list_and_view_always_show_the_same_patient(  # type: ign
             )
         assert opened.args == [series]  # that study's series only, never another patient's
         assert agree() == name
+        assert window.whose_label.text().startswith(f"{name} (ID ")

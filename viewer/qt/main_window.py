@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -83,9 +84,19 @@ class MainWindow(QMainWindow):
         self.series_list = QListWidget()
         self.series_list.setObjectName("series_list")
         self.series_list.currentRowChanged.connect(self._on_series_list_current_row_changed)
-        series_dock = QDockWidget("Series", self)
+        self.whose_label = QLabel()
+        self.whose_label.setObjectName("whose_label")
+        self.whose_label.setWordWrap(True)
+        self.whose_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.whose_label.setStyleSheet("font-weight: bold; padding: 2px;")
+        series_panel = QWidget()
+        panel_layout = QVBoxLayout(series_panel)
+        panel_layout.setContentsMargins(0, 0, 0, 0)
+        panel_layout.addWidget(self.whose_label)
+        panel_layout.addWidget(self.series_list, 1)
+        series_dock = self.series_dock = QDockWidget("Series", self)
         series_dock.setObjectName("series_dock")
-        series_dock.setWidget(self.series_list)
+        series_dock.setWidget(series_panel)
         series_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, series_dock)
         self.resizeDocks([series_dock], [220], Qt.Orientation.Horizontal)
@@ -356,11 +367,11 @@ class MainWindow(QMainWindow):
 
     def _on_browser_media_opened(self, result: ScanResult, stacks: list[Stack]) -> None:
         self.statusBar().clearMessage()
-        self._set_stacks(stacks)
+        self._set_stacks(stacks, whose=self.browser.selection().title)
         self.opened.emit(len(stacks))
 
     def _on_browser_series_opened(self, stacks: list[Stack], row: int) -> None:
-        self._set_stacks(stacks, current=row)
+        self._set_stacks(stacks, current=row, whose=self.browser.selection().title)
         # The view owns the window once a series is open; Ctrl+B brings the browser back.
         self.browser_dock.hide()
         self.opened.emit(len(stacks))
@@ -400,11 +411,15 @@ class MainWindow(QMainWindow):
             result = OpenResult([], [model.Problem(names, f"cannot be opened: {result}")])
         self.statusBar().clearMessage()
         self.report_problems(result.problems)
-        self._set_stacks(result.stacks)
+        self._set_stacks(result.stacks, whose="the opened files (not in the browser)")
         self.opened.emit(len(result.stacks))
 
-    def _set_stacks(self, stacks: list[Stack], current: int = 0) -> None:
+    def _set_stacks(self, stacks: list[Stack], current: int = 0, whose: str = "") -> None:
+        """The series list: ``stacks`` of one study, its patient and study named in the list's
+        title (``whose``), so that the list never leaves in doubt whose series these are."""
         self._stacks = stacks
+        self.whose_label.setText(escape(whose) if stacks else "")
+        self.whose_label.setVisible(bool(whose and stacks))
         self.series_list.blockSignals(True)
         self.series_list.clear()
         for stack in stacks:
