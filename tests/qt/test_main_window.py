@@ -427,6 +427,37 @@ def test_decoding_progress_ends_with_frames_decoded_early_or_failed(
     window._show_source(None)
 
 
+def test_a_window_saved_as_a_preset_is_offered_for_the_modality(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.qt.conftest import ArraySource, ramp
+    from viewer.imaging.display import Window
+
+    mr = ct_dataset(16, 16)
+    mr.Modality = "MR"
+    main = MainWindow()
+    qtbot.addWidget(main)
+    main.view.set_source(ArraySource([mr], [ramp(16, 16)]))
+    main.view.set_window(Window(350, 700))
+    main.ask_preset_name = lambda suggestion: "Brain T2"  # type: ignore[method-assign]
+    main.actions_by_name["save_preset"].trigger()
+    main.view.set_source(None)
+    main.close()
+
+    again = MainWindow()  # another session: the preset is still there
+    qtbot.addWidget(again)
+    again.view.set_source(ArraySource([mr], [ramp(16, 16)]))
+    again.user_presets_menu.aboutToShow.emit()
+    (action,) = again.user_presets_menu.actions()
+    assert action.text() == "Brain T2 350/700"
+    action.trigger()
+    assert again.view.effective_window() == Window(350, 700, explanation="Brain T2")
+    ct = ct_dataset(16, 16)
+    again.view.set_source(ArraySource([ct], [ramp(16, 16)]))
+    again.user_presets_menu.aboutToShow.emit()
+    assert [a.text() for a in again.user_presets_menu.actions()] == ["(none saved for CT)"]
+    again.view.set_source(None)
+    again.close()
+
+
 def test_a_frame_the_pipeline_refuses_is_reported(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
     from tests.qt.conftest import ArraySource, ramp
 

@@ -23,6 +23,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -35,7 +36,9 @@ from PySide6.QtWidgets import (
 )
 
 from viewer import model
-from viewer.imaging.display import CT_PRESETS
+from viewer.imaging import presets as user_presets
+from viewer.imaging.annotations import window_value
+from viewer.imaging.display import CT_PRESETS, Window
 from viewer.imaging.stack import Stack
 from viewer.media.scan import ScanResult
 from viewer.qt.browser import BrowserWidget
@@ -249,6 +252,14 @@ class MainWindow(QMainWindow):
             window_menu.addAction(action)
         window_menu.aboutToShow.connect(self._on_window_menu_about_to_show)
         window_menu.addSeparator()
+        self.user_presets_menu = QMenu("My presets", self)
+        self.user_presets_menu.setObjectName("user_presets_menu")
+        self.user_presets_menu.aboutToShow.connect(self._on_user_presets_menu_about_to_show)
+        window_menu.addMenu(self.user_presets_menu)
+        window_menu.addAction(
+            self._action("save_preset", "Save window as preset…", self._on_save_preset)
+        )
+        window_menu.addSeparator()
         invert = self._action("invert", "Invert\tI", view.set_inverted, checkable=True)
         window_menu.addAction(invert)
 
@@ -316,6 +327,48 @@ class MainWindow(QMainWindow):
         is_ct = ds is not None and str(ds.get("Modality", "") or "") == "CT"
         for action in self.ct_preset_actions:
             action.setEnabled(is_ct)
+
+    def _modality(self) -> str:
+        source = self.view.source
+        ds = source.dataset(self.view.position) if source is not None and len(source) else None
+        return str(ds.get("Modality", "") or "").strip() if ds is not None else ""
+
+    def _on_user_presets_menu_about_to_show(self) -> None:
+        """The reader's presets for the modality shown (saved in presets.json)."""
+        menu = self.user_presets_menu
+        menu.clear()
+        modality = self._modality()
+        windows = user_presets.load().get(modality, []) if modality else []
+        if not windows:
+            none = menu.addAction(f"(none saved for {modality or 'this image'})")
+            none.setEnabled(False)
+            return
+        for window in windows:
+            action = menu.addAction(
+                f"{window.explanation} {window_value(window.center)}/{window_value(window.width)}"
+            )
+            action.triggered.connect(lambda _=False, w=window: self.view.set_window(w))
+
+    def ask_preset_name(self, suggestion: str) -> str:
+        name, ok = QInputDialog.getText(self, "Save window as preset", "Name:", text=suggestion)
+        return name.strip() if ok else ""
+
+    def _on_save_preset(self) -> None:
+        """Keep the window shown as a preset of this modality."""
+        window = self.view.effective_window()
+        modality = self._modality()
+        if not isinstance(window, Window) or not modality:
+            self.statusBar().showMessage("Only a window (centre/width) on an image is kept", 5000)
+            return
+        name = self.ask_preset_name(window.explanation or f"{modality} window")
+        if not name:
+            return
+        try:
+            user_presets.save_preset(modality, name, window)
+        except OSError as exc:
+            self.statusBar().showMessage(f"The preset was not saved: {exc.strerror or exc}", 8000)
+            return
+        self.statusBar().showMessage(f"Saved {name} for {modality}", 5000)
 
     def _on_view_window_changed(self) -> None:
         self.actions_by_name["invert"].setChecked(self.view.inverted)
