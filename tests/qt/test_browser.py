@@ -20,9 +20,10 @@ from PySide6.QtWidgets import QPushButton
 from tests.qt.conftest import ct_dataset
 from viewer.config import app_home
 from viewer.qt import browser as browser_module
-from viewer.qt.browser import BrowserWidget, name_pattern, study_matches
+from viewer.qt.browser import BrowserWidget
 from viewer.qt.main_window import MainWindow
 from viewer.qt.removable import is_removable_root, removable_volumes, system_volumes
+from viewer.qt.sources import name_pattern, study_matches
 from viewer.store import Store, StudyFilter, StudyRow, check, import_paths, list_studies
 
 #: (patient name, ID, study date, [(modality, series number, description, images)])
@@ -541,3 +542,31 @@ def test_browser_series_list_and_view_always_show_the_same_patient(  # type: ign
         assert opened.args == [series]  # that study's series only, never another patient's
         assert agree() == name
         assert window.whose_label.text().startswith(f"{name} (ID ")
+
+
+def test_a_disc_and_its_import_list_the_same_studies(store: Store, media: Path) -> None:
+    """Both sources of the browser, one interface: the same rows and series before and after
+    the disc is imported."""
+    from viewer.media.scan import scan
+    from viewer.qt.sources import MediaStudies, StoreStudies
+    from viewer.store import StudyFilter
+
+    disc = MediaStudies(scan(media), "disc")
+    assert not import_paths(store, [media]).rejected
+    kept = StoreStudies(store)
+
+    def described(source) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
+        out = []
+        for row, key in source.studies(StudyFilter()):
+            series = sorted(
+                (s.series_number, s.modality, s.series_description, len(s.instances))
+                for s in source.series_of(key)
+            )
+            out.append(
+                (row.patient_name, row.patient_id, row.study_date, row.num_instances, series)
+            )
+        return sorted(out)
+
+    assert described(disc) == described(kept)
+    assert len(described(disc)) == 3
+    assert described(disc)[0][-1] == [(3, "CT", "Lung", 6), (4, "CT", "Bone", 5)]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -75,18 +74,15 @@ from viewer.qt.removable import (
     system_volumes,
 )
 from viewer.qt.selection import Selection
+from viewer.qt.sources import MediaStudies, StoreStudies, StudySource, name_pattern
 from viewer.qt.thumbnails import ThumbnailWorker
 from viewer.store import (
     ImportReport,
-    SeriesRow,
     Store,
     StoreError,
     StudyFilter,
     StudyRow,
     import_paths,
-    list_series,
-    list_studies,
-    series_instances,
 )
 from viewer.text import person_name, plural, show_date
 
@@ -111,63 +107,6 @@ Progress = Callable[[int, int], None]
 
 
 # ------------------------------------------------------------------------------ pure helpers
-def name_pattern(text: str) -> str:
-    """What the user typed as a matching pattern: a text without ``*`` or ``?`` matches names
-    that start with it (typing "mull" finds "Müller^..." only if it starts so); wildcards are
-    kept as typed (PS3.4 C.2.2.2.4)."""
-    text = text.strip()
-    if not text:
-        return ""
-    return text if ("*" in text or "?" in text) else text + "*"
-
-
-def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    """``*`` any run, ``?`` one character, everything else literal; case-insensitive."""
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(body, re.IGNORECASE | re.DOTALL)
-
-
-def study_matches(row: StudyRow, where: StudyFilter) -> bool:
-    """The store's filter (:func:`viewer.store.list_studies`) applied to a scanned study."""
-    if where.patient_name and not wildcard_regex(where.patient_name).fullmatch(
-        row.patient_name.casefold()
-    ):
-        return False
-    if where.patient_id and not wildcard_regex(where.patient_id).fullmatch(
-        (row.patient_id or "").casefold()
-    ):
-        return False
-    if where.date_from and not row.study_date >= where.date_from:
-        return False
-    if where.date_to and not (row.study_date and row.study_date <= where.date_to):
-        return False
-    modality = where.modality.strip().upper()
-    return not modality or modality in {m.upper() for m in row.modalities}
-
-
-def media_studies(result: ScanResult) -> list[tuple[StudyRow, model.Study]]:
-    """Study-list rows for what a scan found (the same shape as the store's rows)."""
-    rows: list[tuple[StudyRow, model.Study]] = []
-    for patient in result.patients:
-        for study in patient.studies:
-            row = StudyRow(
-                study_instance_uid=study.study_instance_uid,
-                patient_name=patient.patient_name,
-                patient_id=patient.patient_id,
-                birth_date=patient.birth_date,
-                sex=patient.sex,
-                study_date=study.study_date,
-                study_time=study.study_time,
-                study_description=study.study_description,
-                accession_number=study.accession_number,
-                modalities=tuple(sorted({s.modality for s in study.series if s.modality})),
-                num_series=len(study.series),
-                num_instances=sum(len(s.instances) for s in study.series),
-            )
-            rows.append((row, study))
-    return rows
-
-
 def merge_scans(results: list[ScanResult]) -> ScanResult:
     """One tree for several scans (files opened together): a patient, study and series met in
     more than one scan is one row, not one row per file."""
@@ -281,7 +220,7 @@ class BrowserWidget(QWidget):
         self._volumes_job: Job | None = None
         self._media_paths: list[Path] = []
         self._media: ScanResult | None = None
-        self._media_rows: list[tuple[StudyRow, model.Study]] = []
+        self._media_source: MediaStudies | None = None
         self._show_first = False
         self._series: list[_SeriesEntry] = []
         self._pending_thumbnails: set[str] = set()
@@ -437,6 +376,13 @@ class BrowserWidget(QWidget):
         return self.source_combo.currentIndex() == 1
 
     @property
+    def source(self) -> StudySource | None:
+        """What the list shows: the store (first choice) or the opened medium (second)."""
+        if self.showing_media:
+            return self._media_source
+        return StoreStudies(self._store) if self._store is not None else None
+
+    @property
     def media_paths(self) -> list[Path]:
         return list(self._media_paths)
 
@@ -476,14 +422,13 @@ class BrowserWidget(QWidget):
         """List the studies of the shown source that pass the filter (keeps the sort)."""
         where = self.current_filter()
         rows: list[tuple[StudyRow, object]] = []
-        if self.showing_media:
-            rows = [(r, k) for k, (r, _s) in enumerate(self._media_rows) if study_matches(r, where)]
-        elif self._store is not None:
+        source = self.source
+        if source is not None:
             try:
-                rows = [(r, r.study_instance_uid) for r in list_studies(self._store, where)]
+                rows = source.studies(where)
             except (ValueError, StoreError) as exc:
                 self.set_status(str(exc))
-        elif self._store_error:
+        elif self._store_error and not self.showing_media:
             self.set_status(self._store_error)
         self._fill(rows)
         self._update_buttons()
@@ -586,23 +531,8 @@ class BrowserWidget(QWidget):
         self._set_series(self._series_of(key))
 
     def _series_of(self, key: object) -> list[model.Series]:
-        if self.showing_media:
-            if isinstance(key, int) and 0 <= key < len(self._media_rows):
-                return list(self._media_rows[key][1].series)
-            return []
-        if self._store is None or not isinstance(key, str):
-            return []
-        return [self._store_series(row) for row in list_series(self._store, key)]
-
-    def _store_series(self, row: SeriesRow) -> model.Series:
-        assert self._store is not None
-        return model.Series(
-            series_instance_uid=row.series_instance_uid,
-            modality=row.modality,
-            series_number=row.series_number,
-            series_description=row.series_description,
-            instances=series_instances(self._store, row.series_instance_uid),
-        )
+        source = self.source
+        return source.series_of(key) if source is not None else []
 
     def _set_series(self, series_list: list[model.Series]) -> None:
         self.thumbnails.clear_pending()
@@ -736,7 +666,7 @@ class BrowserWidget(QWidget):
             result = ScanResult(problems=[model.Problem(names, f"cannot be opened: {result}")])
         assert isinstance(result, ScanResult)
         self._media = result
-        self._media_rows = media_studies(result)
+        self._media_source = MediaStudies(result, self._media_label(self._media_paths))
         label = f"Medium: {self._media_label(self._media_paths)}"
         if self.source_combo.count() < 2:
             self.source_combo.addItem(label)
@@ -749,7 +679,7 @@ class BrowserWidget(QWidget):
             self.refresh()
         routed = route(result.instances, series=result.series())
         parts = [
-            plural(len(self._media_rows), "study", "studies"),
+            plural(len(self._media_source.rows), "study", "studies"),
             plural(len(result.instances) - len(routed.documents), "image"),
         ]
         if routed.documents:
