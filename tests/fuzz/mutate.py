@@ -17,9 +17,8 @@ import random
 import struct
 from dataclasses import dataclass
 
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
+from viewer.dicom.part10 import LONG_VRS
+
 _VRS = (
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
     b"UN UR US UT UV"
@@ -193,7 +192,7 @@ def elements(data: bytes, limit: int = 4000) -> list[Element]:
                 pos += 8 + length
             continue
         vr = data[pos + 4 : pos + 6]
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if pos + 12 > end:
                 break
             (length,) = struct.unpack_from(order + "I", data, pos + 8)

@@ -16,14 +16,12 @@ from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR
 
+from viewer.dicom.part10 import LONG_VRS
+
 UNDEFINED = 0xFFFFFFFF
 ITEM = 0xFFFEE000
 ITEM_DELIMITER = 0xFFFEE00D
 SEQUENCE_DELIMITER = 0xFFFEE0DD
-# PS3.5 7.1.2: explicit VRs with a 2-byte reserved field and a 32-bit length.
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ class _Reader:
         if tag >> 16 == 0xFFFE or implicit:
             return tag, b"", int(self.u32.unpack_from(self.buf, pos + 4)[0]), 8
         vr = bytes(self.buf[pos + 4 : pos + 6])
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if pos + 12 > self.end:
                 raise ValueError("element header runs past the end of the data")
             return tag, vr, int(self.u32.unpack_from(self.buf, pos + 8)[0]), 12

@@ -114,6 +114,7 @@ from pydicom.uid import (
 )
 from pydicom.values import converters as _pydicom_converters
 
+from viewer.dicom.part10 import LONG_VRS, executable_header
 from viewer.imaging import _decode_scan, _jpeg
 
 __all__ = [
@@ -186,16 +187,6 @@ _PIXEL_TAG = 0x7FE00010
 _SOF55 = 0xF7  # T.87: the frame header marker of JPEG-LS
 _UNDEFINED = 0xFFFFFFFF
 
-# Executable headers that make a preamble dangerous (CVE-2019-11687, PS3.10 7.5 / 7.5.1).
-_EXECUTABLE_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"MZ", "a Windows PE (MZ) executable header"),
-    (b"\x7fELF", "an ELF executable header"),
-    (b"\xfe\xed\xfa\xce", "a Mach-O executable header"),
-    (b"\xfe\xed\xfa\xcf", "a Mach-O executable header"),
-    (b"\xce\xfa\xed\xfe", "a Mach-O executable header"),
-    (b"\xcf\xfa\xed\xfe", "a Mach-O executable header"),
-    (b"\xca\xfe\xba\xbe", "a Mach-O universal binary header"),
-)
 
 # Groups a data set without a preamble plausibly starts with (command, meta, identifying...).
 _FIRST_GROUPS = frozenset({0x0000, 0x0002, 0x0004, 0x0008, 0x0010, 0x0018, 0x0020, 0x0028})
@@ -554,13 +545,12 @@ def _read_buffer(path: Path, buf: bytes | mmap.mmap, headers_only: bool) -> Dico
     has_dicm = head[128:132] == b"DICM"
     if has_dicm:
         preamble = head[:128]
-        for magic, what in _EXECUTABLE_MAGIC:
-            if preamble.startswith(magic):
-                warnings.append(
-                    f"the preamble holds {what} (CVE-2019-11687): this file may also be a "
-                    "program; it was read as DICOM only and must never be executed"
-                )
-                break
+        what = executable_header(preamble)
+        if what:
+            warnings.append(
+                f"the preamble holds {what} (CVE-2019-11687): this file may also be a "
+                "program; it was read as DICOM only and must never be executed"
+            )
     elif not _looks_like_bare_dataset(head, len(buf)):
         raise DecodeError(path, "not a DICOM file (no DICM prefix and no DICOM data set)")
 
@@ -660,7 +650,7 @@ def _meta_end(data: memoryview, pos: int) -> tuple[int, str | None]:
             break
         elem = struct.unpack_from("<H", data, pos + 2)[0]
         vr = bytes(data[pos + 4 : pos + 6])
-        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR", b"OD", b"OF", b"OL", b"OV"):
+        if vr in LONG_VRS:
             length = struct.unpack_from("<I", data, pos + 8)[0]
             value_at = pos + 12
         else:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from viewer.dicom.part10 import LONG_VRS, SHORT_VRS
 from viewer.media.links import LEAVES_MEDIA, resolve_within
 from viewer.model import Instance, Kind, Patient, Problem, Series, Study
 
@@ -59,16 +60,6 @@ _MAX_DIRECTORY_BYTES = 1 << 30  # a DICOMDIR of 1 GiB would index millions of fi
 _MAX_DIRFILE_DEPTH = 8
 _CHECK_EVERY = 256  # records between cancel checks / progress calls
 
-# PS3.5 7.1.2: explicit VRs with a 2-byte reserved field and a 4-byte length.
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-_SHORT_VRS = frozenset(
-    {
-        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
-        b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
-    }
-)  # fmt: skip
 
 # Record attributes this reader uses (PS3.3 F.3-3 and F.5). Values are kept as raw bytes.
 T_NEXT = 0x00041400
@@ -250,9 +241,9 @@ def _element_header(buf: Buffer, pos: int, end: int, codec: _Codec) -> tuple[int
         tag = (group << 16) | elem
         if group == 0xFFFE:
             return tag, b"", pos + 8, _S_U32[little].unpack_from(buf, pos + 4)[0]
-        if vr in _SHORT_VRS:
+        if vr in SHORT_VRS:
             return tag, vr, pos + 8, short
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if pos + 12 > end:
                 raise _Malformed(pos, "element header runs past the end")
             return tag, vr, pos + 12, _S_U32[little].unpack_from(buf, pos + 8)[0]
@@ -348,9 +339,9 @@ def _read_elements(
             if group == 0xFFFE:
                 length = s_u32.unpack_from(buf, pos + 4)[0]
                 vpos = pos + 8
-            elif vr in _SHORT_VRS:
+            elif vr in SHORT_VRS:
                 vpos = pos + 8
-            elif vr in _LONG_VRS:
+            elif vr in LONG_VRS:
                 if pos + 12 > end:
                     raise _Malformed(pos, "element header runs past the end")
                 length = s_u32.unpack_from(buf, pos + 8)[0]
@@ -477,7 +468,7 @@ def sniff_codec(buf: Buffer, pos: int, end: int, declared: _Codec) -> _Codec:
         if not 0x0002 <= group <= 0x0028:
             continue
         vr = bytes(buf[pos + 4 : pos + 6])
-        looks_explicit = vr in _SHORT_VRS or vr in _LONG_VRS
+        looks_explicit = vr in SHORT_VRS or vr in LONG_VRS
         if codec.explicit == looks_explicit:
             return codec
     return declared

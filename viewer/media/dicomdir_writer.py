@@ -29,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from viewer import dicom
+from viewer.dicom.part10 import LONG_VRS, PREAMBLE_SIZE, executable_header
 from viewer.media.profiles import EXPLICIT_VR_LE
 
 BASIC_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -317,9 +318,6 @@ class Header:
         return item is not None and item[1].strip(b"\x00 ") != b""
 
 
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
 _ITEM = 0xFFFEE000
 _ITEM_DELIM = 0xFFFEE00D
 _SEQ_DELIM = 0xFFFEE0DD
@@ -378,7 +376,7 @@ def _element_header(buf: bytes, pos: int, implicit: bool) -> tuple[bytes, int, i
     if implicit:
         return b"UN", pos + 8, _unpack_u32(buf, pos + 4)[0]
     vr = buf[pos + 4 : pos + 6]
-    if vr in _LONG_VRS:
+    if vr in LONG_VRS:
         if pos + 12 > len(buf):
             raise _NeedMore
         return vr, pos + 12, _unpack_u32(buf, pos + 8)[0]
@@ -438,7 +436,7 @@ def _parse_meta(buf: bytes, path: str) -> tuple[dict[int, bytes], int]:
         if group != 0x0002:
             break
         vr = buf[pos + 4 : pos + 6]
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             length = _unpack_u32(buf, pos + 8)[0]
             start = pos + 12
         elif vr.isalpha() and vr.isupper():
@@ -484,7 +482,7 @@ def _parse_header(buf: bytes, path: str, complete: bool) -> Header:
         meta=meta,
     )
     if any(buf[:128]):
-        executable = bytes(buf[:4]).startswith((b"MZ", b"\x7fELF", b"\xfe\xed\xfa", b"\xcf\xfa"))
+        executable = bool(executable_header(bytes(buf[:PREAMBLE_SIZE])))
         header.preamble = "executable header (CVE-2019-11687)" if executable else "non-zero bytes"
     try:
         _walk_top(buf, pos, header.elements, complete)
@@ -570,7 +568,7 @@ def _element(tag: int, vr: str, value: bytes) -> bytes:
     if len(value) % 2:
         value += b"\x00" if vr in ("UI", "OB", "UN") else b" "
     vr_bytes = vr.encode("ascii")
-    if vr_bytes in _LONG_VRS:
+    if vr_bytes in LONG_VRS:
         return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr_bytes, 0, len(value)) + value
     if len(value) > 0xFFFF:
         value = value[:0xFFFE]

@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from viewer.dicom.part10 import executable_header
 from viewer.media.dicomdir import (
     DIRECTORY_SOP_CLASS,
     DicomdirError,
@@ -48,17 +49,6 @@ _SERIES_UID = 0x0020000E
 _HEADER_TAGS = frozenset({_SOP_CLASS, _SOP_INSTANCE, _STUDY_UID, _SERIES_UID})
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _INFLATE_LIMIT = 16 << 20
-
-# CVE-2019-11687: executable headers a preamble may carry.
-_EXECUTABLE_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"MZ", "a Windows PE executable header ('MZ')"),
-    (b"\x7fELF", "an ELF executable header"),
-    (b"\xfe\xed\xfa\xce", "a Mach-O executable header"),
-    (b"\xfe\xed\xfa\xcf", "a Mach-O executable header"),
-    (b"\xce\xfa\xed\xfe", "a Mach-O executable header"),
-    (b"\xcf\xfa\xed\xfe", "a Mach-O executable header"),
-    (b"\xca\xfe\xba\xbe", "a Mach-O universal binary header"),
-)
 
 
 @dataclass(slots=True)
@@ -97,10 +87,7 @@ def _executable_preamble(head: bytes) -> str:
     """What executable a preamble holds, or "" (only when ``DICM`` follows it: PS3.10 7.1)."""
     if len(head) < 132 or head[128:132] != b"DICM":
         return ""
-    for magic, what in _EXECUTABLE_MAGIC:
-        if head.startswith(magic):
-            return what
-    return ""
+    return executable_header(head[:128])
 
 
 def read_header(path: Path) -> _Header:

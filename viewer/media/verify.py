@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import pydicom
 from pydicom.uid import UID
 
+from viewer.dicom.part10 import executable_header
 from viewer.media import dicomdir_writer as ddw
 from viewer.media.links import LEAVES_MEDIA, resolve_within
 from viewer.media.profiles import (
@@ -47,7 +48,6 @@ so that ``lightbox verify`` later notices a flipped byte anywhere, pixel data in
 
 _LEVEL1_FILE = re.compile(r"^[A-Z0-9_]{1,8}(\.[A-Z0-9_]{0,3})?(;1)?$")
 _LEVEL1_DIR = re.compile(r"^[A-Z0-9_]{1,8}$")
-_EXEC_MAGIC = (b"MZ", b"\x7fELF", b"\xfe\xed\xfa", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
 _NON_DICOM_ROOT = {"DICOMDIR", "README.TXT", "INDEX.HTM", MANIFEST}
 
 
@@ -275,7 +275,7 @@ def _check_part10(data: bytes, rel: str, report: VerifyReport) -> dict[int, byte
         return None
     preamble = data[:128]
     if any(preamble):
-        if preamble.startswith(_EXEC_MAGIC):
+        if executable_header(preamble):
             report.error("1", rel, "preamble holds an executable header (CVE-2019-11687)")
         else:
             report.error("1", rel, "preamble is not 128 zero bytes")

@@ -69,6 +69,7 @@ from pydicom.datadict import tag_for_keyword
 
 from viewer.dicom.describe import describe
 from viewer.dicom.describe import text as dataset_text
+from viewer.dicom.part10 import PREAMBLE_SIZE
 from viewer.imaging.decode import DecodeError, read_buffer
 from viewer.media.health import walk_header
 from viewer.media.links import walk_files
@@ -384,13 +385,13 @@ class _Importer:
             ) from exc
         prefix = head[: header.dataset_start]
         if header.executable_preamble:
-            prefix = bytes(part10.PREAMBLE_SIZE) + prefix[part10.PREAMBLE_SIZE :]
+            prefix = bytes(PREAMBLE_SIZE) + prefix[PREAMBLE_SIZE:]
             warnings.append(
                 f"the preamble is a {header.executable_preamble} header (CVE-2019-11687); "
                 "the store keeps the file with a preamble of zeros"
             )
         elif header.meta_start == 0:
-            prefix = bytes(part10.PREAMBLE_SIZE) + b"DICM" + prefix
+            prefix = bytes(PREAMBLE_SIZE) + b"DICM" + prefix
         ds_hash = hashlib.sha256()
         size = len(prefix)
         with open(tmp, "xb") as out:
@@ -930,7 +931,7 @@ def import_dataset(store: Store, ds: pydicom.Dataset, *, source: str = "network"
     if meta is None or "TransferSyntaxUID" not in meta:
         ds.file_meta = meta or pydicom.dataset.FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.preamble = bytes(part10.PREAMBLE_SIZE)
+    ds.preamble = bytes(PREAMBLE_SIZE)
     try:
         pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     except Exception as exc:

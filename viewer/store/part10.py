@@ -20,15 +20,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-#: Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 section 7.1.2).
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
+from viewer.dicom.part10 import LONG_VRS, PREAMBLE_SIZE, executable_header
 
 #: How many bytes :func:`split_header` needs at most: a File Meta longer than this is refused.
 HEAD_SIZE = 64 * 1024
-
-PREAMBLE_SIZE = 128
 
 
 class HeaderError(ValueError):
@@ -53,23 +48,6 @@ class Header:
     executable_preamble: str | None
 
 
-def executable_kind(preamble: bytes) -> str | None:
-    """The kind of executable a preamble starts with, or None (CVE-2019-11687)."""
-    if preamble.startswith(b"MZ"):
-        return "PE (Windows executable)"
-    if preamble.startswith(b"\x7fELF"):
-        return "ELF (Linux executable)"
-    if preamble[:4] in (
-        b"\xfe\xed\xfa\xce",
-        b"\xfe\xed\xfa\xcf",
-        b"\xce\xfa\xed\xfe",
-        b"\xcf\xfa\xed\xfe",
-        b"\xca\xfe\xba\xbe",
-    ):
-        return "Mach-O (macOS executable)"
-    return None
-
-
 def _looks_like_vr(vr: bytes) -> bool:
     return len(vr) == 2 and 65 <= vr[0] <= 90 and 65 <= vr[1] <= 90
 
@@ -92,7 +70,7 @@ def _walk_meta(head: bytes, start: int) -> int:
         if group != 0x0002:
             return pos
         vr = head[pos + 4 : pos + 6]
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if pos + 12 > len(head):
                 raise HeaderError("the File Meta Information is truncated")
             length = int.from_bytes(head[pos + 8 : pos + 12], "little")
@@ -116,7 +94,7 @@ def split_header(head: bytes) -> Header:
             has_preamble=True,
             meta_start=start,
             dataset_start=_walk_meta(head, start),
-            executable_preamble=executable_kind(head[:PREAMBLE_SIZE]),
+            executable_preamble=executable_header(head[:PREAMBLE_SIZE]) or None,
         )
     if len(head) >= 8 and head[0:2] == b"\x02\x00" and _looks_like_vr(head[4:6]):
         return Header(False, 0, _walk_meta(head, 0), None)
