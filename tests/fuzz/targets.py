@@ -59,7 +59,10 @@ def captured_stderr() -> Iterator[io.StringIO]:
                 os.dup2(saved, 2)
                 os.close(saved)
             tmp.seek(0)
-            sink.write(tmp.read(1 << 16).decode("utf-8", "replace"))
+            try:
+                sink.write(tmp.read(1 << 16).decode("utf-8", "replace"))
+            except MemoryError:  # a decoder that ran out of memory may not have given it back
+                sink.write("(stderr not read: out of memory)")
 
 
 def _guard(

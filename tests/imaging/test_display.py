@@ -417,3 +417,20 @@ def test_padding_left_out_where_dcm2pnm_minmax_keeps_it(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ours, ref)
     _, dcmtk_minmax = _dcmtk_case(tmp_path, pixels, ["+Wm"], **attrs)
     assert (dcmtk_minmax != ours).any()
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("center", [1e20, -1e20, 99999999999999999999.0])
+def test_a_window_far_outside_float32_renders_without_garbage(center: float) -> None:
+    """A damaged file's Window Center of 1e20 (found by make fuzz): every pixel is below (or
+    above) the window, so the image is black (or white), with no cast warning."""
+    stored = RNG.integers(0, 4096, size=(16, 256), dtype=np.uint16)
+    ds = _dataset(stored, bits_stored=12)
+    renderer = FrameRenderer(ds, 0, stored)
+    expected = 0 if center > 0 else 255
+    for function in ("LINEAR", "LINEAR_EXACT"):
+        window = Window(center, 209, function)
+        assert (renderer.render(window) == expected).all()
+        assert (renderer.render(window, invert=True) == 255 - expected).all()
+        ref = voi_to_display(renderer.modality_values(), window, invert=False)
+        assert (ref == expected).all()

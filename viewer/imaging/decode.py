@@ -1011,6 +1011,15 @@ def _decode_encapsulated_frame(
             raise DecodeError(
                 path, f"frame {index + 1}: a {kind} codestream where {ts.name} was declared"
             )
+        if header.rows == 0 or header.columns == 0:
+            # T.81 B.2.2: 0 lines means "given by a DNL marker after the first scan"; IJG (and
+            # so DCMTK) refuses it, and libjpeg sized its buffers past 3 GiB for a 70 KB file
+            # (found by make fuzz)
+            raise DecodeError(
+                path,
+                f"frame {index + 1}: the {ts.name} frame header declares "
+                f"{header.rows}x{header.columns} samples (a DNL marker is not supported)",
+            )
         if int(ds.BitsAllocated) not in (8, 16):
             raise DecodeError(
                 path,
@@ -1035,8 +1044,7 @@ def _decode_encapsulated_frame(
         if ts in _JPEG_FAMILY:
             if not header.scan_header_conformant:
                 frame = _jpeg.fix_scan_header(frame, header)
-            if header.rows > 0 and header.columns > 0:
-                rows, cols = header.rows, header.columns
+            rows, cols = header.rows, header.columns
     elif ts in _J2K:
         size = _jpeg.parse_j2k_size(frame)
         if size is None:

@@ -699,6 +699,18 @@ class FrameRenderer:
             return
         v0, v1 = -b0 / a, (255.5 - b0) / a
         low, high = (v0, v1) if v0 <= v1 else (v1, v0)
+        if max(abs(low), abs(high)) > _FLOAT32_EXACT:
+            # a window far outside float32's exact range (a centre of 1e20 from a damaged
+            # file, found by make fuzz): the clip bounds are garbage in float32, so take
+            # y = a * v + b0 in float64 and clamp the output instead
+            wide = values.astype(np.float64)
+            wide *= a
+            wide += b0
+            if inverse:
+                np.subtract(255.0, wide, out=wide)
+            np.clip(wide, 0.0, 255.0, out=wide)
+            np.copyto(out, wide, casting="unsafe")
+            return
         if inverse:
             a, b0 = -a, 255.0 - b0
         np.clip(values, np.float32(low), np.float32(high), out=scratch)
@@ -706,6 +718,10 @@ class FrameRenderer:
         np.add(scratch, np.float32(b0), out=scratch)
         # y is now in [0, 256): the cast truncates, which is the floor DCMTK takes
         np.copyto(out, scratch, casting="unsafe")
+
+
+#: Beyond this magnitude float32 no longer holds every integer (2**24).
+_FLOAT32_EXACT = float(1 << 24)
 
 
 def window_for_preset(name: str) -> Window:
