@@ -232,6 +232,23 @@ def window(qtbot, store: Store) -> Iterator[MainWindow]:  # type: ignore[no-unty
     main.close()
 
 
+def test_an_opened_disc_gives_the_view_the_window_and_its_series_a_strip_beside_it(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, media: Path
+) -> None:
+    """At 1200x900 the image once got what the browser and the thumbnails left (43 %)."""
+    with qtbot.waitSignal(window.opened, timeout=30000):
+        window.open_paths([media])
+    qtbot.waitUntil(window.view.is_displayable, timeout=30000)
+    qtbot.waitUntil(lambda: not window.browser_dock.isVisible(), timeout=5000)
+    view, whole = window.view.size(), window.size()
+    assert view.width() * view.height() >= 0.75 * whole.width() * whole.height()
+    strip = window.series_list
+    assert strip.width() <= 150 and strip.isVisible()
+    assert strip.count() == len(window.stacks) == 2
+    qtbot.waitUntil(lambda: strip.icons_ready() == 2, timeout=30000)  # thumbnails, not grey
+    assert window.whose_label.text().startswith(window.browser.selection().title)
+
+
 def test_double_click_opens_the_series_in_the_view(  # type: ignore[no-untyped-def]
     qtbot, window: MainWindow, media: Path
 ) -> None:
@@ -250,7 +267,7 @@ def test_double_click_opens_the_series_in_the_view(  # type: ignore[no-untyped-d
         QTest.mouseDClick(strip.viewport(), Qt.MouseButton.LeftButton, pos=centre)
     assert opened.args == [2]
     assert window.series_list.currentRow() == 1
-    assert window.series_list.currentItem().text() == "Se 4: CT Bone (5 images)"
+    assert window.series_list.currentItem().text() == "Se 4 CT\nBone\n5 images"
     qtbot.waitUntil(window.view.is_displayable, timeout=30000)
     assert window.view.count() == 5
 
@@ -278,7 +295,7 @@ def test_import_with_progress_then_the_store_lists_it_and_again_is_already_prese
     # The store's series open from the store's files.
     choose_study(browser, "Müller, Jürgen")
     assert browser.series_strip.count() == 2
-    paths = [i.path for e in browser._series for i in e.series.instances]
+    paths = [i.path for s in browser._series for i in s.instances]
     assert all(store.root in p.parents for p in paths)
 
     browser.source_combo.setCurrentIndex(1)  # the medium again
@@ -467,7 +484,7 @@ def test_a_series_without_images_gets_no_thumbnail_and_no_problem(  # type: igno
     assert browser.series_strip.count() == 2
     qtbot.waitUntil(lambda: browser.series_icons_ready() == 1, timeout=30000)
     assert not problems and not (app_home() / "thumbnails" / f"{sr.SOPInstanceUID}.png").exists()
-    assert sorted(e.thumbnail_key == "" for e in browser._series) == [False, True]
+    assert sorted(key == "" for key in browser.series_strip.thumbnail_keys()) == [False, True]
 
 
 def test_keyboard_shortcuts_toggle_the_browser_and_show_the_store(  # type: ignore[no-untyped-def]
@@ -476,7 +493,12 @@ def test_keyboard_shortcuts_toggle_the_browser_and_show_the_store(  # type: igno
     with qtbot.waitSignal(window.opened, timeout=30000):
         window.open_paths([media])
     assert window.browser.showing_media
+    # the view owns the window once a series shows; the strip says the disc holds more
+    assert not window.browser_dock.isVisible()
+    assert "studies here: Ctrl+B lists them" in window.whose_label.text()
     window.view.setFocus()
+    qtbot.keyClick(window.view, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert window.browser_dock.isVisible()
     qtbot.keyClick(window.view, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
     assert not window.browser.showing_media and window.browser.studies() == []
     qtbot.keyClick(window.view, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)

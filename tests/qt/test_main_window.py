@@ -54,7 +54,7 @@ def test_open_file_by_menu_scans_off_the_gui_thread(  # type: ignore[no-untyped-
     assert threads and all(t is not threading.main_thread() for t in threads)
     wait_for_image(qtbot, window)
     assert window.series_list.count() == 1
-    assert window.series_list.item(0).text() == "Se 3: CT Lung 1.0 (3 images)"
+    assert window.series_list.item(0).text() == "Se 3 CT\nLung 1.0\n3 images"
     assert window.view.count() == 3
     # three files of one series opened together: one study row, not one per file
     assert [row[-1] for row in window.browser.studies()] == ["3"]
@@ -80,7 +80,7 @@ def test_open_folder_by_menu_gives_one_stack_per_series(  # type: ignore[no-unty
         window.actions_by_name["open_folder"].trigger()
     assert opened.args == [2]
     labels = [window.series_list.item(i).text() for i in range(window.series_list.count())]
-    assert labels == ["Se 3: CT Lung 1.0 (3 images)", "Se 4: CT Bone (2 images)"]
+    assert labels == ["Se 3 CT\nLung 1.0\n3 images", "Se 4 CT\nBone\n2 images"]
     wait_for_image(qtbot, window)
     window.series_list.setCurrentRow(1)
     wait_for_image(qtbot, window)

@@ -21,23 +21,18 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
     QModelIndex,
     QRegularExpression,
-    QSize,
     QSortFilterProxyModel,
     Qt,
     Signal,
 )
 from PySide6.QtGui import (
-    QColor,
-    QIcon,
-    QImage,
-    QPixmap,
     QRegularExpressionValidator,
     QStandardItem,
     QStandardItemModel,
@@ -49,8 +44,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QListView,
-    QListWidget,
     QListWidgetItem,
     QProgressDialog,
     QPushButton,
@@ -75,6 +68,7 @@ from viewer.qt.removable import (
 )
 from viewer.qt.selection import Selection
 from viewer.qt.sources import MediaStudies, StoreStudies, StudySource, name_pattern
+from viewer.qt.strip import SeriesStrip, StripEntry
 from viewer.qt.thumbnails import ThumbnailWorker
 from viewer.store import (
     ImportReport,
@@ -169,10 +163,16 @@ def scan_paths(paths: list[Path], cancel: threading.Event, progress: Progress) -
     return merged
 
 
-@dataclass(slots=True)
-class _SeriesEntry:
-    series: model.Series
-    thumbnail_key: str = ""
+def series_entry(series: model.Series) -> StripEntry:
+    """How the browser's strip shows a series: number, modality, description, image count."""
+    number = f"Se {series.series_number} " if series.series_number is not None else ""
+    count = plural(len(series.instances), "image")
+    text = f"{number}{series.modality}\n{series.series_description}\n{count}"
+    return StripEntry(
+        text.replace("\n\n", "\n"),
+        series.series_description or series.series_instance_uid,
+        representative(series),
+    )
 
 
 # ------------------------------------------------------------------------------ the widget
@@ -222,11 +222,8 @@ class BrowserWidget(QWidget):
         self._media: ScanResult | None = None
         self._media_source: MediaStudies | None = None
         self._show_first = False
-        self._series: list[_SeriesEntry] = []
-        self._pending_thumbnails: set[str] = set()
+        self._series: list[model.Series] = []
         self.thumbnails = thumbnails or ThumbnailWorker()
-        self.thumbnails.thumbnail_ready.connect(self._on_thumbnails_thumbnail_ready)
-        self.thumbnails.thumbnail_failed.connect(self._on_thumbnails_thumbnail_failed)
         self.health_dialog: HealthDialog | None = None
         self.progress_dialog: QProgressDialog | None = None
         self.last_import: ImportReport | None = None
@@ -333,16 +330,10 @@ class BrowserWidget(QWidget):
         self.table.selectionModel().currentRowChanged.connect(self._on_table_current_row_changed)
         self.table.doubleClicked.connect(self._on_table_double_clicked)
 
-        self.series_strip = QListWidget()
+        self.series_strip = SeriesStrip(self.thumbnails, vertical=False)
         self.series_strip.setObjectName("series_strip")
-        self.series_strip.setViewMode(QListView.ViewMode.IconMode)
-        self.series_strip.setFlow(QListView.Flow.LeftToRight)
-        self.series_strip.setWrapping(False)
-        self.series_strip.setMovement(QListView.Movement.Static)
-        self.series_strip.setIconSize(QSize(64, 64))
-        self.series_strip.setGridSize(QSize(112, 108))
-        self.series_strip.setFixedHeight(126)
-        self.series_strip.setWordWrap(True)
+        self.series_strip.thumbnails_done.connect(self.thumbnails_done)
+        self.series_strip.thumbnail_failed.connect(self._on_series_strip_thumbnail_failed)
         self.series_strip.setToolTip("Double-click a series (or press Enter) to open it")
         # Activation is the platform's gesture: a double click, or Enter on the current item.
         self.series_strip.itemActivated.connect(self._on_series_strip_item_activated)
@@ -358,13 +349,6 @@ class BrowserWidget(QWidget):
         layout.addWidget(self.table, 1)
         layout.addWidget(self.series_strip)
         layout.addWidget(self.status_label)
-        self._placeholder = self._placeholder_icon()
-
-    @staticmethod
-    def _placeholder_icon() -> QIcon:
-        pixmap = QPixmap(96, 96)
-        pixmap.fill(QColor(40, 40, 40))
-        return QIcon(pixmap)
 
     # ----------------------------------------------------------------- state
     @property
@@ -536,58 +520,15 @@ class BrowserWidget(QWidget):
 
     def _set_series(self, series_list: list[model.Series]) -> None:
         self.thumbnails.clear_pending()
-        self.series_strip.clear()
-        self._series = []
-        self._pending_thumbnails = set()
-        for index, series in enumerate(series_list):
-            entry = _SeriesEntry(series)
-            count = len(series.instances)
-            number = f"Se {series.series_number} " if series.series_number is not None else ""
-            text = (
-                f"{number}{series.modality}\n{series.series_description}\n{plural(count, 'image')}"
-            )
-            item = QListWidgetItem(self._placeholder, text.replace("\n\n", "\n"))
-            item.setData(Qt.ItemDataRole.UserRole, index)
-            item.setToolTip(f"{series.series_description or series.series_instance_uid}")
-            self.series_strip.addItem(item)
-            instance = representative(series)
-            # Only images get a thumbnail: an SR or a key object note has nothing to draw.
-            if instance is not None and instance.rows > 0 and instance.columns > 0:
-                key, image = self.thumbnails.request(instance.sop_instance_uid, instance.path)
-                entry.thumbnail_key = key
-                if image is not None:
-                    item.setIcon(QIcon(QPixmap.fromImage(image)))
-                else:
-                    self._pending_thumbnails.add(key)
-            self._series.append(entry)
-        if not self._pending_thumbnails:
-            self.thumbnails_done.emit()
+        self._series = list(series_list)
+        self.series_strip.set_entries([series_entry(series) for series in series_list])
 
     def series_icons_ready(self) -> int:
         """How many series in the strip show their thumbnail (not the placeholder)."""
-        return sum(
-            1
-            for e in self._series
-            if e.thumbnail_key and e.thumbnail_key not in self._pending_thumbnails
-        )
+        return self.series_strip.icons_ready()
 
-    def _on_thumbnails_thumbnail_ready(self, key: str, image: QImage) -> None:
-        if key not in self._pending_thumbnails:
-            return
-        self._pending_thumbnails.discard(key)
-        icon = QIcon(QPixmap.fromImage(image))
-        for row, entry in enumerate(self._series):
-            if entry.thumbnail_key == key:
-                self.series_strip.item(row).setIcon(icon)
-        if not self._pending_thumbnails:
-            self.thumbnails_done.emit()
-
-    def _on_thumbnails_thumbnail_failed(self, key: str, message: str) -> None:
-        if key in self._pending_thumbnails:
-            self._pending_thumbnails.discard(key)
-            self.problems_found.emit([model.Problem(message.split(": ", 1)[0], message)])
-            if not self._pending_thumbnails:
-                self.thumbnails_done.emit()
+    def _on_series_strip_thumbnail_failed(self, path: str, message: str) -> None:
+        self.problems_found.emit([model.Problem(path, message)])
 
     def _on_series_strip_item_activated(self, item: QListWidgetItem) -> None:
         self.open_series(int(item.data(Qt.ItemDataRole.UserRole)))
@@ -597,7 +538,7 @@ class BrowserWidget(QWidget):
         if not 0 <= index < len(self._series):
             return
         stacks = self._study_stacks()
-        chosen = self._series[index].series
+        chosen = self._series[index]
         chosen_paths = {i.path for i in chosen.instances}
         row = next(
             (
@@ -614,7 +555,7 @@ class BrowserWidget(QWidget):
 
     def _study_stacks(self) -> list[Stack]:
         """Every stack of the selected study (only that study: the view shows one patient)."""
-        series_list = [e.series for e in self._series]
+        series_list = list(self._series)
         instances = [i for s in series_list for i in s.instances]
         return route(instances, series=series_list).stacks
 

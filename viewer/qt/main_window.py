@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QListWidget,
-    QListWidgetItem,
     QMainWindow,
     QMenu,
     QMessageBox,
@@ -47,7 +46,9 @@ from viewer.qt.help import CONFORMANCE_DOC, CONTROLS_DOC, AboutDialog, DocumentD
 from viewer.qt.image_view import ImageView
 from viewer.qt.jobs import Job, JobSet
 from viewer.qt.removable import StorageLike
-from viewer.qt.source import FrameSource, LoaderSource, stack_label
+from viewer.qt.source import FrameSource, LoaderSource, stack_caption, stack_label
+from viewer.qt.strip import SeriesStrip, StripEntry
+from viewer.qt.thumbnails import ThumbnailWorker
 from viewer.qt.workers import OpenResult, open_paths
 from viewer.store import Store
 from viewer.text import escape, plural
@@ -84,8 +85,11 @@ class MainWindow(QMainWindow):
         self.view = ImageView(self)
         self.setCentralWidget(self.view)
 
-        self.series_list = QListWidget()
+        # The series beside the view: a slim strip of thumbnails (the browser's worker and cache)
+        self.thumbnails = ThumbnailWorker()
+        self.series_list = SeriesStrip(self.thumbnails, vertical=True)
         self.series_list.setObjectName("series_list")
+        self.series_list.setToolTip("The series of the study shown: click one to show it")
         self.series_list.currentRowChanged.connect(self._on_series_list_current_row_changed)
         self.whose_label = QLabel()
         self.whose_label.setObjectName("whose_label")
@@ -102,7 +106,7 @@ class MainWindow(QMainWindow):
         series_dock.setWidget(series_panel)
         series_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, series_dock)
-        self.resizeDocks([series_dock], [220], Qt.Orientation.Horizontal)
+        self.whose_label.setMaximumWidth(self.series_list.width())
 
         self.problems_list = QListWidget()
         self.problems_list.setObjectName("problems_list")
@@ -119,7 +123,9 @@ class MainWindow(QMainWindow):
         self.problems_button.clicked.connect(self._on_problems_button_clicked)
         self.statusBar().addPermanentWidget(self.problems_button)
 
-        self.browser = BrowserWidget(self, store=store, volume_source=volume_source)
+        self.browser = BrowserWidget(
+            self, store=store, volume_source=volume_source, thumbnails=self.thumbnails
+        )
         self.browser.media_opened.connect(self._on_browser_media_opened)
         self.browser.series_opened.connect(self._on_browser_series_opened)
         self.browser.problems_found.connect(self.report_problems)
@@ -420,13 +426,19 @@ class MainWindow(QMainWindow):
 
     def _on_browser_media_opened(self, result: ScanResult, stacks: list[Stack]) -> None:
         self.statusBar().clearMessage()
-        self._set_stacks(stacks, whose=self.browser.selection().title)
-        self.opened.emit(len(stacks))
+        self._show_study(stacks, 0)
 
     def _on_browser_series_opened(self, stacks: list[Stack], row: int) -> None:
-        self._set_stacks(stacks, current=row, whose=self.browser.selection().title)
-        # The view owns the window once a series is open; Ctrl+B brings the browser back.
-        self.browser_dock.hide()
+        self._show_study(stacks, row)
+
+    def _show_study(self, stacks: list[Stack], row: int) -> None:
+        """Show a study of the browser; the view owns the window once a series is open (the
+        browser hides, Ctrl+B brings it back), and the strip says when there are others."""
+        studies = len(self.browser.studies())
+        note = f"({studies} studies here: Ctrl+B lists them)" if studies > 1 else ""
+        self._set_stacks(stacks, current=row, whose=self.browser.selection().title, note=note)
+        if stacks:
+            self.browser_dock.hide()
         self.opened.emit(len(stacks))
 
     def view_paths(self, paths: list[str] | list[Path]) -> None:
@@ -467,18 +479,18 @@ class MainWindow(QMainWindow):
         self._set_stacks(result.stacks, whose="the opened files (not in the browser)")
         self.opened.emit(len(result.stacks))
 
-    def _set_stacks(self, stacks: list[Stack], current: int = 0, whose: str = "") -> None:
+    def _set_stacks(
+        self, stacks: list[Stack], current: int = 0, whose: str = "", note: str = ""
+    ) -> None:
         """The series list: ``stacks`` of one study, its patient and study named in the list's
-        title (``whose``), so that the list never leaves in doubt whose series these are."""
+        title (``whose``, then ``note``), so that the list never leaves in doubt whose series
+        these are."""
         self._stacks = stacks
-        self.whose_label.setText(escape(whose) if stacks else "")
+        text = escape(whose) + (f"\n{note}" if note else "")
+        self.whose_label.setText(text if stacks else "")
         self.whose_label.setVisible(bool(whose and stacks))
         self.series_list.blockSignals(True)
-        self.series_list.clear()
-        for stack in stacks:
-            item = QListWidgetItem(stack_label(stack))
-            item.setToolTip(str(stack.frames[0].path) if stack.frames else "")
-            self.series_list.addItem(item)
+        self.series_list.set_entries([_strip_entry(stack) for stack in stacks])
         self.series_list.blockSignals(False)
         if stacks:
             self.series_list.setCurrentRow(min(max(current, 0), len(stacks) - 1))  # shows it
@@ -689,6 +701,14 @@ class MainWindow(QMainWindow):
         self.browser.shutdown()
         self._show_source(None)
         self.jobs.wait_all(timeout=60.0)
+
+
+def _strip_entry(stack: Stack) -> StripEntry:
+    """A stack beside the view: its label, its first file, its middle image drawn."""
+    middle = stack.frames[len(stack.frames) // 2].instance if stack.frames else None
+    return StripEntry(
+        stack_caption(stack), str(stack.frames[0].path) if stack.frames else "", middle
+    )
 
 
 def _local_paths(mime: object) -> list[str]:

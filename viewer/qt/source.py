@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from PySide6.QtCore import QObject, Signal
 
 from viewer.imaging.stack import Stack
+from viewer.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class LoaderSource(FrameSource):
 
 
 def stack_label(stack: Stack) -> str:
-    """How the series list names a stack: number, modality, description, image count."""
+    """A stack in one line (problems, tooltips): number, modality, description, image count."""
     parts = []
     if stack.series_number is not None:
         parts.append(f"Se {stack.series_number}:")
@@ -151,7 +152,19 @@ def stack_label(stack: Stack) -> str:
         parts.append(stack.modality)
     if stack.series_description:
         parts.append(stack.series_description)
+    parts.append(f"({_count(stack)})")
+    return " ".join(parts)
+
+
+def stack_caption(stack: Stack) -> str:
+    """A stack under its thumbnail: "Se 3 CT", the description, "120 images" on three lines."""
+    number = f"Se {stack.series_number}" if stack.series_number is not None else ""
+    first = " ".join(part for part in (number, stack.modality) if part)
+    lines = (first, stack.series_description, _count(stack))
+    return "\n".join(line for line in lines if line)
+
+
+def _count(stack: Stack) -> str:
     count = len(stack.frames)
     kind = "frame" if len({f.path for f in stack.frames}) == 1 and count > 1 else "image"
-    parts.append(f"({count} {kind}{'s' if count != 1 else ''})")
-    return " ".join(parts)
+    return plural(count, kind)
