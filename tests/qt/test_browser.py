@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QPushButton
 
 from tests.qt.conftest import ct_dataset
 from viewer.config import app_home
+from viewer.media import scan as scan_module
 from viewer.qt import browser as browser_module
 from viewer.qt.browser import BrowserWidget
 from viewer.qt.main_window import MainWindow
@@ -360,6 +361,86 @@ def test_health_dialog_lists_a_missing_file_of_a_dicomdir(  # type: ignore[no-un
     assert dialog.section("missing") == [str(gone.relative_to(root))]
     assert "1 missing" in dialog.summary_label.text()
     assert len(dialog.section("present")) == len(dialog.section("referenced")) - 1
+
+
+# ------------------------------------------------------------------------------ listing first
+def _dicomdir_disc(tmp_path: Path) -> Path:
+    """pydicom's DICOMDIR test medium: two patients, six studies, 31 images."""
+    source = Path(str(get_testdata_file("CT_small.dcm"))).parent / "dicomdirtests"
+    root = tmp_path / "disc"
+    root.mkdir()
+    shutil.copy(source / "DICOMDIR", root / "DICOMDIR")
+    for name in ("77654033", "98892001", "98892003"):
+        shutil.copytree(source / name, root / name)
+    return root
+
+
+@pytest.fixture
+def gated_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[int]]:
+    """Reading file headers waits for the returned event (a slow CD); the list counts reads."""
+    gate, reads = threading.Event(), []
+    original = scan_module._outcomes
+
+    def gated(files, quiet, cancel):  # type: ignore[no-untyped-def]
+        reads.append(len(files))
+        gate.wait(60)
+        yield from original(files, quiet, cancel)
+
+    monkeypatch.setattr(scan_module, "_outcomes", gated)
+    return gate, reads
+
+
+def test_a_dicomdir_medium_is_listed_before_its_files_are_read(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, tmp_path: Path, gated_reads
+) -> None:
+    gate, reads = gated_reads
+    root = _dicomdir_disc(tmp_path)
+    read_at_listing: list[int] = []
+    browser.media_listed.connect(lambda _n: read_at_listing.append(len(reads)))
+    opened: list[list[object]] = []
+    browser.media_opened.connect(lambda _result, stacks: opened.append(stacks))
+    with qtbot.waitSignal(browser.media_listed, timeout=30000) as listed:
+        browser.open_media([root], show_first=True)
+    assert listed.args == [6] and len(browser.studies()) == 6
+    assert read_at_listing == [0]  # listed without opening one referenced file
+    assert (
+        browser.reading_files and not opened and "reading the files" in browser.status_label.text()
+    )
+    # the reader chooses the third study while the files are read: it stays chosen
+    browser.table.selectRow(2)
+    chosen = browser.studies()[2]
+    with qtbot.waitSignal(browser.media_opened, timeout=60000):
+        gate.set()
+    assert reads and not browser.reading_files
+    row = browser.table.selectionModel().currentIndex().row()
+    assert browser.studies()[row][:5] == chosen[:5]
+    uid = browser.selection()
+    study_uids = {f.instance.study_instance_uid for stack in opened[0] for f in stack.frames}  # type: ignore[attr-defined]
+    assert len(study_uids) == 1 and len(opened[0]) == browser.series_strip.count()
+    assert uid.title.startswith(chosen[0])
+
+
+def test_a_series_opened_from_the_listing_is_shown_once_its_files_are_read(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path, gated_reads
+) -> None:
+    """Stacks need the files' headers (the DICOMDIR has no positions): a series chosen from
+    the listing is shown when they are read, that series and no other."""
+    gate, _reads = gated_reads
+    with qtbot.waitSignal(window.browser.media_listed, timeout=30000):
+        window.open_paths([_dicomdir_disc(tmp_path)])
+    counts = [int(row[7]) for row in window.browser.studies()]
+    window.browser.table.selectRow(counts.index(3))  # a study with three series
+    chosen = window.browser.selection().title
+    series_uid = window.browser._series[1].series_instance_uid
+    window.browser.open_series(1)  # what a double click on the strip does
+    assert "opens when the files have been read" in window.browser.status_label.text()
+    with qtbot.waitSignal(window.opened, timeout=60000):
+        gate.set()
+    assert window.stacks[window.series_list.currentRow()].series_instance_uid == series_uid
+    assert window.whose_label.text().startswith(chosen)
+    assert window.browser.selection().title == chosen
+    assert not window.browser_dock.isVisible()
+    qtbot.waitUntil(window.view.is_displayable, timeout=30000)
 
 
 # ------------------------------------------------------------------------------ removable media

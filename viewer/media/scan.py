@@ -62,6 +62,8 @@ class ScanResult:
     instances: list[model.Instance] = field(default_factory=list)
     problems: list[model.Problem] = field(default_factory=list)
     patients: list[model.Patient] = field(default_factory=list)
+    #: The DICOMDIR the whole result was listed from, no referenced file read (``headers=False``)
+    listed_from: Path | None = None
 
     def series(self) -> list[model.Series]:
         """Every series in the tree, for :func:`viewer.imaging.stack.build_stacks`."""
@@ -380,6 +382,7 @@ def scan(
         if referenced is not None and not headers:
             if progress is not None:
                 progress(len(referenced), len(referenced))
+            result.listed_from = found
             return result
         if referenced is None:
             quiet_files = list(_walk(root, result.problems))
@@ -407,6 +410,7 @@ def scan(
         if referenced is not None and not headers:
             if progress is not None:
                 progress(len(referenced), len(referenced))
+            result.listed_from = root
             return result
         if referenced is None:
             quiet_files = [

@@ -144,20 +144,27 @@ def representative(series: model.Series) -> model.Instance | None:
     return ordered[len(ordered) // 2]
 
 
-def scan_paths(paths: list[Path], cancel: threading.Event, progress: Progress) -> ScanResult:
-    """Scan each path (file, folder, DICOMDIR); a path that fails is a problem, not a crash."""
+def scan_paths(
+    paths: list[Path], cancel: threading.Event, progress: Progress, *, headers: bool = True
+) -> ScanResult:
+    """Scan each path (file, folder, DICOMDIR); a path that fails is a problem, not a crash.
+
+    ``headers=False`` lists a medium with a usable DICOMDIR from the DICOMDIR alone (then
+    ``listed_from`` is set; see :func:`viewer.media.scan.scan`)."""
     results: list[ScanResult] = []
     for path in paths:
         if cancel.is_set():
             break
         try:
-            results.append(scan(path, cancel=cancel, progress=progress))
+            results.append(scan(path, cancel=cancel, progress=progress, headers=headers))
         except Exception as exc:
             log.debug("scan failed", exc_info=True)
             results.append(
                 ScanResult(problems=[model.Problem(str(path), f"cannot be read: {exc}")])
             )
     merged = merge_scans(results)
+    if len(results) == 1:
+        merged.listed_from = results[0].listed_from
     if not merged.instances and not merged.problems:
         merged.problems.extend(model.Problem(str(p), "holds no DICOM images") for p in paths)
     return merged
@@ -194,6 +201,7 @@ class BrowserWidget(QWidget):
     health_checked = Signal(object)
     thumbnails_done = Signal()
     volumes_listed = Signal(int)
+    media_listed = Signal(int)
 
     def __init__(
         self,
@@ -222,6 +230,8 @@ class BrowserWidget(QWidget):
         self._media: ScanResult | None = None
         self._media_source: MediaStudies | None = None
         self._show_first = False
+        self._listed = False
+        self._open_when_read: tuple[str | None, str] | None = None
         self._series: list[model.Series] = []
         self.thumbnails = thumbnails or ThumbnailWorker()
         self.health_dialog: HealthDialog | None = None
@@ -537,8 +547,14 @@ class BrowserWidget(QWidget):
         """Open the study's series in the view, showing series ``index`` of the strip."""
         if not 0 <= index < len(self._series):
             return
-        stacks = self._study_stacks()
         chosen = self._series[index]
+        if self._listed:
+            # listed from the DICOMDIR: the stacks need the files' headers (position, size);
+            # the series opens as soon as they are read
+            self._open_when_read = (self._selected_study_uid(), chosen.series_instance_uid)
+            self.set_status("The series opens when the files have been read…")
+            return
+        stacks = self._study_stacks()
         chosen_paths = {i.path for i in chosen.instances}
         row = next(
             (
@@ -576,15 +592,27 @@ class BrowserWidget(QWidget):
         self._stop_job(self._scan_job)
         targets = [Path(p) for p in paths]
         self._show_first = show_first
-        job = Job("MediaScan", lambda c, p: scan_paths(targets, c, p))
+        self._listed = False
+        self._open_when_read = None
+        self._media_paths = targets
+        # One medium is listed from its DICOMDIR first, without opening a file (on a CD each
+        # open is a seek), then read in full; several paths are files and folders: read at once.
+        self._start_scan(targets, headers=len(targets) != 1)
+        self.set_status(f"Reading {self._media_label(targets)}…")
+        self._update_buttons()
+
+    def _start_scan(self, targets: list[Path], *, headers: bool) -> None:
+        job = Job("MediaScan", lambda c, p: scan_paths(targets, c, p, headers=headers))
         job.progress_changed.connect(self._on_scan_progress_changed)
         job.finished.connect(self._on_scan_finished)
         job.failed.connect(self._on_scan_finished)
         self._scan_job = job
         self._start(job)
-        self._media_paths = targets
-        self.set_status(f"Reading {self._media_label(targets)}…")
-        self._update_buttons()
+
+    @property
+    def reading_files(self) -> bool:
+        """True while a medium listed from its DICOMDIR has its files read and checked."""
+        return self._listed and self._scan_job is not None
 
     @staticmethod
     def _media_label(paths: list[Path]) -> str:
@@ -606,6 +634,8 @@ class BrowserWidget(QWidget):
             names = self._media_label(self._media_paths)
             result = ScanResult(problems=[model.Problem(names, f"cannot be opened: {result}")])
         assert isinstance(result, ScanResult)
+        # the study the reader chose while the files were read stays chosen
+        chosen = self._selected_study_uid() if self._listed else None
         self._media = result
         self._media_source = MediaStudies(result, self._media_label(self._media_paths))
         label = f"Medium: {self._media_label(self._media_paths)}"
@@ -618,7 +648,23 @@ class BrowserWidget(QWidget):
             self.source_combo.setCurrentIndex(1)  # refreshes
         else:
             self.refresh()
+        if chosen is not None:
+            self._select_study(chosen)
         routed = route(result.instances, series=result.series())
+        if result.listed_from is not None:
+            # Listed from the DICOMDIR: shown now; the files are read and checked next (their
+            # headers give the stacks and thumbnails, their problems come with them).
+            self._listed = True
+            self.set_status(
+                f"{plural(len(self._media_source.rows), 'study', 'studies')}, "
+                f"{plural(len(result.instances), 'object')} listed from "
+                f"{self._media_label([result.listed_from])}; reading the files…"
+            )
+            self.media_listed.emit(len(self._media_source.rows))
+            self._start_scan(list(self._media_paths), headers=True)
+            return
+        self._listed = False
+        wanted, self._open_when_read = self._open_when_read, None
         parts = [
             plural(len(self._media_source.rows), "study", "studies"),
             plural(len(result.instances) - len(routed.documents), "image"),
@@ -632,13 +678,44 @@ class BrowserWidget(QWidget):
         )
         if result.problems:
             self.problems_found.emit(list(result.problems))
+        if wanted is not None:  # the reader opened a series from the listing: that one
+            study_uid, series_uid = wanted
+            if study_uid is not None:
+                self._select_study(study_uid)
+            index = next(
+                (k for k, s in enumerate(self._series) if s.series_instance_uid == series_uid), 0
+            )
+            self.open_series(index)
+            return
         stacks: list[Stack] = []
         if self._show_first and self.proxy.rowCount():
             # The view shows the study the browser selects, the first row: browser, series
             # list and view name the same patient (a disc's every patient used to be mixed).
-            self.table.selectRow(0)
+            if chosen is None or self._selected_study_uid() != chosen:
+                self.table.selectRow(0)
             stacks = self._study_stacks()
         self.media_opened.emit(result, stacks)
+
+    def _selected_study_uid(self) -> str | None:
+        """The Study Instance UID of the selected study of an opened medium."""
+        index = self.table.selectionModel().currentIndex()
+        source = self._media_source
+        if not index.isValid() or source is None or not self.showing_media:
+            return None
+        key = index.siblingAtColumn(0).data(KEY_ROLE)
+        if isinstance(key, int) and 0 <= key < len(source.rows):
+            return source.rows[key][1].study_instance_uid
+        return None
+
+    def _select_study(self, study_uid: str) -> None:
+        source = self._media_source
+        if source is None:
+            return
+        for row in range(self.proxy.rowCount()):
+            key = self.proxy.index(row, 0).data(KEY_ROLE)
+            if isinstance(key, int) and source.rows[key][1].study_instance_uid == study_uid:
+                self.table.selectRow(row)
+                return
 
     # ----------------------------------------------------------------- removable media
     def refresh_volumes(self) -> None:
