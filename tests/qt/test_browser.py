@@ -443,6 +443,34 @@ def test_a_series_opened_from_the_listing_is_shown_once_its_files_are_read(  # t
     qtbot.waitUntil(window.view.is_displayable, timeout=30000)
 
 
+def test_problems_of_a_disc_stream_in_while_its_files_are_read(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:
+    root = _dicomdir_disc(tmp_path)
+    gone = sorted(p for p in (root / "98892003").rglob("*") if p.is_file())[-1]
+    gone.unlink()
+    gate = threading.Event()
+    original = scan_module._outcomes
+
+    def slow(files, quiet, cancel):  # type: ignore[no-untyped-def]
+        for number, batch in enumerate(original(files, quiet, cancel)):
+            yield batch
+            if number == 0:
+                gate.wait(60)  # a slow CD after its first file
+
+    monkeypatch.setattr(scan_module, "_outcomes", slow)
+    window.open_paths([root])
+
+    def missing() -> list[object]:
+        return [p for p in window.problems if p.path.endswith(gone.name)]
+
+    qtbot.waitUntil(lambda: bool(missing()), timeout=30000)
+    assert window.browser.reading_files and window.problems_button.isVisible()
+    gate.set()
+    qtbot.waitUntil(lambda: not window.browser.reading_files, timeout=60000)
+    assert len(missing()) == 1  # one fact, one line, though the scan's result says it again
+
+
 # ------------------------------------------------------------------------------ removable media
 class FakeStorage:
     def __init__(self, root: str, name: str = "", *, ready: bool = True) -> None:

@@ -352,6 +352,7 @@ def scan(
     cancel: threading.Event | None = None,
     progress: ProgressCallback | None = None,
     headers: bool = True,
+    problems_found: Callable[[list[model.Problem]], None] | None = None,
 ) -> ScanResult:
     """Instances and problems under ``path`` (a file, a folder walked recursively, a DICOMDIR
     or a folder holding one; see the module docstring).
@@ -363,7 +364,9 @@ def scan(
     :func:`viewer.media.health.check_media`'s. Without a usable DICOMDIR the files are read.
 
     Blocks; call it from a worker. ``cancel`` stops between files (the result then holds what
-    was read so far); ``progress(done, total)`` is called after each file.
+    was read so far); ``progress(done, total)`` is called after each file, and
+    ``problems_found(new)`` with the problems found since it was last called (the result still
+    holds them all).
     """
     root = Path(path)
     result = ScanResult()
@@ -424,6 +427,14 @@ def scan(
 
     total = len(loud_files) + len(quiet_files)
     done = 0
+    sent = 0
+
+    def send() -> None:
+        nonlocal sent
+        if problems_found is not None and len(result.problems) > sent:
+            problems_found(list(dict.fromkeys(result.problems[sent:])))
+            sent = len(result.problems)
+
     for files, quiet in ((loud_files, False), (quiet_files, True)):
         before = len(result.instances)
         for batch in _outcomes(files, quiet, cancel):
@@ -432,6 +443,7 @@ def scan(
             done += len(batch)
             if progress is not None:
                 progress(done, total)
+            send()
         if quiet and unreferenced_note:
             result.problems.extend(
                 model.Problem(
@@ -439,6 +451,7 @@ def scan(
                 )
                 for i in result.instances[before:]
             )
+            send()
     # A link leaving the media is named by the DICOMDIR's reader and met again by the walk:
     # each problem is listed once.
     result.problems = list(dict.fromkeys(result.problems))

@@ -145,7 +145,12 @@ def representative(series: model.Series) -> model.Instance | None:
 
 
 def scan_paths(
-    paths: list[Path], cancel: threading.Event, progress: Progress, *, headers: bool = True
+    paths: list[Path],
+    cancel: threading.Event,
+    progress: Progress,
+    *,
+    headers: bool = True,
+    problems_found: Callable[[list[model.Problem]], None] | None = None,
 ) -> ScanResult:
     """Scan each path (file, folder, DICOMDIR); a path that fails is a problem, not a crash.
 
@@ -156,7 +161,15 @@ def scan_paths(
         if cancel.is_set():
             break
         try:
-            results.append(scan(path, cancel=cancel, progress=progress, headers=headers))
+            results.append(
+                scan(
+                    path,
+                    cancel=cancel,
+                    progress=progress,
+                    headers=headers,
+                    problems_found=problems_found,
+                )
+            )
         except Exception as exc:
             log.debug("scan failed", exc_info=True)
             results.append(
@@ -602,7 +615,12 @@ class BrowserWidget(QWidget):
         self._update_buttons()
 
     def _start_scan(self, targets: list[Path], *, headers: bool) -> None:
-        job = Job("MediaScan", lambda c, p: scan_paths(targets, c, p, headers=headers))
+        def work(cancel: threading.Event, progress: Callable[..., None]) -> ScanResult:
+            # problems stream to the window as the files are read (``reported``)
+            return scan_paths(targets, cancel, progress, headers=headers, problems_found=progress)
+
+        job = Job("MediaScan", work)
+        job.reported.connect(self._on_scan_reported)
         job.progress_changed.connect(self._on_scan_progress_changed)
         job.finished.connect(self._on_scan_finished)
         job.failed.connect(self._on_scan_finished)
@@ -623,6 +641,10 @@ class BrowserWidget(QWidget):
     def _on_scan_progress_changed(self, done: int, total: int) -> None:
         if self.sender() is self._scan_job:
             self.set_status(f"Reading {self._media_label(self._media_paths)}… {done}/{total} files")
+
+    def _on_scan_reported(self, problems: object) -> None:
+        if self.sender() is self._scan_job and isinstance(problems, list):
+            self.problems_found.emit(problems)
 
     def _on_scan_finished(self, result: object) -> None:
         job = self.sender()
