@@ -17,7 +17,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QPushButton
 
-from tests.qt.conftest import ct_dataset
+from tests.qt.conftest import ct_dataset, write_series
 from viewer.config import app_home
 from viewer.media import scan as scan_module
 from viewer.qt import browser as browser_module
@@ -570,6 +570,26 @@ def test_a_hung_mount_never_freezes_the_browser(  # type: ignore[no-untyped-def]
         release.set()
 
 
+def test_a_second_disc_s_thumbnails_replace_the_first_s_without_overlap(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, media: Path, tmp_path: Path
+) -> None:
+    """Tiles of the previous disc once overlapped the new ones."""
+    browser.resize(900, 500)
+    browser.show()
+    first = tmp_path / "first"
+    write_series(first, count=3)
+    open_media(qtbot, browser, first)
+    strip = browser.series_strip
+    qtbot.waitUntil(lambda: browser.series_icons_ready() == strip.count() == 1, timeout=30000)
+    open_media(qtbot, browser, media)  # its first study has two series
+    assert names(browser)[0] == "Müller, Jürgen"
+    qtbot.waitUntil(lambda: browser.series_icons_ready() == strip.count() == 2, timeout=30000)
+    qtbot.wait(50)
+    rects = [strip.visualItemRect(strip.item(k)) for k in range(strip.count())]
+    assert all(not a.intersects(b) for i, a in enumerate(rects) for b in rects[i + 1 :])
+    assert [strip.item(k).text().split("\n")[1] for k in range(2)] == ["Lung", "Bone"]
+
+
 def test_a_series_without_images_gets_no_thumbnail_and_no_problem(  # type: ignore[no-untyped-def]
     qtbot, browser: BrowserWidget, media: Path
 ) -> None:
@@ -594,6 +614,15 @@ def test_a_series_without_images_gets_no_thumbnail_and_no_problem(  # type: igno
     qtbot.waitUntil(lambda: browser.series_icons_ready() == 1, timeout=30000)
     assert not problems and not (app_home() / "thumbnails" / f"{sr.SOPInstanceUID}.png").exists()
     assert sorted(key == "" for key in browser.series_strip.thumbnail_keys()) == [False, True]
+    # opening the report says what it is, and nothing else is opened in its place
+    opened: list[object] = []
+    browser.series_opened.connect(lambda stacks, row: opened.append((stacks, row)))
+    report_row = browser.series_strip.thumbnail_keys().index("")
+    browser.open_series(report_row)
+    assert not opened
+    assert "SR holds no images (structured report)" in browser.status_label.text()
+    browser.open_series(1 - report_row)
+    assert len(opened) == 1
 
 
 def test_keyboard_shortcuts_toggle_the_browser_and_show_the_store(  # type: ignore[no-untyped-def]

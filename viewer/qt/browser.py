@@ -54,7 +54,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer import model
-from viewer.imaging.stack import Stack, route
+from viewer.imaging.stack import Stack, object_kind, route
 from viewer.media.health import HealthReport, check_media
 from viewer.media.scan import ScanResult, scan
 from viewer.qt.health_dialog import HealthDialog
@@ -577,10 +577,18 @@ class BrowserWidget(QWidget):
                 and stack.frames
                 and stack.frames[0].path in chosen_paths
             ),
-            0,
+            None,
         )
-        if stacks:
-            self.series_opened.emit(stacks, row)
+        if row is None:
+            # a report, a PDF, a presentation state...: said, and the view keeps what it shows
+            kinds = sorted({str(object_kind(i)) for i in chosen.instances})
+            number = f"Se {chosen.series_number} " if chosen.series_number is not None else ""
+            self.set_status(
+                f"{number}{chosen.modality} holds no images ({', '.join(kinds)}): "
+                "Lightbox does not show it in the view yet"
+            )
+            return
+        self.series_opened.emit(stacks, row)
 
     def _study_stacks(self) -> list[Stack]:
         """Every stack of the selected study (only that study: the view shows one patient)."""
@@ -593,7 +601,11 @@ class BrowserWidget(QWidget):
         if not index.isValid():
             return
         self.table.selectRow(index.row())
-        self.open_series(0)
+        stacks = self._study_stacks()
+        if stacks:
+            self.series_opened.emit(stacks, 0)
+        else:
+            self.set_status("This study holds no images to show")
 
     # ----------------------------------------------------------------- opening media
     def open_media(self, paths: list[Path] | list[str], *, show_first: bool = True) -> None:
