@@ -14,8 +14,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from tests.conftest import copy_pydicom_dicomdir_media
+
 ROOT = Path(__file__).resolve().parent.parent
-DICOMDIR_TESTS = Path(str(get_testdata_file("DICOMDIR"))).parent
 
 
 def lightbox(*args: str) -> subprocess.CompletedProcess[str]:
@@ -37,12 +38,7 @@ def count(data: dict[str, Any]) -> int:
 @pytest.fixture
 def media(tmp_path: Path) -> Path:
     """pydicom's DICOMDIR media (3 patients, 31 instances), copied so tests may damage it."""
-    target = tmp_path / "media"
-    target.mkdir()
-    shutil.copy(DICOMDIR_TESTS / "DICOMDIR", target / "DICOMDIR")
-    for patient in ("77654033", "98892001", "98892003"):
-        shutil.copytree(DICOMDIR_TESTS / patient, target / patient)
-    return target
+    return copy_pydicom_dicomdir_media(tmp_path / "media")
 
 
 def test_ls_json_matches_the_files(media: Path) -> None:

@@ -17,6 +17,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QPushButton
 
+from tests.conftest import copy_pydicom_dicomdir_media
 from tests.qt.conftest import ct_dataset, write_series
 from viewer.config import app_home
 from viewer.media import scan as scan_module
@@ -365,14 +366,7 @@ def test_health_dialog_lists_a_missing_file_of_a_dicomdir(  # type: ignore[no-un
 
 # ------------------------------------------------------------------------------ listing first
 def _dicomdir_disc(tmp_path: Path) -> Path:
-    """pydicom's DICOMDIR test medium: two patients, six studies, 31 images."""
-    source = Path(str(get_testdata_file("CT_small.dcm"))).parent / "dicomdirtests"
-    root = tmp_path / "disc"
-    root.mkdir()
-    shutil.copy(source / "DICOMDIR", root / "DICOMDIR")
-    for name in ("77654033", "98892001", "98892003"):
-        shutil.copytree(source / name, root / name)
-    return root
+    return copy_pydicom_dicomdir_media(tmp_path / "disc")
 
 
 @pytest.fixture
