@@ -30,7 +30,6 @@ directory's), with pydicom's decoders for anything beyond ASCII.
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import struct
@@ -42,19 +41,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from viewer.dicom.part10 import LONG_VRS, SHORT_VRS
+from viewer.dicom.elements import (
+    ITEM,
+    S_TAG,
+    S_U16,
+    S_U32,
+    SEQ_DELIM,
+    UNDEFINED,
+    Buffer,
+    Codec,
+    Malformed,
+    codec_for,
+    element_header,
+    parse_meta,
+    read_elements,
+    skip_undefined,
+    sniff_codec,
+)
 from viewer.media.links import LEAVES_MEDIA, resolve_within
 from viewer.model import Instance, Kind, Patient, Problem, Series, Study
 
 DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_EXPLICIT_BE = "1.2.840.10008.1.2.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 
-_UNDEFINED = 0xFFFFFFFF
-_ITEM = 0xFFFEE000
-_ITEM_DELIM = 0xFFFEE00D
-_SEQ_DELIM = 0xFFFEE0DD
 _RECORD_SEQ = 0x00041220
 _MAX_DIRECTORY_BYTES = 1 << 30  # a DICOMDIR of 1 GiB would index millions of files: refuse more
 _MAX_DIRFILE_DEPTH = 8
@@ -196,184 +205,6 @@ class DicomdirResult:
 # Byte level: elements, items, records.
 
 
-class _Malformed(Exception):
-    def __init__(self, offset: int, reason: str) -> None:
-        super().__init__(f"at byte {offset}: {reason}")
-        self.offset = offset
-        self.values: dict[int, bytes] = {}
-
-
-@dataclass(slots=True, frozen=True)
-class _Codec:
-    """How the data set is encoded (PS3.5 7.1): VR explicit or implicit, byte order."""
-
-    explicit: bool
-    little: bool
-
-    @property
-    def name(self) -> str:
-        vr = "Explicit" if self.explicit else "Implicit"
-        return f"{vr} VR {'Little' if self.little else 'Big'} Endian"
-
-
-_EXPLICIT_LE_CODEC = _Codec(True, True)
-_IMPLICIT_LE_CODEC = _Codec(False, True)
-_S_TAG = {True: struct.Struct("<HH"), False: struct.Struct(">HH")}
-_S_U32 = {True: struct.Struct("<I"), False: struct.Struct(">I")}
-_S_U16 = {True: struct.Struct("<H"), False: struct.Struct(">H")}
-_S_EXPLICIT = {True: struct.Struct("<HH2sH"), False: struct.Struct(">HH2sH")}
-_S_IMPLICIT = {True: struct.Struct("<HHI"), False: struct.Struct(">HHI")}
-
-Buffer = bytes | mmap.mmap
-
-
-def _element_header(buf: Buffer, pos: int, end: int, codec: _Codec) -> tuple[int, bytes, int, int]:
-    """(tag, vr, value position, value length) of the element at ``pos`` (PS3.5 7.1.1-7.1.3).
-
-    In explicit VR, bytes that are no VR are read as an implicit header: writers that switch
-    encodings in the middle of a file exist, and DCMTK reads them the same way.
-    """
-    if pos + 8 > end:
-        raise _Malformed(pos, "element header runs past the end")
-    little = codec.little
-    if codec.explicit:
-        group, elem, vr, short = _S_EXPLICIT[little].unpack_from(buf, pos)
-        tag = (group << 16) | elem
-        if group == 0xFFFE:
-            return tag, b"", pos + 8, _S_U32[little].unpack_from(buf, pos + 4)[0]
-        if vr in SHORT_VRS:
-            return tag, vr, pos + 8, short
-        if vr in LONG_VRS:
-            if pos + 12 > end:
-                raise _Malformed(pos, "element header runs past the end")
-            return tag, vr, pos + 12, _S_U32[little].unpack_from(buf, pos + 8)[0]
-    group, elem, length = _S_IMPLICIT[little].unpack_from(buf, pos)
-    return (group << 16) | elem, b"", pos + 8, length
-
-
-def _skip_undefined(buf: Buffer, pos: int, end: int, codec: _Codec, vr: bytes) -> int:
-    """Position after the Sequence Delimitation Item closing an undefined-length value.
-
-    Iterative (an explicit stack), so sequences nested thousands deep cost memory, not the
-    Python stack. The content of an undefined-length UN is Implicit VR Little Endian (PS3.5
-    6.2.2); SQ and encapsulated pixel data are items either way (PS3.5 7.5, A.4).
-    """
-    inner = _IMPLICIT_LE_CODEC if vr == b"UN" else codec
-    stack: list[tuple[bool, _Codec]] = [(True, inner)]  # (is a sequence, codec inside)
-    while stack:
-        in_seq, cur = stack[-1]
-        if pos + 8 > end:
-            raise _Malformed(pos, "undefined-length value has no delimiter before the end")
-        group, elem = _S_TAG[cur.little].unpack_from(buf, pos)
-        if group == 0xFFFE:
-            length = _S_U32[cur.little].unpack_from(buf, pos + 4)[0]
-            pos += 8
-            if elem == 0xE0DD:
-                while stack and not stack[-1][0]:  # an item left open: be liberal, close it
-                    stack.pop()
-                if stack:
-                    stack.pop()
-            elif elem == 0xE00D:
-                if not in_seq:
-                    stack.pop()
-            elif elem == 0xE000:
-                if length == _UNDEFINED:
-                    stack.append((False, cur))
-                else:
-                    pos += length
-                    if pos > end:
-                        raise _Malformed(pos, "item runs past the end")
-            continue
-        if in_seq:
-            raise _Malformed(pos, f"({group:04X},{elem:04X}) where a sequence item was expected")
-        _tag, evr, vpos, length = _element_header(buf, pos, end, cur)
-        if length == _UNDEFINED:
-            stack.append((True, _IMPLICIT_LE_CODEC if evr == b"UN" else cur))
-            pos = vpos
-        else:
-            pos = vpos + length
-            if pos > end:
-                raise _Malformed(
-                    vpos,
-                    f"element ({_tag >> 16:04X},{_tag & 0xFFFF:04X}) "
-                    f"declares {length} bytes past the end",
-                )
-    return pos
-
-
-def read_elements(
-    buf: Buffer, pos: int, end: int, codec: _Codec, wanted: frozenset[int], *, in_item: bool
-) -> tuple[dict[int, bytes], int]:
-    """Values of the ``wanted`` tags among the elements from ``pos``, and where they stop.
-
-    Stops at ``end`` or, ``in_item``, at an Item Delimitation Item. Unwanted values are
-    skipped without being copied; no declared length is ever allocated.
-    """
-    values: dict[int, bytes] = {}
-    try:
-        return _read_elements(buf, pos, end, codec, wanted, in_item, values)
-    except _Malformed as exc:
-        exc.values = values
-        raise
-
-
-def _read_elements(
-    buf: Buffer,
-    pos: int,
-    end: int,
-    codec: _Codec,
-    wanted: frozenset[int],
-    in_item: bool,
-    values: dict[int, bytes],
-) -> tuple[dict[int, bytes], int]:
-    little = codec.little
-    s_explicit = _S_EXPLICIT[little]
-    s_implicit = _S_IMPLICIT[little]
-    s_u32 = _S_U32[little]
-    explicit = codec.explicit
-    while pos < end:
-        if pos + 8 > end:
-            raise _Malformed(pos, "element header runs past the end")
-        if explicit:
-            group, elem, vr, length = s_explicit.unpack_from(buf, pos)
-            if group == 0xFFFE:
-                length = s_u32.unpack_from(buf, pos + 4)[0]
-                vpos = pos + 8
-            elif vr in SHORT_VRS:
-                vpos = pos + 8
-            elif vr in LONG_VRS:
-                if pos + 12 > end:
-                    raise _Malformed(pos, "element header runs past the end")
-                length = s_u32.unpack_from(buf, pos + 8)[0]
-                vpos = pos + 12
-            else:
-                group, elem, length = s_implicit.unpack_from(buf, pos)
-                vr = b""
-                vpos = pos + 8
-        else:
-            group, elem, length = s_implicit.unpack_from(buf, pos)
-            vr = b""
-            vpos = pos + 8
-        tag = (group << 16) | elem
-        if group == 0xFFFE:
-            if tag == _ITEM_DELIM and in_item:
-                return values, vpos
-            raise _Malformed(pos, f"unexpected delimiter ({group:04X},{elem:04X})")
-        if length == _UNDEFINED:
-            pos = _skip_undefined(buf, vpos, end, codec, vr)
-            continue
-        pos = vpos + length
-        if pos > end:
-            raise _Malformed(
-                vpos, f"element ({group:04X},{elem:04X}) declares {length} bytes past the end"
-            )
-        if tag in wanted:
-            values[tag] = bytes(buf[vpos:pos])
-    if in_item:
-        raise _Malformed(pos, "item has no Item Delimitation Item before the end")
-    return values, pos
-
-
 @dataclass(slots=True)
 class _Record:
     offset: int
@@ -390,9 +221,9 @@ class _Record:
         if raw is None:
             return 0
         if len(raw) >= 4:
-            return int(_S_U32[self.little].unpack_from(raw, 0)[0])
+            return int(S_U32[self.little].unpack_from(raw, 0)[0])
         if len(raw) >= 2:
-            return int(_S_U16[self.little].unpack_from(raw, 0)[0])
+            return int(S_U16[self.little].unpack_from(raw, 0)[0])
         return 0
 
     def text(self, tag: int) -> str:
@@ -406,20 +237,20 @@ class _Record:
         return self.text(T_TYPE).upper()
 
 
-def _parse_record(buf: Buffer, pos: int, end: int, codec: _Codec) -> _Record:
-    """The directory record whose Item tag is at ``pos`` (PS3.3 F.3.2.2); raises _Malformed.
+def _parse_record(buf: Buffer, pos: int, end: int, codec: Codec) -> _Record:
+    """The directory record whose Item tag is at ``pos`` (PS3.3 F.3.2.2); raises Malformed.
 
     A record whose item length runs past the end, or whose last element is cut, keeps the
     elements read before the damage (DCMTK does the same) with ``damage`` saying what broke;
     ``end`` is then -1 when the record's end cannot be known.
     """
     if pos < 0 or pos + 8 > end:
-        raise _Malformed(pos, "no record here (outside the sequence)")
-    tag, _vr, vpos, length = _element_header(buf, pos, end, codec)
-    if tag != _ITEM:
-        raise _Malformed(pos, f"no Item tag here (found ({tag >> 16:04X},{tag & 0xFFFF:04X}))")
+        raise Malformed(pos, "no record here (outside the sequence)")
+    tag, _vr, vpos, length = element_header(buf, pos, end, codec)
+    if tag != ITEM:
+        raise Malformed(pos, f"no Item tag here (found ({tag >> 16:04X},{tag & 0xFFFF:04X}))")
     damage = ""
-    if length == _UNDEFINED:
+    if length == UNDEFINED:
         limit, in_item = end, True
     elif vpos + length > end:
         limit, in_item = end, False
@@ -429,7 +260,7 @@ def _parse_record(buf: Buffer, pos: int, end: int, codec: _Codec) -> _Record:
     reached = -1
     try:
         values, after = read_elements(buf, vpos, limit, codec, RECORD_TAGS, in_item=in_item)
-    except _Malformed as exc:
+    except Malformed as exc:
         if T_TYPE not in exc.values:
             raise
         values = exc.values
@@ -456,50 +287,6 @@ class _DirectoryFile:
     problems: list[Problem]
 
 
-def sniff_codec(buf: Buffer, pos: int, end: int, declared: _Codec) -> _Codec:
-    """The encoding the data set really uses: the meta's unless its first element disagrees."""
-    if pos + 8 > end:
-        return declared
-    candidates = [declared] + [
-        c for c in (_Codec(True, True), _Codec(False, True), _Codec(True, False)) if c != declared
-    ]
-    for codec in candidates:
-        group, _elem = _S_TAG[codec.little].unpack_from(buf, pos)
-        if not 0x0002 <= group <= 0x0028:
-            continue
-        vr = bytes(buf[pos + 4 : pos + 6])
-        looks_explicit = vr in SHORT_VRS or vr in LONG_VRS
-        if codec.explicit == looks_explicit:
-            return codec
-    return declared
-
-
-def parse_meta(buf: Buffer, end: int) -> tuple[int, dict[int, bytes]]:
-    """Where the data set starts and the File Meta elements (PS3.10 7.1), preamble or not.
-
-    The meta is Explicit VR Little Endian and is read element by element for as long as the
-    group is 0002 (its group length is often wrong on real media). Raises _Malformed.
-    """
-    pos = 0
-    if end >= 132 and buf[128:132] == b"DICM":
-        pos = 132
-    elif buf[:4] == b"DICM":
-        pos = 4
-    meta: dict[int, bytes] = {}
-    while pos + 8 <= end and _S_U16[True].unpack_from(buf, pos)[0] == 0x0002:
-        tag, _vr, vpos, length = _element_header(buf, pos, end, _EXPLICIT_LE_CODEC)
-        if length == _UNDEFINED or vpos + length > end:
-            raise _Malformed(pos, f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) is broken")
-        meta[tag] = bytes(buf[vpos : vpos + length])
-        pos = vpos + length
-    return pos, meta
-
-
-def codec_for(transfer_syntax: str) -> _Codec:
-    """The encoding a transfer syntax names (PS3.5 10): explicit LE unless implicit or BE."""
-    return _Codec(transfer_syntax != _IMPLICIT_LE, transfer_syntax != _EXPLICIT_BE)
-
-
 def _open_buffer(path: Path) -> tuple[Buffer, int]:
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
@@ -522,7 +309,7 @@ def _read_directory_file(path: Path, cancel: threading.Event | None) -> _Directo
 
     try:
         pos, meta = parse_meta(buf, end)
-    except _Malformed as exc:
+    except Malformed as exc:
         raise DicomdirError(path, f"File Meta Information is broken {exc}") from None
     ts = meta.get(0x00020010, b"").decode("ascii", "replace").strip(" \x00")
     meta_class = meta.get(0x00020002, b"").decode("ascii", "replace").strip(" \x00")
@@ -550,13 +337,13 @@ def _read_directory_file(path: Path, cancel: threading.Event | None) -> _Directo
     seq_undefined = False
     while pos < end:
         try:
-            tag, vr, vpos, length = _element_header(buf, pos, end, codec)
-        except _Malformed as exc:
+            tag, vr, vpos, length = element_header(buf, pos, end, codec)
+        except Malformed as exc:
             note(f"data set is broken {exc}; the rest is ignored")
             break
         if tag == _RECORD_SEQ:
             seq_start = vpos
-            if length == _UNDEFINED:
+            if length == UNDEFINED:
                 seq_undefined = True
                 seq_end = end
                 break
@@ -565,10 +352,10 @@ def _read_directory_file(path: Path, cancel: threading.Event | None) -> _Directo
                 note("Directory Record Sequence runs past the end of the file (truncated?)")
             pos = seq_end
             continue
-        if length == _UNDEFINED:
+        if length == UNDEFINED:
             try:
-                pos = _skip_undefined(buf, vpos, end, codec, vr)
-            except _Malformed as exc:
+                pos = skip_undefined(buf, vpos, end, codec, vr)
+            except Malformed as exc:
                 note(f"data set is broken {exc}; the rest is ignored")
                 break
             continue
@@ -583,7 +370,7 @@ def _read_directory_file(path: Path, cancel: threading.Event | None) -> _Directo
 
     def top_uint(tag: int) -> int:
         raw = top.get(tag, b"")
-        return int(_S_U32[codec.little].unpack_from(raw, 0)[0]) if len(raw) >= 4 else 0
+        return int(S_U32[codec.little].unpack_from(raw, 0)[0]) if len(raw) >= 4 else 0
 
     # Every record in sequence order, each on its own.
     records: list[_Record] = []
@@ -596,12 +383,12 @@ def _read_directory_file(path: Path, cancel: threading.Event | None) -> _Directo
         if pos + 8 > seq_end:
             note(f"{seq_end - pos} stray bytes at the end of the Directory Record Sequence")
             break
-        group, elem = _S_TAG[codec.little].unpack_from(buf, pos)
-        if (group << 16) | elem == _SEQ_DELIM:
+        group, elem = S_TAG[codec.little].unpack_from(buf, pos)
+        if (group << 16) | elem == SEQ_DELIM:
             break
         try:
             rec = _parse_record(buf, pos, seq_end, codec)
-        except _Malformed as exc:
+        except Malformed as exc:
             note(f"record at offset {pos} is broken {exc}")
             nxt = _resync(buf, pos + 8, seq_end, codec, budget)
             if nxt < 0:
@@ -632,7 +419,7 @@ def _read_directory_file(path: Path, cancel: threading.Event | None) -> _Directo
         if rec is None and 0 < offset < end:
             try:
                 rec = _parse_record(buf, offset, end, codec)
-            except _Malformed:
+            except Malformed:
                 return None
             by_offset[offset] = rec
         return rec
@@ -665,7 +452,7 @@ class _ScanBudget:
         return self.left > 0
 
 
-def _resync(buf: Buffer, start: int, end: int, codec: _Codec, budget: _ScanBudget) -> int:
+def _resync(buf: Buffer, start: int, end: int, codec: Codec, budget: _ScanBudget) -> int:
     """Offset of the next item that parses as a record after a broken one, or -1 (none, or
     the ``budget`` for walking damaged candidates is spent)."""
     needle = struct.pack("<HH" if codec.little else ">HH", 0xFFFE, 0xE000)
@@ -676,7 +463,7 @@ def _resync(buf: Buffer, start: int, end: int, codec: _Codec, budget: _ScanBudge
             return -1
         try:
             rec = _parse_record(buf, pos, end, codec)
-        except _Malformed as exc:
+        except Malformed as exc:
             if not budget.spend(exc.offset - pos):
                 return -1
             pos += 4

@@ -22,19 +22,15 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from viewer.dicom.elements import Malformed, codec_for, parse_meta, read_elements, sniff_codec
 from viewer.dicom.part10 import executable_header
 from viewer.media.dicomdir import (
     DIRECTORY_SOP_CLASS,
     DicomdirError,
     DicomdirResult,
     Progress,
-    _Malformed,
-    codec_for,
     find_dicomdir,
-    parse_meta,
     read_dicomdir,
-    read_elements,
-    sniff_codec,
 )
 from viewer.media.links import LEAVES_MEDIA, walk_files
 from viewer.model import Kind, Problem
@@ -118,7 +114,7 @@ def walk_header(buf: mmap.mmap, end: int) -> _Header:
     has_magic = head[128:132] == b"DICM"
     try:
         pos, meta = parse_meta(buf, end)
-    except _Malformed as exc:
+    except Malformed as exc:
         return _Header(has_magic, {}, f"File Meta Information is broken {exc}", executable)
     values = {
         tag: _text(raw)
@@ -140,7 +136,7 @@ def walk_header(buf: mmap.mmap, end: int) -> _Header:
     problem = ""
     try:
         found, _after = read_elements(data, pos, end, codec, _HEADER_TAGS, in_item=False)
-    except _Malformed as exc:
+    except Malformed as exc:
         found = exc.values
         problem = f"truncated or damaged {exc}"
     if ts == _DEFLATED and problem and len(data) >= _INFLATE_LIMIT:
