@@ -56,7 +56,9 @@ S_IMPLICIT = {True: struct.Struct("<HHI"), False: struct.Struct(">HHI")}
 Buffer = bytes | mmap.mmap
 
 
-def element_header(buf: Buffer, pos: int, end: int, codec: Codec) -> tuple[int, bytes, int, int]:
+def element_header(
+    buf: Buffer | memoryview, pos: int, end: int, codec: Codec
+) -> tuple[int, bytes, int, int]:
     """(tag, vr, value position, value length) of the element at ``pos`` (PS3.5 7.1.1-7.1.3).
 
     In explicit VR, bytes that are no VR are read as an implicit header: writers that switch

@@ -16,12 +16,17 @@ from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR
 
-from viewer.dicom.part10 import LONG_VRS
-
-UNDEFINED = 0xFFFFFFFF
-ITEM = 0xFFFEE000
-ITEM_DELIMITER = 0xFFFEE00D
-SEQUENCE_DELIMITER = 0xFFFEE0DD
+from viewer.dicom.elements import (
+    ITEM,
+    S_TAG,
+    S_U32,
+    UNDEFINED,
+    Codec,
+    Malformed,
+    element_header,
+)
+from viewer.dicom.elements import ITEM_DELIM as ITEM_DELIMITER
+from viewer.dicom.elements import SEQ_DELIM as SEQUENCE_DELIMITER
 
 
 @dataclass(frozen=True)
@@ -42,30 +47,28 @@ def _is_sequence_tag(tag: int) -> bool:
 
 
 class _Reader:
+    """The walk's view of the buffer: element headers through :mod:`viewer.dicom.elements`."""
+
     def __init__(self, buf: bytes | memoryview, little: bool) -> None:
         self.buf = buf
         self.end = len(buf)
-        self.u16 = struct.Struct("<H" if little else ">H")
-        self.u32 = struct.Struct("<I" if little else ">I")
+        self.little = little
+        self._codecs = {True: Codec(False, little), False: Codec(True, little)}
 
     def tag(self, pos: int) -> int:
-        group = self.u16.unpack_from(self.buf, pos)[0]
-        elem = self.u16.unpack_from(self.buf, pos + 2)[0]
+        group, elem = S_TAG[self.little].unpack_from(self.buf, pos)
         return int(group << 16 | elem)
+
+    def u32(self, pos: int) -> int:
+        return int(S_U32[self.little].unpack_from(self.buf, pos)[0])
 
     def header(self, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:
         """(tag, VR bytes or b"", value length, header size) of the element at ``pos``."""
-        if pos + 8 > self.end:
-            raise ValueError("element header runs past the end of the data")
-        tag = self.tag(pos)
-        if tag >> 16 == 0xFFFE or implicit:
-            return tag, b"", int(self.u32.unpack_from(self.buf, pos + 4)[0]), 8
-        vr = bytes(self.buf[pos + 4 : pos + 6])
-        if vr in LONG_VRS:
-            if pos + 12 > self.end:
-                raise ValueError("element header runs past the end of the data")
-            return tag, vr, int(self.u32.unpack_from(self.buf, pos + 8)[0]), 12
-        return tag, vr, int(self.u16.unpack_from(self.buf, pos + 6)[0]), 8
+        try:
+            tag, vr, vpos, length = element_header(self.buf, pos, self.end, self._codecs[implicit])
+        except Malformed as exc:
+            raise ValueError(str(exc)) from exc
+        return tag, vr, length, vpos - pos
 
 
 def find_deep_elements(
@@ -129,7 +132,7 @@ def _skip_items(reader: _Reader, pos: int) -> int:
         if pos + 8 > reader.end:
             raise ValueError("no sequence delimiter")
         tag = reader.tag(pos)
-        length = int(reader.u32.unpack_from(reader.buf, pos + 4)[0])
+        length = reader.u32(pos + 4)
         if tag == SEQUENCE_DELIMITER:
             return pos + 8
         if tag != ITEM or length == UNDEFINED:
