@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import pydicom
 from pydicom.uid import UID
 
-from viewer.dicom.part10 import executable_header
+from viewer.dicom.part10 import LONG_VRS, executable_header
 from viewer.media import dicomdir_writer as ddw
 from viewer.media.links import LEAVES_MEDIA, resolve_within
 from viewer.media.profiles import (
@@ -287,7 +287,7 @@ def _check_part10(data: bytes, rel: str, report: VerifyReport) -> dict[int, byte
         if group != 0x0002:
             break
         vr = data[pos + 4 : pos + 6]
-        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+        if vr in LONG_VRS:
             length = struct.unpack_from("<I", data, pos + 8)[0]
             start = pos + 12
         elif vr.isalpha() and vr.isupper():
@@ -636,7 +636,7 @@ def _meta_end(data: bytes) -> int:
         if group != 0x0002:
             break
         vr = data[pos + 4 : pos + 6]
-        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+        if vr in LONG_VRS:
             pos += 12 + struct.unpack_from("<I", data, pos + 8)[0]
         else:
             pos += 8 + struct.unpack_from("<H", data, pos + 6)[0]
