@@ -1,7 +1,7 @@
 """Run the real main window on a file and save what it shows (Xvfb test, docs/screenshot.png).
 
     python -m tests.qt.screenshot_app OUT.png FILE [--root ROOT.png] [--size 1280x860]
-                                      [--probe X,Y]
+                                      [--probe X,Y] [--browser]
 
 It starts the window exactly as ``lightbox open FILE`` does (:func:`viewer.qt.app.application`
 and :func:`viewer.qt.app.create_main_window`), waits for the first image to be painted, saves
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="also save the whole X screen")
     parser.add_argument("--size", default="1280x860")
     parser.add_argument("--probe", help="move the mouse to X,Y in the view (pixel value shown)")
+    parser.add_argument(
+        "--browser", action="store_true", help="bring the study browser back (Ctrl+B) first"
+    )
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -39,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     outcome = {"code": 3}
 
     def on_shown(position: int) -> None:
+        if args.browser and not window.browser_dock.isVisible():
+            window.browser_dock.show()
+            QTimer.singleShot(500, lambda: on_shown(position))  # thumbnails and layout
+            return
         if args.probe:
             x, y = (int(v) for v in args.probe.split(","))
             window.view.probe(QPointF(x, y))  # X warps no pointer that is already there

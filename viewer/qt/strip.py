@@ -48,15 +48,15 @@ class SeriesStrip(QListWidget):
         self.setMovement(QListView.Movement.Static)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setIconSize(QSize(ICON, ICON))
-        # three lines of text under the thumbnail beside the view, two in the browser
-        grid = QSize(104, 124) if vertical else QSize(112, 108)
+        # three lines of text under each thumbnail (number and modality, description, count)
+        grid = QSize(104 if vertical else 112, 124)
         self.setGridSize(grid)
         self.setWordWrap(True)
         if vertical:
             scroll_bar = self.verticalScrollBar().sizeHint().width()
             self.setFixedWidth(grid.width() + 2 * self.frameWidth() + scroll_bar + 4)
         else:
-            self.setFixedHeight(126)
+            self.setFixedHeight(grid.height() + 2 * self.frameWidth() + 18)
         self._thumbnails = thumbnails
         self._keys: list[str] = []
         self._pending: set[str] = set()
