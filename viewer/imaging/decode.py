@@ -568,6 +568,7 @@ def _read_buffer(path: Path, buf: bytes | mmap.mmap, headers_only: bool) -> Dico
     if not has_dicm and not any(tag.group not in (0x0000, 0x0002) for tag in tags):
         raise DecodeError(path, "not a DICOM file (no data elements)")
     ds.filename = str(path)
+    _drop_meta_sequences(ds, warnings)
     _drop_deep_sequences(ds, warnings)
     _check_lengths(ds, warnings)
     _ensure_transfer_syntax(path, ds, warnings)
@@ -676,6 +677,24 @@ def _encoding_of(ts: str | None, data: memoryview, start: int) -> tuple[bool, bo
     group_le = struct.unpack_from("<H", head, 0)[0] if len(head) >= 2 else 0
     little = group_le in _FIRST_GROUPS or group_le < 0x0100
     return not explicit, little
+
+
+def _drop_meta_sequences(ds: Dataset, warnings: list[str]) -> None:
+    """Drop sequences from the File Meta: PS3.10 7.1 defines none, and pydicom would parse a
+    deeply nested one recursively when the meta is read (RecursionError, found by make fuzz in
+    a damaged Media Storage SOP Class UID)."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        return
+    for tag in list(meta.keys()):
+        raw = meta.get_item(tag)
+        vr = raw.VR if isinstance(raw, RawDataElement) else getattr(raw, "VR", "")
+        if vr == "SQ":
+            del meta[tag]
+            warnings.append(
+                f"File Meta element ({tag.group:04X},{tag.element:04X}) left out: "
+                "a sequence, which the File Meta cannot hold"
+            )
 
 
 def _drop_deep_sequences(ds: Dataset, warnings: list[str]) -> None:
