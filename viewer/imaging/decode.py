@@ -114,7 +114,8 @@ from pydicom.uid import (
 )
 from pydicom.values import converters as _pydicom_converters
 
-from viewer.dicom.part10 import LONG_VRS, executable_header
+from viewer.dicom import elements
+from viewer.dicom.part10 import executable_header
 from viewer.imaging import _decode_scan, _jpeg
 
 __all__ = [
@@ -558,7 +559,7 @@ def _read_buffer(path: Path, buf: bytes | mmap.mmap, headers_only: bool) -> Dico
     try:
         ds = _dcmread(src, headers_only)
     except RecursionError:
-        ds = _read_without_deep_sequences(path, buf, has_dicm, headers_only, warnings)
+        ds = _read_without_deep_sequences(path, buf, headers_only, warnings)
     except MemoryError:
         raise
     except Exception as exc:  # InvalidDicomError, EOFError, zlib.error, struct.error...
@@ -602,12 +603,17 @@ def _looks_like_bare_dataset(head: bytes, size: int) -> bool:
 
 
 def _read_without_deep_sequences(
-    path: Path, buf: bytes | mmap.mmap, has_dicm: bool, headers_only: bool, warnings: list[str]
+    path: Path, buf: bytes | mmap.mmap, headers_only: bool, warnings: list[str]
 ) -> Dataset:
     """Cut out the top-level elements nesting deeper than MAX_SEQUENCE_DEPTH and re-read."""
     data = memoryview(buf)
     try:
-        start, ts = _meta_end(data, 132 if has_dicm else 0)
+        try:
+            start, meta = elements.parse_meta(buf, len(buf))
+        except elements.Malformed as exc:
+            raise DecodeError(path, f"the File Meta Information is broken ({exc})") from None
+        ts_value = meta.get(0x00020010)
+        ts = None if ts_value is None else ts_value.rstrip(b"\x00 ").decode("ascii", "replace")
         implicit, little = _encoding_of(ts, data, start)
         deep = _decode_scan.find_deep_elements(
             data, start, implicit=implicit, little=little, limit=MAX_SEQUENCE_DEPTH
@@ -640,28 +646,6 @@ def _read_without_deep_sequences(
         raise DecodeError(path, "sequences nest too deep to read") from exc
     except Exception as exc:
         raise DecodeError(path, f"cannot parse the data set: {exc}") from exc
-
-
-def _meta_end(data: memoryview, pos: int) -> tuple[int, str | None]:
-    """Offset after group 0002 (always explicit VR little endian, PS3.10 7.1) and its TS UID."""
-    ts: str | None = None
-    while pos + 8 <= len(data):
-        group = struct.unpack_from("<H", data, pos)[0]
-        if group != 0x0002:
-            break
-        elem = struct.unpack_from("<H", data, pos + 2)[0]
-        vr = bytes(data[pos + 4 : pos + 6])
-        if vr in LONG_VRS:
-            length = struct.unpack_from("<I", data, pos + 8)[0]
-            value_at = pos + 12
-        else:
-            length = struct.unpack_from("<H", data, pos + 6)[0]
-            value_at = pos + 8
-        if elem == 0x0010:
-            value = bytes(data[value_at : value_at + length])
-            ts = value.rstrip(b"\x00 ").decode("ascii", "replace")
-        pos = value_at + length
-    return pos, ts
 
 
 def _encoding_of(ts: str | None, data: memoryview, start: int) -> tuple[bool, bool]:

@@ -29,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from viewer import dicom
+from viewer.dicom import elements
 from viewer.dicom.part10 import LONG_VRS, PREAMBLE_SIZE, executable_header
 from viewer.media.profiles import EXPLICIT_VR_LE
 
@@ -318,74 +319,21 @@ class Header:
         return item is not None and item[1].strip(b"\x00 ") != b""
 
 
-_ITEM = 0xFFFEE000
-_ITEM_DELIM = 0xFFFEE00D
-_SEQ_DELIM = 0xFFFEE0DD
-_UNDEFINED = 0xFFFFFFFF
-_MAX_DEPTH = 64
-_unpack_tag = struct.Struct("<HH").unpack_from
-_unpack_u16 = struct.Struct("<H").unpack_from
-_unpack_u32 = struct.Struct("<I").unpack_from
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 class _NeedMore(Exception):
     """The buffer ended inside the header: read more of the file."""
 
 
-def _skip_items(buf: bytes, pos: int, implicit: bool, depth: int) -> int:
-    """Position after the Sequence Delimitation Item of an undefined-length sequence."""
-    if depth > _MAX_DEPTH:
-        raise ValueError("sequences nested too deep")
-    end = len(buf)
-    while True:
-        if pos + 8 > end:
-            raise _NeedMore
-        group, elem = _unpack_tag(buf, pos)
-        tag = group << 16 | elem
-        length = _unpack_u32(buf, pos + 4)[0]
-        pos += 8
-        if tag == _SEQ_DELIM:
-            return pos
-        if tag != _ITEM:
-            raise ValueError(f"unexpected tag {tag:08X} inside a sequence")
-        if length == _UNDEFINED:
-            pos = _walk(buf, pos, implicit, depth + 1)
-        else:
-            pos += length
-
-
-def _walk(buf: bytes, pos: int, implicit: bool, depth: int) -> int:
-    """Walk the elements of an undefined-length item from ``pos`` to after its delimiter."""
-    end = len(buf)
-    while True:
-        if pos + 8 > end:
-            raise _NeedMore
-        group, elem = _unpack_tag(buf, pos)
-        tag = group << 16 | elem
-        if tag == _ITEM_DELIM:
-            return pos + 8
-        _vr, start, length = _element_header(buf, pos, implicit)
-        if length == _UNDEFINED:
-            pos = _skip_items(buf, start, implicit or _vr == b"UN", depth + 1)
-        else:
-            pos = start + length
-
-
-def _element_header(buf: bytes, pos: int, implicit: bool) -> tuple[bytes, int, int]:
-    """(VR, value start, value length) of the element at ``pos``."""
-    if implicit:
-        return b"UN", pos + 8, _unpack_u32(buf, pos + 4)[0]
-    vr = buf[pos + 4 : pos + 6]
-    if vr in LONG_VRS:
-        if pos + 12 > len(buf):
-            raise _NeedMore
-        return vr, pos + 12, _unpack_u32(buf, pos + 8)[0]
-    return vr, pos + 8, _unpack_u16(buf, pos + 6)[0]
-
-
 def _walk_top(buf: bytes, pos: int, out: dict[int, tuple[str, bytes]], complete: bool) -> None:
     """Copy the wanted top-level values; stop after the last key the file's record type needs
-    (PS3.3 F.5), so that an image's header is read only up to Instance Number."""
+    (PS3.3 F.5), so that an image's header is read only up to Instance Number.
+
+    Elements are read with the one walker (:mod:`viewer.dicom.elements`); a buffer that ends
+    before the keys do is :class:`_NeedMore` unless it is the whole file (``complete``).
+    """
     end = len(buf)
     stop = _STOP
     while True:
@@ -395,24 +343,24 @@ def _walk_top(buf: bytes, pos: int, out: dict[int, tuple[str, bytes]], complete:
             if complete:
                 raise ValueError("dataset ends inside an element header")
             raise _NeedMore
-        group, elem = _unpack_tag(buf, pos)
-        tag = group << 16 | elem
-        if tag >= stop:
+        group, elem = elements.S_TAG[True].unpack_from(buf, pos)
+        if (group << 16 | elem) >= stop:
             return
-        vr, start, length = _element_header(buf, pos, False)
-        if not (vr.isalpha() and vr.isupper()):
-            raise ValueError(f"({group:04X},{elem:04X}) has no explicit VR")
-        if length == _UNDEFINED:
+        tag, vr, start, length = elements.element_header(buf, pos, end, elements.EXPLICIT_LE_CODEC)
+        if not vr:
+            raise ValueError(f"{_tag_text(tag)} has no explicit VR")
+        if length == elements.UNDEFINED:
             if tag == PIXEL_DATA:
                 return
-            # An undefined-length UN holds implicit VR items (PS3.5 6.2.2).
-            after = _skip_items(buf, start, vr == b"UN", 1)
+            after = elements.skip_undefined(buf, start, end, elements.EXPLICIT_LE_CODEC, vr)
             value_end = after - 8
         else:
             value_end = after = start + length
             if after > end:
                 if complete:
-                    raise ValueError(f"value of ({group:04X},{elem:04X}) runs past the end")
+                    raise ValueError(
+                        f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X}) runs past the end"
+                    )
                 raise _NeedMore
         if tag in WANTED:
             value = bytes(buf[start:value_end])
@@ -424,30 +372,16 @@ def _walk_top(buf: bytes, pos: int, out: dict[int, tuple[str, bytes]], complete:
         pos = after
 
 
-def _parse_meta(buf: bytes, path: str) -> tuple[dict[int, bytes], int]:
-    """File Meta (PS3.10 7.1): always Explicit VR Little Endian after the preamble and DICM."""
+def _parse_meta(buf: bytes, path: str, complete: bool) -> tuple[dict[int, bytes], int]:
+    """File Meta (PS3.10 7.1) after the preamble and DICM, read by the one walker."""
     if len(buf) < 132 or buf[128:132] != b"DICM":
         raise HeaderError(path, "no DICM prefix after the 128-byte preamble")
-    meta: dict[int, bytes] = {}
-    pos = 132
-    end = len(buf)
-    while pos + 8 <= end:
-        group, elem = _unpack_tag(buf, pos)
-        if group != 0x0002:
-            break
-        vr = buf[pos + 4 : pos + 6]
-        if vr in LONG_VRS:
-            length = _unpack_u32(buf, pos + 8)[0]
-            start = pos + 12
-        elif vr.isalpha() and vr.isupper():
-            length = _unpack_u16(buf, pos + 6)[0]
-            start = pos + 8
-        else:
-            raise HeaderError(path, "File Meta is not Explicit VR Little Endian")
-        if start + length > end:
-            raise _NeedMore
-        meta[group << 16 | elem] = bytes(buf[start : start + length])
-        pos = start + length
+    try:
+        pos, meta = elements.parse_meta(buf, len(buf))
+    except elements.Malformed as exc:
+        if not complete:
+            raise _NeedMore from None
+        raise HeaderError(path, f"File Meta Information is broken ({exc})") from None
     return meta, pos
 
 
@@ -467,7 +401,7 @@ def parse_header(buf: bytes, path: str, complete: bool = True) -> Header:
 
 
 def _parse_header(buf: bytes, path: str, complete: bool) -> Header:
-    meta, pos = _parse_meta(buf, path)
+    meta, pos = _parse_meta(buf, path, complete)
     ts = _clean(meta.get(0x00020010, b""))
     if not ts:
         raise HeaderError(path, "File Meta has no Transfer Syntax UID")
@@ -486,6 +420,10 @@ def _parse_header(buf: bytes, path: str, complete: bool) -> Header:
         header.preamble = "executable header (CVE-2019-11687)" if executable else "non-zero bytes"
     try:
         _walk_top(buf, pos, header.elements, complete)
+    except elements.Malformed as exc:
+        if not complete:
+            raise _NeedMore from None  # the buffer may end where the file goes on
+        raise HeaderError(path, f"malformed dataset: {exc}") from None
     except (ValueError, struct.error) as exc:
         raise HeaderError(path, f"malformed dataset: {exc}") from None
     return header
@@ -638,30 +576,27 @@ def _record_keys(
 
 def _sequence_values(value: bytes, wanted: int) -> list[bytes]:
     """Values of ``wanted`` in the items of an Explicit VR LE sequence value (one level)."""
+    codec = elements.EXPLICIT_LE_CODEC
     found: list[bytes] = []
     pos, end = 0, len(value)
     while pos + 8 <= end:
-        group, elem = _unpack_tag(value, pos)
-        length = _unpack_u32(value, pos + 4)[0]
-        pos += 8
-        if (group << 16 | elem) != _ITEM:
+        tag, _vr, pos, length = elements.element_header(value, pos, end, codec)
+        if tag != elements.ITEM:
             break
-        item_end = end if length == _UNDEFINED else pos + length
+        item_end = end if length == elements.UNDEFINED else min(pos + length, end)
         while pos + 8 <= item_end:
-            group, elem = _unpack_tag(value, pos)
-            tag = group << 16 | elem
-            if tag == _ITEM_DELIM:
-                pos += 8
+            tag, vr, start, size = elements.element_header(value, pos, item_end, codec)
+            if tag == elements.ITEM_DELIM:
+                pos = start
                 break
-            vr, start, size = _element_header(value, pos, False)
-            if size == _UNDEFINED:
-                after = _skip_items(value, start, vr == b"UN", 1)
+            if size == elements.UNDEFINED:
+                after = elements.skip_undefined(value, start, item_end, codec, vr)
             else:
                 after = start + size
             if tag == wanted:
                 found.append(bytes(value[start:after]))
             pos = after
-        if length != _UNDEFINED:
+        if length != elements.UNDEFINED:
             pos = item_end
     return found
 
@@ -676,7 +611,7 @@ def _add_verification_datetime(header: Header) -> None:
         return
     try:
         values = _sequence_values(item[1], VERIFICATION_DATETIME)
-    except (ValueError, struct.error, _NeedMore):
+    except (ValueError, struct.error, elements.Malformed):
         return
     values = [v for v in values if v.strip(b"\x00 ")]
     if values:

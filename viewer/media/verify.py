@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import pydicom
 from pydicom.uid import UID
 
-from viewer.dicom.part10 import LONG_VRS, executable_header
+from viewer.dicom import elements
+from viewer.dicom.part10 import executable_header
 from viewer.media import dicomdir_writer as ddw
 from viewer.media.links import LEAVES_MEDIA, resolve_within
 from viewer.media.profiles import (
@@ -267,10 +268,14 @@ def _uid(value: bytes) -> str:
     return value.rstrip(b"\x00 ").decode("ascii", "replace")
 
 
-def _check_part10(data: bytes, rel: str, report: VerifyReport) -> dict[int, bytes] | None:
+def _check_part10(
+    data: bytes, rel: str, report: VerifyReport
+) -> tuple[dict[int, bytes], int] | None:
     """MEDIA.md item 1: preamble, DICM, File Meta in Explicit VR LE with a right group length.
 
-    Returns the File Meta values, or None when the file is not a Part 10 file."""
+    Returns the File Meta values and where the data set starts, or None when the file is not a
+    Part 10 file. The elements are read with the one walker (:mod:`viewer.dicom.elements`),
+    which reads a header without a VR as implicit: that is what this check reports."""
     if len(data) < 132 or data[128:132] != b"DICM":
         return None
     preamble = data[:128]
@@ -281,27 +286,25 @@ def _check_part10(data: bytes, rel: str, report: VerifyReport) -> dict[int, byte
             report.error("1", rel, "preamble is not 128 zero bytes")
     meta: dict[int, bytes] = {}
     pos = 132
+    end = len(data)
     group_length_end = None
-    while pos + 8 <= len(data):
-        group, elem = struct.unpack_from("<HH", data, pos)
-        if group != 0x0002:
-            break
-        vr = data[pos + 4 : pos + 6]
-        if vr in LONG_VRS:
-            length = struct.unpack_from("<I", data, pos + 8)[0]
-            start = pos + 12
-        elif vr.isalpha() and vr.isupper():
-            length = struct.unpack_from("<H", data, pos + 6)[0]
-            start = pos + 8
-        else:
-            report.error("1", rel, "File Meta is not Explicit VR Little Endian")
-            return meta
-        if start + length > len(data):
+    while pos + 8 <= end and elements.S_U16[True].unpack_from(data, pos)[0] == 0x0002:
+        try:
+            tag, vr, start, length = elements.element_header(
+                data, pos, end, elements.EXPLICIT_LE_CODEC
+            )
+        except elements.Malformed:
             report.error("1", rel, "File Meta element runs past the end of the file")
-            return meta
-        meta[group << 16 | elem] = data[start : start + length]
-        if elem == 0 and length == 4:
-            group_length_end = start + 4 + struct.unpack_from("<I", data, start)[0]
+            return meta, pos
+        if not vr:
+            report.error("1", rel, "File Meta is not Explicit VR Little Endian")
+            return meta, pos
+        if length == elements.UNDEFINED or start + length > end:
+            report.error("1", rel, "File Meta element runs past the end of the file")
+            return meta, pos
+        meta[tag] = data[start : start + length]
+        if tag == 0x00020000 and length == 4:
+            group_length_end = start + 4 + elements.S_U32[True].unpack_from(data, start)[0]
         pos = start + length
     if group_length_end is None:
         report.error("1", rel, "File Meta has no group length (0002,0000)")
@@ -316,7 +319,7 @@ def _check_part10(data: bytes, rel: str, report: VerifyReport) -> dict[int, byte
     ):
         if not meta.get(tag, b"").strip(b"\x00 "):
             report.error("1", rel, f"File Meta lacks {name}")
-    return meta
+    return meta, pos
 
 
 def _dataset_encoding_ok(data: bytes, body: int, ts: str) -> bool:
@@ -367,16 +370,16 @@ def _file_header(data: bytes, rel: str, meta: dict[int, bytes], whole: bool) -> 
 
 def _dicomdir(data: bytes, report: VerifyReport) -> Any:
     """Item 3: DICOMDIR is a Basic Directory in Explicit VR Little Endian, read by pydicom."""
-    meta = _check_part10(data, "DICOMDIR", report)
-    if meta is None:
+    part10 = _check_part10(data, "DICOMDIR", report)
+    if part10 is None:
         report.error("3", "DICOMDIR", "not a DICOM Part 10 file")
         return None
+    meta, body = part10
     if _uid(meta.get(0x00020002, b"")) != ddw.BASIC_DIRECTORY_SOP_CLASS:
         report.error("3", "DICOMDIR", "Media Storage SOP Class is not Basic Directory")
     ts = _uid(meta.get(0x00020010, b""))
     if ts != EXPLICIT_VR_LE:
         report.error("3", "DICOMDIR", f"transfer syntax {ts} is not Explicit VR Little Endian")
-    body = _meta_end(data)
     if not _dataset_encoding_ok(data, body, EXPLICIT_VR_LE):
         report.error("3", "DICOMDIR", "dataset is not encoded as Explicit VR Little Endian")
     with warnings.catch_warnings():
@@ -542,14 +545,14 @@ def _verify(
         in_dicom_folder = rel.startswith("DICOM/")
         if rel in _NON_DICOM_ROOT or rel.startswith("IHE_PDI/"):
             continue
-        meta = _check_part10(data, rel, report)
-        if meta is None:
+        part10 = _check_part10(data, rel, report)
+        if part10 is None:
             if in_dicom_folder:
                 report.error("10", rel, "non-DICOM file inside the DICOM folder")
             continue
+        meta, body = part10
         header: ddw.Header | None = None
         ts = _uid(meta.get(0x00020010, b""))
-        body = _meta_end(data)
         if not _dataset_encoding_ok(data, body, ts):
             report.error("1", rel, f"dataset is not encoded in its Transfer Syntax {ts}")
         try:
@@ -627,20 +630,6 @@ def _verify(
             report.error("5", rel, "DICOM file not referenced by the DICOMDIR")
         elif not rel.startswith("DICOM/"):
             report.warn("2", rel, "DICOM file outside the DICOM folder")
-
-
-def _meta_end(data: bytes) -> int:
-    pos = 132
-    while pos + 8 <= len(data):
-        group = struct.unpack_from("<H", data, pos)[0]
-        if group != 0x0002:
-            break
-        vr = data[pos + 4 : pos + 6]
-        if vr in LONG_VRS:
-            pos += 12 + struct.unpack_from("<I", data, pos + 8)[0]
-        else:
-            pos += 8 + struct.unpack_from("<H", data, pos + 6)[0]
-    return pos
 
 
 def _check_leaf(

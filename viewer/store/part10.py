@@ -6,8 +6,8 @@ Class UID, Source Application Entity Title, group length) while the data set is 
 replaces a preamble that is an executable header (PE, ELF, Mach-O: CVE-2019-11687, PS3.10
 section 7.5 note) by zeros, and gives files without a File Meta a generated one.
 
-This module walks the meta group by hand rather than with pydicom, because it must give the exact
-byte offset of the data set and must never allocate what a length field claims.
+The meta group is walked with the one element walker rather than with pydicom, because the store
+must know the exact byte offset of the data set and must never allocate what a length claims.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from viewer.dicom.part10 import LONG_VRS, PREAMBLE_SIZE, executable_header
+from viewer.dicom import elements
+from viewer.dicom.part10 import PREAMBLE_SIZE, executable_header
 
 #: How many bytes :func:`split_header` needs at most: a File Meta longer than this is refused.
 HEAD_SIZE = 64 * 1024
@@ -55,35 +56,28 @@ def _looks_like_vr(vr: bytes) -> bool:
 def _walk_meta(head: bytes, start: int) -> int:
     """Offset of the first element after group 0002, walking from ``start`` (PS3.10 7.1).
 
-    The meta is Explicit VR Little Endian; a meta written in implicit VR (seen on old media) is
-    walked too. The group length element is not trusted: some writers get it wrong.
+    The one walker (:mod:`viewer.dicom.elements`) reads the meta as Explicit VR Little Endian,
+    or implicit where a header has no VR (seen on old media). The group length element is not
+    trusted: some writers get it wrong.
     """
     pos = start
-    while True:
-        if pos + 8 > len(head):
-            if pos == len(head):
-                return pos  # nothing after the meta: the reader will say what is missing
-            raise HeaderError(
-                f"the File Meta Information is truncated or longer than {HEAD_SIZE // 1024} KiB"
+    end = len(head)
+    while pos + 8 <= end and elements.S_U16[True].unpack_from(head, pos)[0] == 0x0002:
+        try:
+            _tag, _vr, vpos, length = elements.element_header(
+                head, pos, end, elements.EXPLICIT_LE_CODEC
             )
-        group = int.from_bytes(head[pos : pos + 2], "little")
-        if group != 0x0002:
-            return pos
-        vr = head[pos + 4 : pos + 6]
-        if vr in LONG_VRS:
-            if pos + 12 > len(head):
-                raise HeaderError("the File Meta Information is truncated")
-            length = int.from_bytes(head[pos + 8 : pos + 12], "little")
-            pos += 12
-        elif _looks_like_vr(vr):
-            length = int.from_bytes(head[pos + 6 : pos + 8], "little")
-            pos += 8
-        else:  # implicit VR meta
-            length = int.from_bytes(head[pos + 4 : pos + 8], "little")
-            pos += 8
-        if length == 0xFFFFFFFF:
+        except elements.Malformed:
+            pos = end + 1  # a long VR's header cut short: truncated, said below
+            break
+        if length == elements.UNDEFINED:
             raise HeaderError("the File Meta Information has an element of undefined length")
-        pos += length
+        pos = vpos + length
+    if pos != end and pos + 8 > end:
+        raise HeaderError(
+            f"the File Meta Information is truncated or longer than {HEAD_SIZE // 1024} KiB"
+        )
+    return pos
 
 
 def split_header(head: bytes) -> Header:
