@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from PySide6.QtCore import QPoint, Qt
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import QPushButton
 
 from tests.conftest import copy_pydicom_dicomdir_media
 from tests.qt.conftest import ct_dataset, write_series
+from viewer import model
 from viewer.config import app_home
 from viewer.media import scan as scan_module
 from viewer.qt import browser as browser_module
@@ -355,13 +357,44 @@ def test_health_dialog_lists_a_missing_file_of_a_dicomdir(  # type: ignore[no-un
     gone.unlink()
     open_media(qtbot, browser, root / "DICOMDIR")
     assert browser.health_button.isEnabled()
-    with qtbot.waitSignal(browser.health_checked, timeout=30000):
-        qtbot.mouseClick(browser.health_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(browser.health_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: browser.health_dialog is not None and browser.health_dialog.isVisible(),
+        timeout=30000,
+    )
     dialog = browser.health_dialog
-    assert dialog is not None and dialog.isVisible()
+    assert dialog is not None
     assert dialog.section("missing") == [str(gone.relative_to(root))]
     assert "1 missing" in dialog.summary_label.text()
     assert len(dialog.section("present")) == len(dialog.section("referenced")) - 1
+
+
+def test_a_listed_medium_is_checked_in_the_background(  # type: ignore[no-untyped-def]
+    qtbot, browser: BrowserWidget, tmp_path: Path
+) -> None:
+    """What reading the headers cannot tell (a record that disagrees with its file) reaches the
+    problems without Health… being clicked; Health… then shows the report at once."""
+    root = _dicomdir_disc(tmp_path)
+    victim = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "DICOMDIR")[0]
+    ds = pydicom.dcmread(victim)
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1143.999"
+    ds.save_as(victim)
+    found: list[model.Problem] = []
+    browser.problems_found.connect(found.extend)
+    with qtbot.waitSignal(browser.health_checked, timeout=60000) as checked:
+        browser.open_media([root], show_first=False)
+    report = checked.args[0]
+    said = [p for p in found if "the DICOMDIR says" in p.problem]
+    assert [p.path for p in said] == [str(victim)]
+    assert "Series Instance UID" in said[0].problem
+    assert "files checked: " in browser.status_label.text()
+    assert browser.media is not None and not any(
+        "the DICOMDIR says" in p.problem for p in browser.media.problems
+    )  # reading the headers did not see it: the background check did
+    qtbot.mouseClick(browser.health_button, Qt.MouseButton.LeftButton)
+    dialog = browser.health_dialog
+    assert dialog is not None and dialog.isVisible()  # at once: no second check
+    assert dialog.report is report
 
 
 # ------------------------------------------------------------------------------ listing first

@@ -203,7 +203,12 @@ class BrowserWidget(QWidget):
     (every stack of it, for the view); ``series_opened(list[Stack], int)`` on a double click
     (the study's stacks and the one to show); ``problems_found(list[Problem])``;
     ``studies_listed(int)`` after every refresh of the list; ``import_finished(ImportReport)``;
-    ``health_checked(HealthReport)``.
+    ``health_checked(HealthReport)`` when a medium's health check ends.
+
+    A medium listed from its DICOMDIR is checked in the background once its files are read
+    (UID agreement between records and files, preambles, unreferenced files: what reading the
+    headers does not show); its problems join the others, and Health… opens the report at
+    once.
     """
 
     media_opened = Signal(object, list)
@@ -238,6 +243,9 @@ class BrowserWidget(QWidget):
         self._scan_job: Job | None = None
         self._import_job: Job | None = None
         self._health_job: Job | None = None
+        self._health_report: HealthReport | None = None
+        self._show_health_when_done = False
+        self._read_summary = ""
         self._volumes_job: Job | None = None
         self._media_paths: list[Path] = []
         self._media: ScanResult | None = None
@@ -419,7 +427,7 @@ class BrowserWidget(QWidget):
         folder_like = any(
             p.is_dir() or p.name.upper().startswith("DICOMDIR") for p in self._media_paths
         )
-        self.health_button.setEnabled(has_media and self._health_job is None and folder_like)
+        self.health_button.setEnabled(has_media and folder_like)
 
     def set_status(self, text: str) -> None:
         self.status_label.setText(text)
@@ -615,6 +623,11 @@ class BrowserWidget(QWidget):
         (``media_opened``), the first one shown.
         """
         self._stop_job(self._scan_job)
+        self._stop_job(self._health_job)
+        self._health_job = None
+        self._health_report = None
+        self._show_health_when_done = False
+        self._read_summary = ""
         targets = [Path(p) for p in paths]
         self._show_first = show_first
         self._listed = False
@@ -697,7 +710,7 @@ class BrowserWidget(QWidget):
             self.media_listed.emit(len(self._media_source.rows))
             self._start_scan(list(self._media_paths), headers=True)
             return
-        self._listed = False
+        was_listed, self._listed = self._listed, False
         wanted, self._open_when_read = self._open_when_read, None
         parts = [
             plural(len(self._media_source.rows), "study", "studies"),
@@ -707,11 +720,14 @@ class BrowserWidget(QWidget):
             kinds = sorted({str(d.kind) for d in routed.documents})
             parts.append(plural(len(routed.documents), "other object") + f" ({', '.join(kinds)})")
         parts.append(plural(len(result.problems), "problem"))
-        self.set_status(
+        self._read_summary = (
             f"{', '.join(parts)} on {self._media_label(self._media_paths)} (not imported)"
         )
+        self.set_status(self._read_summary)
         if result.problems:
             self.problems_found.emit(list(result.problems))
+        if was_listed:
+            self._start_health_check(show=False)  # what the headers do not tell
         if wanted is not None:  # the reader opened a series from the listing: that one
             study_uid, series_uid = wanted
             if study_uid is not None:
@@ -869,7 +885,17 @@ class BrowserWidget(QWidget):
 
     # ----------------------------------------------------------------- health
     def start_health_check(self) -> None:
-        """Check the opened medium on a worker; the report opens in a dialog."""
+        """The opened medium's health report in a dialog: at once when the background check
+        has ended, when it ends if it is running, else checked now on a worker."""
+        if self._health_report is not None:
+            self._show_health(self._health_report)
+        elif self._health_job is not None:
+            self._show_health_when_done = True
+            self.set_status("Checking the medium; the report opens when the check ends…")
+        else:
+            self._start_health_check(show=True)
+
+    def _start_health_check(self, *, show: bool) -> None:
         if not self._media_paths or self._health_job is not None:
             return
         target = self._media_paths[0]
@@ -878,12 +904,14 @@ class BrowserWidget(QWidget):
         job.finished.connect(self._on_health_finished)
         job.failed.connect(self._on_health_finished)
         self._health_job = job
+        self._show_health_when_done = show
         self._update_buttons()
-        self.set_status(f"Checking {target}…")
+        if show:
+            self.set_status(f"Checking {target}…")
         self._start(job)
 
     def _on_health_progress_changed(self, done: int, total: int) -> None:
-        if self.sender() is self._health_job:
+        if self.sender() is self._health_job and self._show_health_when_done:
             self.set_status(f"Checking the medium… {done}/{total} files")
 
     def _on_health_finished(self, result: object) -> None:
@@ -892,18 +920,32 @@ class BrowserWidget(QWidget):
             return
         self._forget(job)
         self._health_job = None
+        show, self._show_health_when_done = self._show_health_when_done, False
         self._update_buttons()
         if isinstance(result, Exception):
             self.set_status(f"The health check failed: {result}")
             return
         assert isinstance(result, HealthReport)
-        self.set_status(f"Health of {result.root}: {len(result.problems)} problems")
+        if result.cancelled:
+            return
+        self._health_report = result
+        counted = plural(len(result.problems), "problem")
+        if self._read_summary and not show:
+            self.set_status(f"{self._read_summary}; files checked: {counted}")
+        else:
+            self.set_status(f"Health of {result.root}: {counted}")
+        if result.problems:
+            self.problems_found.emit(list(result.problems))  # each fact once in the window
+        if show:
+            self._show_health(result)
+        self.health_checked.emit(result)
+
+    def _show_health(self, report: HealthReport) -> None:
         if self.health_dialog is not None:
             self.health_dialog.close()
             self.health_dialog.deleteLater()
-        self.health_dialog = HealthDialog(result, self)
+        self.health_dialog = HealthDialog(report, self)
         self.health_dialog.open()
-        self.health_checked.emit(result)
 
     # ----------------------------------------------------------------- jobs
     def _start(self, job: Job) -> None:
