@@ -698,6 +698,36 @@ def test_the_selection_names_the_patient_and_each_instance(  # type: ignore[no-u
     assert all(path.exists() for path in chosen.paths)
 
 
+def _agree(qtbot, window: MainWindow) -> str:  # type: ignore[no-untyped-def]
+    """The selected study's patient is the one the view's corner and the strip's title name."""
+    qtbot.waitUntil(window.view.is_displayable, timeout=30000)
+    browser = window.browser
+    row = browser.table.selectionModel().currentIndex().row()
+    selected = str(browser.proxy.index(row, 0).data())
+    shown = window.view.corner_lines()["top_left"][0]
+    assert shown == selected, (shown, selected)
+    assert window.whose_label.text().startswith(f"{selected} (ID "), window.whose_label.text()
+    return selected
+
+
+def _double_click_each_study(qtbot, window: MainWindow, series: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+    browser = window.browser
+    for name in [*series, next(iter(series))]:
+        row = next(i for i, r in enumerate(browser.studies()) if r[0] == name)
+        rect = browser.table.visualRect(browser.proxy.index(row, 0))
+        with qtbot.waitSignal(window.opened, timeout=30000) as opened:
+            QTest.mouseClick(browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+            QTest.mouseDClick(
+                browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center()
+            )
+        assert opened.args == [series[name]]  # that study's series only, never another's
+        assert window.series_list.count() == series[name]
+        assert _agree(qtbot, window) == name
+        # a click on another series of the strip keeps the patient
+        window.series_list.setCurrentRow(series[name] - 1)
+        assert _agree(qtbot, window) == name
+
+
 def test_browser_series_list_and_view_always_show_the_same_patient(  # type: ignore[no-untyped-def]
     qtbot, window: MainWindow, media: Path
 ) -> None:
@@ -705,30 +735,37 @@ def test_browser_series_list_and_view_always_show_the_same_patient(  # type: ign
     selected row, every entry of the series list and the view's corner name one patient."""
     with qtbot.waitSignal(window.opened, timeout=30000):
         window.open_paths([media])
-    browser = window.browser
+    assert _agree(qtbot, window) == "Müller, Jürgen" and window.series_list.count() == 2
+    _double_click_each_study(
+        qtbot, window, {"Smith, Anna": 1, "Smythe, Bob": 1, "Müller, Jürgen": 2}
+    )
 
-    def agree() -> str:
-        qtbot.waitUntil(window.view.is_displayable, timeout=30000)
-        row = browser.table.selectionModel().currentIndex().row()
-        selected = str(browser.proxy.index(row, 0).data())
-        shown = window.view.corner_lines()["top_left"][0]
-        assert shown == selected, (shown, selected)
-        return selected
 
-    first = agree()
-    assert first == "Müller, Jürgen" and window.series_list.count() == 2
-    for name, series in (("Smith, Anna", 1), ("Smythe, Bob", 1), ("Müller, Jürgen", 2)):
-        row = next(i for i, r in enumerate(browser.studies()) if r[0] == name)
-        index = browser.proxy.index(row, 0)
-        rect = browser.table.visualRect(index)
-        with qtbot.waitSignal(window.opened, timeout=30000) as opened:
-            QTest.mouseClick(browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-            QTest.mouseDClick(
-                browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center()
-            )
-        assert opened.args == [series]  # that study's series only, never another patient's
-        assert agree() == name
-        assert window.whose_label.text().startswith(f"{name} (ID ")
+def test_several_files_of_several_patients_show_one_patient(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, media: Path
+) -> None:
+    """Open File with files of three patients (as a drop or the command line give them): the
+    view shows the study the browser selects, not the last file read (it showed "Rubo DEMO"
+    while "XX" was selected)."""
+    files = [sorted(folder.glob("*.dcm"))[0] for folder in sorted(media.glob("st*/se*"))]
+    with qtbot.waitSignal(window.opened, timeout=30000):
+        window.open_paths(list(reversed(files)))
+    first = _agree(qtbot, window)
+    assert first == window.browser.studies()[0][0]
+    _double_click_each_study(
+        qtbot, window, {"Smythe, Bob": 1, "Müller, Jürgen": 2, "Smith, Anna": 1}
+    )
+
+
+def test_the_store_s_studies_show_one_patient(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, store: Store, media: Path
+) -> None:
+    import_paths(store, [media])
+    window.browser.show_store()
+    qtbot.waitUntil(lambda: len(window.browser.studies()) == 3, timeout=30000)
+    _double_click_each_study(
+        qtbot, window, {"Smith, Anna": 1, "Müller, Jürgen": 2, "Smythe, Bob": 1}
+    )
 
 
 def test_a_disc_and_its_import_list_the_same_studies(store: Store, media: Path) -> None:
