@@ -86,6 +86,8 @@ class ImageView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("image_view")
+        #: What an empty view says (a viewport of a layout invites a series from the strip).
+        self.empty_text = "Open a file or folder (Ctrl+O), or drop it here"
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -491,7 +493,7 @@ class ImageView(QWidget):
             painter.fillRect(self.rect(), Qt.GlobalColor.black)
             painter.setFont(self._font)
             if self._source is None or self.count() == 0:
-                self._draw_centred(painter, "Open a file or folder (Ctrl+O), or drop it here")
+                self._draw_centred(painter, self.empty_text)
                 return
             image = None
             try:

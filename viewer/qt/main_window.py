@@ -46,9 +46,10 @@ from viewer.qt.help import CONFORMANCE_DOC, CONTROLS_DOC, AboutDialog, DocumentD
 from viewer.qt.image_view import ImageView
 from viewer.qt.jobs import Job, JobSet
 from viewer.qt.removable import StorageLike
-from viewer.qt.source import FrameSource, LoaderSource, stack_caption, stack_label
+from viewer.qt.source import FrameSource, stack_caption
 from viewer.qt.strip import SeriesStrip, StripEntry
 from viewer.qt.thumbnails import ThumbnailWorker
+from viewer.qt.viewports import LAYOUTS, MAX_SIDE, Viewport, ViewportGrid
 from viewer.qt.workers import OpenResult, open_paths
 from viewer.store import Store
 from viewer.text import escape, plural
@@ -76,14 +77,15 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Lightbox")
         self.setAcceptDrops(True)
         self._stacks: list[Stack] = []
-        self._source: FrameSource | None = None
         self._worker: Job | None = None
         self._opening: list[Path] = []
         self.jobs = JobSet(self)
         self._problems: list[model.Problem] = []
 
-        self.view = ImageView(self)
-        self.setCentralWidget(self.view)
+        # The viewports: one by default, any rows x columns from the View menu; keys and
+        # menus act on the active one (self.view).
+        self.grid = ViewportGrid(self.jobs, self)
+        self.setCentralWidget(self.grid)
 
         # The series beside the view: a slim strip of thumbnails (the browser's worker and cache)
         self.thumbnails = ThumbnailWorker()
@@ -143,15 +145,10 @@ class MainWindow(QMainWindow):
         self.pixel_label = QLabel()
         self.pixel_label.setObjectName("pixel_label")
         self.statusBar().addPermanentWidget(self.pixel_label)
-        self.view.pixel_probed.connect(self.pixel_label.setText)
-        self.view.window_changed.connect(self._on_view_window_changed)
-        self.view.view_changed.connect(self._on_view_view_changed)
-        self.view.frame_failed.connect(self._on_view_frame_failed)
-        self.view.image_shown.connect(self._on_view_image_shown)
-        self._shown_since: float | None = None
-        self._decoded: set[int] = set()
-        self._failed: set[int] = set()
-        # Sources being closed in the background, kept here so that they die in this thread.
+        for viewport in self.grid.viewports:
+            self._on_grid_viewport_added(viewport)
+        self.grid.viewport_added.connect(self._on_grid_viewport_added)
+        self.grid.active_changed.connect(self._on_grid_active_changed)
 
         self.actions_by_name: dict[str, QAction] = {}
         self._export_wizard: ExportWizard | None = None
@@ -204,7 +201,6 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_menus(self) -> None:
-        view = self.view
         bar = self.menuBar()
 
         file_menu = bar.addMenu("&File")
@@ -240,9 +236,11 @@ class MainWindow(QMainWindow):
         # Keys are handled by the view itself; "text\tkey" shows them in the menu.
         window_menu = bar.addMenu("&Window")
         window_menu.addAction(
-            self._action("window_default", "File default\t0", lambda: view.set_window(None))
+            self._action("window_default", "File default\t0", lambda: self.view.set_window(None))
         )
-        window_menu.addAction(self._action("window_auto", "Auto (min–max)\tA", view.auto_window))
+        window_menu.addAction(
+            self._action("window_auto", "Auto (min–max)\tA", lambda: self.view.auto_window())
+        )
         self.file_windows_menu = QMenu("File windows", self)
         self.file_windows_menu.setObjectName("file_windows_menu")
         self.file_windows_menu.aboutToShow.connect(self._on_file_windows_menu_about_to_show)
@@ -252,7 +250,7 @@ class MainWindow(QMainWindow):
         for number, (name, window) in enumerate(CT_PRESETS.items(), start=1):
             text = f"CT {name} {window.center:g}/{window.width:g} HU\t{number}"
             action = self._action(
-                f"preset_{name}", text, lambda _=False, n=number: view.apply_preset(n)
+                f"preset_{name}", text, lambda _=False, n=number: self.view.apply_preset(n)
             )
             self.ct_preset_actions.append(action)
             window_menu.addAction(action)
@@ -266,7 +264,9 @@ class MainWindow(QMainWindow):
             self._action("save_preset", "Save window as preset…", self._on_save_preset)
         )
         window_menu.addSeparator()
-        invert = self._action("invert", "Invert\tI", view.set_inverted, checkable=True)
+        invert = self._action(
+            "invert", "Invert\tI", lambda on: self.view.set_inverted(on), checkable=True
+        )
         window_menu.addAction(invert)
 
         view_menu = bar.addMenu("&View")
@@ -278,28 +278,50 @@ class MainWindow(QMainWindow):
         view_menu.addAction(toggle_browser)
         view_menu.addSeparator()
         for name, text, slot in (
-            ("fit", "Fit to window\tF", view.fit),
-            ("actual_pixels", "1:1 pixels\tN", view.actual_pixels),
-            ("rotate_right", "Rotate right\tR", lambda: view.rotate(clockwise=True)),
-            ("rotate_left", "Rotate left\tShift+R", lambda: view.rotate(clockwise=False)),
-            ("flip_horizontal", "Flip horizontally\tH", lambda: view.flip(horizontal=True)),
-            ("flip_vertical", "Flip vertically\tV", lambda: view.flip(horizontal=False)),
-            ("reset_view", "Reset view", view.reset_view),
+            ("fit", "Fit to window\tF", lambda: self.view.fit()),
+            ("actual_pixels", "1:1 pixels\tN", lambda: self.view.actual_pixels()),
+            ("rotate_right", "Rotate right\tR", lambda: self.view.rotate(clockwise=True)),
+            ("rotate_left", "Rotate left\tShift+R", lambda: self.view.rotate(clockwise=False)),
+            ("flip_horizontal", "Flip horizontally\tH", lambda: self.view.flip(horizontal=True)),
+            ("flip_vertical", "Flip vertically\tV", lambda: self.view.flip(horizontal=False)),
+            ("reset_view", "Reset view", lambda: self.view.reset_view()),
         ):
             view_menu.addAction(self._action(name, text, slot))
         view_menu.addSeparator()
         overlays = self._action(
-            "overlays", "Overlays\tO", view.set_overlays_visible, checkable=True
+            "overlays", "Overlays\tO", lambda on: self.view.set_overlays_visible(on), checkable=True
         )
         view_menu.addAction(overlays)
         view_menu.addSeparator()
-        view_menu.addAction(self._action("cine", "Play / pause cine\tSpace", view.toggle_cine))
         view_menu.addAction(
-            self._action("cine_faster", "Faster cine\t+", lambda: view.set_fps(view.fps * 1.25))
+            self._action("cine", "Play / pause cine\tSpace", lambda: self.view.toggle_cine())
         )
         view_menu.addAction(
-            self._action("cine_slower", "Slower cine\t-", lambda: view.set_fps(view.fps / 1.25))
+            self._action(
+                "cine_faster", "Faster cine\t+", lambda: self.view.set_fps(self.view.fps * 1.25)
+            )
         )
+        view_menu.addAction(
+            self._action(
+                "cine_slower", "Slower cine\t-", lambda: self.view.set_fps(self.view.fps / 1.25)
+            )
+        )
+        view_menu.addSeparator()
+        layout_menu = view_menu.addMenu("&Layout")
+        layout_menu.setObjectName("layout_menu")
+        for rows, columns in LAYOUTS:
+            action = self._action(
+                f"layout_{rows}x{columns}",
+                f"{rows} × {columns}",
+                lambda _=False, r=rows, c=columns: self.set_layout(r, c),
+                checkable=True,
+            )
+            action.setShortcut(QKeySequence(f"Ctrl+Alt+{rows}" if rows == columns else ""))
+            layout_menu.addAction(action)
+        layout_menu.addAction(
+            self._action("layout_custom", "Custom…", self._on_custom_layout_triggered)
+        )
+        layout_menu.aboutToShow.connect(self._on_layout_menu_about_to_show)
 
         help_menu = bar.addMenu("&Help")
         controls = self._action("controls", "Keyboard and mouse…", self._show_controls)
@@ -377,10 +399,12 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {name} for {modality}", 5000)
 
     def _on_view_window_changed(self) -> None:
-        self.actions_by_name["invert"].setChecked(self.view.inverted)
+        if self.sender() in (None, self.view, self.grid):
+            self.actions_by_name["invert"].setChecked(self.view.inverted)
 
     def _on_view_view_changed(self) -> None:
-        self.actions_by_name["overlays"].setChecked(self.view.overlays_visible)
+        if self.sender() in (None, self.view, self.grid):
+            self.actions_by_name["overlays"].setChecked(self.view.overlays_visible)
 
     def _show_controls(self) -> None:
         """The keyboard and mouse reference (F1): scrolls, fits the screen."""
@@ -489,113 +513,127 @@ class MainWindow(QMainWindow):
         text = escape(whose) + (f"\n{note}" if note else "")
         self.whose_label.setText(text if stacks else "")
         self.whose_label.setVisible(bool(whose and stacks))
+        current = min(max(current, 0), len(stacks) - 1) if stacks else -1
         self.series_list.blockSignals(True)
         self.series_list.set_entries([_strip_entry(stack) for stack in stacks])
+        self.series_list.setCurrentRow(current)
         self.series_list.blockSignals(False)
+        # A new study fills the viewports from the chosen series on; nothing of the study
+        # shown before stays beside it.
+        self.grid.fill(stacks, current, lambda problem: self.report_problems([problem]))
+        self._on_grid_active_changed(self.grid.active)
         if stacks:
-            self.series_list.setCurrentRow(min(max(current, 0), len(stacks) - 1))  # shows it
+            self.view.setFocus()
         else:
-            self._show_source(None)
             self.statusBar().showMessage("No images found", 5000)
 
     @property
     def stacks(self) -> list[Stack]:
         return list(self._stacks)
 
+    # ----------------------------------------------------------------- viewports
+    @property
+    def view(self) -> ImageView:
+        """The active viewport's view: what keys and menus act on."""
+        return self.grid.active.view
+
+    def set_layout(self, rows: int, columns: int) -> None:
+        """Show ``rows`` × ``columns`` viewports; new ones get the next series of the study."""
+        before = len(self.grid.viewports)
+        self.grid.set_shape(rows, columns)
+        shown = {id(v.stack) for v in self.grid.viewports if v.stack is not None}
+        waiting = [s for s in self._stacks if id(s) not in shown]
+        for viewport in self.grid.viewports[before:]:
+            if waiting:
+                problem = viewport.show_stack(waiting.pop(0))
+                if problem is not None:
+                    self.report_problems([problem])
+
+    def _on_layout_menu_about_to_show(self) -> None:
+        shape = self.grid.shape
+        for rows, columns in LAYOUTS:
+            self.actions_by_name[f"layout_{rows}x{columns}"].setChecked((rows, columns) == shape)
+
+    def _on_custom_layout_triggered(self) -> None:
+        rows, columns = self.ask_layout(*self.grid.shape)
+        if rows and columns:
+            self.set_layout(rows, columns)
+
+    def ask_layout(self, rows: int, columns: int) -> tuple[int, int]:
+        """Rows and columns from the user (0, 0 when cancelled); tests replace it."""
+        from PySide6.QtWidgets import QInputDialog
+
+        text, ok = QInputDialog.getText(
+            self,
+            "Custom layout",
+            f"Rows × columns (at most {MAX_SIDE} × {MAX_SIDE}):",
+            text=f"{rows}x{columns}",
+        )
+        parts = text.lower().replace("×", "x").split("x") if ok else []
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            return 0, 0
+        return int(parts[0]), int(parts[1])
+
+    def _on_grid_viewport_added(self, viewport: Viewport) -> None:
+        view = viewport.view
+        view.pixel_probed.connect(self.pixel_label.setText)
+        view.window_changed.connect(self._on_view_window_changed)
+        view.view_changed.connect(self._on_view_view_changed)
+        view.image_shown.connect(self._on_view_image_shown)
+        viewport.problem_found.connect(lambda problem: self.report_problems([problem]))
+        viewport.progress.connect(self._on_viewport_progress)
+        viewport.series_dropped.connect(self._on_viewport_series_dropped)
+
+    def _on_grid_active_changed(self, viewport: Viewport) -> None:
+        """Another viewport is active: the strip, the title and the menus follow it."""
+        source = viewport.source
+        self.setWindowTitle(f"Lightbox — {source.label()}" if source is not None else "Lightbox")
+        row = next((k for k, s in enumerate(self._stacks) if s is viewport.stack), -1)
+        self.series_list.blockSignals(True)
+        self.series_list.setCurrentRow(row)
+        self.series_list.blockSignals(False)
+        self._on_view_window_changed()
+        self._on_view_view_changed()
+
+    def _on_viewport_progress(self, text: str, timeout: int) -> None:
+        if self.sender() is self.grid.active:
+            self.statusBar().showMessage(text, timeout)
+
+    def _on_viewport_series_dropped(self, viewport: Viewport, row: int) -> None:
+        if 0 <= row < len(self._stacks):
+            self.grid.set_active(viewport)
+            self.show_stack(row)
+
     def _on_series_list_current_row_changed(self, row: int) -> None:
         if 0 <= row < len(self._stacks):
             self.show_stack(row)
 
     def show_stack(self, row: int) -> None:
-        """Show stack ``row``: its first image as soon as it is decoded, the rest as they come."""
-        stack = self._stacks[row]
-        try:
-            source: FrameSource | None = LoaderSource(stack)
-        except Exception as exc:
-            self.report_problems([model.Problem(stack_label(stack), f"cannot be loaded: {exc}")])
-            source = None
-        self._show_source(source)
-        if self.series_list.currentRow() != row:
-            self.series_list.blockSignals(True)
-            self.series_list.setCurrentRow(row)
-            self.series_list.blockSignals(False)
+        """Show stack ``row`` in the active viewport: its first image as soon as it is
+        decoded, the rest as they come."""
+        viewport = self.grid.active
+        problem = viewport.show_stack(self._stacks[row])
+        if problem is not None:
+            self.report_problems([problem])
+        self._on_grid_active_changed(viewport)
         self.view.setFocus()
 
     def _show_source(self, source: FrameSource | None) -> None:
-        old = self._source
-        self._source = source
-        self._decoded = set()
-        self._failed = set()
-        if source is not None:
-            source.problem_found.connect(
-                self._on_source_problem_found, Qt.ConnectionType.QueuedConnection
-            )
-            source.frame_ready.connect(
-                self._on_source_frame_ready, Qt.ConnectionType.QueuedConnection
-            )
-            # The loader starts with the source: frames it delivered before these connections
-            # were made sent their signal to nobody ("Decoding… 187/188" for ever).
-            self._decoded = {p for p in range(len(source)) if source.frame(p) is not None}
-            self._failed = {p for p in range(len(source)) if source.problem(p) is not None}
-            self.setWindowTitle(f"Lightbox — {source.label()}")
-        else:
-            self.setWindowTitle("Lightbox")
-        self._shown_since = time.perf_counter() if source is not None else None
-        self.view.set_source(source)  # the view lets go of the old frames first
-        if old is not None:
-            old.problem_found.disconnect(self._on_source_problem_found)
-            old.frame_ready.disconnect(self._on_source_frame_ready)
-            self._close_in_background(old)
-
-    def _close_in_background(self, source: FrameSource) -> None:
-        """Cancel a series' loading without waiting here for a frame being decoded."""
-        self.jobs.start(Job("SourceClose", lambda _cancel, _progress: source.close()))
-
-    def _on_source_frame_ready(self, position: int) -> None:
-        """Decoding progress in the status bar while the rest of the series loads."""
-        source = self._source
-        if self.sender() is not source or source is None:
-            return
-        self._decoded.add(position)
-        self._show_decoding_progress(source)
-
-    def _show_decoding_progress(self, source: FrameSource) -> None:
-        """``Decoding… n/N`` until every frame is decoded or has failed, then the outcome."""
-        total = len(source)
-        failed = self._failed - self._decoded
-        if len(self._decoded) + len(failed) < total:
-            self.statusBar().showMessage(f"Decoding… {len(self._decoded)}/{total}")
-        elif failed:
-            self.statusBar().showMessage(
-                f"{len(self._decoded)} of {plural(total, 'image')} decoded; "
-                f"{len(failed)} cannot be shown (see Problems)",
-                10000,
-            )
-        else:
-            self.statusBar().showMessage(f"{plural(total, 'image')} decoded", 3000)
+        """Show ``source`` in the active viewport (the series strip does not list it)."""
+        self.grid.active.set_source(source)
+        self._on_grid_active_changed(self.grid.active)
 
     @property
     def decoded_count(self) -> int:
-        """Frames of the shown series decoded so far."""
-        return len(self._decoded)
-
-    def _on_source_problem_found(self, position: int, message: str) -> None:
-        if self.sender() is not self._source or self._source is None:
-            return
-        self._failed.add(position)
-        self._show_decoding_progress(self._source)
-        self.report_problems([model.Problem(self._source.path(position), message)])
+        """Frames of the active viewport's series decoded so far."""
+        return self.grid.active.decoded_count
 
     def _on_view_image_shown(self, position: int) -> None:
-        if self._shown_since is not None:
-            elapsed = (time.perf_counter() - self._shown_since) * 1000
-            self._shown_since = None
+        viewport = next((v for v in self.grid.viewports if v.view is self.sender()), None)
+        if viewport is not None and viewport.shown_since is not None:
+            elapsed = (time.perf_counter() - viewport.shown_since) * 1000
+            viewport.shown_since = None
             log.debug("first image shown (%.0f ms after the series was chosen)", elapsed)
-
-    def _on_view_frame_failed(self, position: int, message: str) -> None:
-        source = self.view.source
-        path = source.path(position) if source is not None else f"image {position + 1}"
-        self.report_problems([model.Problem(path, message)])
 
     # ----------------------------------------------------------------- problems
     def report_problems(self, problems: list[model.Problem]) -> None:
@@ -672,7 +710,7 @@ class MainWindow(QMainWindow):
         """A retrieve finished. An empty view shows the study; a view showing images keeps
         them (nothing switches what a reader is looking at unasked): the study is offered by
         the "Show retrieved study" button in the status bar, and listed in the store."""
-        if self._source is None:
+        if all(v.source is None for v in self.grid.viewports):
             self.browser.select_study(study_instance_uid)
             return
         if not self.browser.showing_media:
@@ -696,10 +734,11 @@ class MainWindow(QMainWindow):
         self.network.shutdown()
         if self._export_wizard is not None:
             self._export_wizard.shutdown()
-        self.view.stop_cine()
+        for viewport in self.grid.viewports:
+            viewport.view.stop_cine()
         self._stop_worker()
         self.browser.shutdown()
-        self._show_source(None)
+        self.grid.clear()
         self.jobs.wait_all(timeout=60.0)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
 
@@ -18,6 +18,26 @@ from viewer import model
 from viewer.qt.thumbnails import ThumbnailWorker
 
 ICON = 64
+
+#: The mime type of a series dragged from the strip beside the view: its row in the strip.
+SERIES_MIME = "application/x-lightbox-series-row"
+
+
+def series_mime(row: int) -> QMimeData:
+    """What a strip row carries when it is dragged into a viewport."""
+    mime = QMimeData()
+    mime.setData(SERIES_MIME, QByteArray(str(row).encode("ascii")))
+    return mime
+
+
+def series_row(mime: QMimeData) -> int | None:
+    """The strip row a drag carries, or None when it carries no series."""
+    if not mime.hasFormat(SERIES_MIME):
+        return None
+    try:
+        return int(bytes(mime.data(SERIES_MIME).data()).decode("ascii"))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +50,10 @@ class StripEntry:
 class SeriesStrip(QListWidget):
     """Series as thumbnails with a short label; row ``i`` is entry ``i``.
 
-    ``vertical`` puts the strip beside the view (one column, fixed width); otherwise it runs
-    across (one row, fixed height). ``thumbnails_done`` when no thumbnail is pending;
-    ``thumbnail_failed(path, message)`` for one that could not be drawn.
+    ``vertical`` puts the strip beside the view (one column, fixed width; its entries can be
+    dragged into a viewport); otherwise it runs across (one row, fixed height).
+    ``thumbnails_done`` when no thumbnail is pending; ``thumbnail_failed(path, message)`` for
+    one that could not be drawn.
     """
 
     thumbnails_done = Signal()
@@ -57,6 +78,9 @@ class SeriesStrip(QListWidget):
             self.setFixedWidth(grid.width() + 2 * self.frameWidth() + scroll_bar + 4)
         else:
             self.setFixedHeight(grid.height() + 2 * self.frameWidth() + 18)
+        if vertical:  # beside the view: a series is dragged into any viewport
+            self.setDragEnabled(True)
+            self.setDragDropMode(QListView.DragDropMode.DragOnly)
         self._thumbnails = thumbnails
         self._keys: list[str] = []
         self._pending: set[str] = set()
@@ -89,6 +113,12 @@ class SeriesStrip(QListWidget):
             self._keys.append(key)
         if not self._pending:
             self.thumbnails_done.emit()
+
+    def mimeData(self, items: list[QListWidgetItem]) -> QMimeData:  # type: ignore[override]
+        """A dragged entry carries its row (:data:`SERIES_MIME`)."""
+        if not items:
+            return super().mimeData(items)
+        return series_mime(int(items[0].data(Qt.ItemDataRole.UserRole)))
 
     def thumbnail_keys(self) -> list[str]:
         """Each row's thumbnail key ("" for an entry that has nothing to draw)."""
