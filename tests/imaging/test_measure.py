@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -392,6 +393,20 @@ def test_an_roi_outside_the_frame_or_of_one_pixel() -> None:
     assert "SD n/a" in one.text()
 
 
+def test_rois_far_beyond_the_frame_cost_only_the_frame() -> None:
+    """The largest coordinates allowed: a mask no larger than the frame, no overflow warning."""
+    big = m.MAX_COORDINATE
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for shape in (
+            m.FreehandROI(((-big, -big), (-big, big), (big, 0))),
+            m.EllipseROI((-big, -big), (big, big)),
+            m.RectROI((-big, -big), (big, big)),
+        ):
+            mask = m.roi_mask(shape, (10, 12))
+            assert mask.inside.shape == (10, 12) and mask.count == 120
+
+
 def test_colour_statistics_per_channel() -> None:
     rgb = np.zeros((20, 30, 3), dtype=np.uint8)
     rgb[5:10, 5:15] = (200, 100, 10)
@@ -574,6 +589,7 @@ def _good() -> dict[str, Any]:
         (lambda d: {**d, "points": [[0, 0], [1, "2"]]}, "p1 holds str"),
         (lambda d: {**d, "points": [[0, 0], [1, float("nan")]]}, "not a finite number"),
         (lambda d: {**d, "points": [[0, 0], [1, True]]}, "p1 holds bool"),
+        (lambda d: {**d, "points": [[0, 0], [1, 1e300]]}, "beyond ±1e\\+06"),
         (lambda d: {**d, "kind": "freehand"}, "3 to 4096 vertices, not 2"),
         (
             lambda d: {**d, "kind": "freehand", "points": [[0, i] for i in range(5000)]},

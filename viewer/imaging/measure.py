@@ -29,8 +29,10 @@ Calibration (:class:`Calibration`), in this order:
 Row and column spacing may differ: lengths, angles, perpendiculars and areas are computed in
 millimetres along each axis (Pixel Spacing is row spacing first, PS3.3 10.7.1.3).
 
-Values. An ROI's statistics cover the pixels whose centres lie inside the shape (rectangle and
-ellipse edges included; a polygon by the even-odd rule), within the frame. They are computed on
+Values. An ROI's statistics cover the pixels of the frame whose centres lie inside the shape:
+rectangle and ellipse edges included; a polygon by the even-odd rule, a centre exactly on one of
+its sides decided as a ray cast to the left decides it (inside on a right-hand side, outside on a
+left-hand one; a top side's row in, a bottom side's out). They are computed on
 modality values (PS3.3 C.11.1: rescale or Modality LUT Sequence, HU for CT) in the unit the
 readout shows (``display.units_label``). The SD is the sample standard deviation (n - 1): an ROI
 samples a tissue and the SD estimates that tissue's spread, as ImageJ and most workstations
@@ -72,6 +74,10 @@ FORMAT_VERSION = 1
 
 MAX_VERTICES = 4096
 """The most vertices a freehand ROI may have (a tool should thin a mouse trail to this)."""
+
+MAX_COORDINATE = 1_000_000.0
+"""The largest coordinate a point may have, either sign: frames have at most 65,535 rows and
+columns (US), and the bound keeps every product of coordinates exact and every cast in range."""
 
 # -- coordinates -------------------------------------------------------------------------------
 
@@ -267,6 +273,8 @@ def _point(value: Any, what: str) -> RowCol:
         number = float(item)
         if not math.isfinite(number):
             raise ValueError(f"{what} holds {number}, not a finite number")
+        if abs(number) > MAX_COORDINATE:
+            raise ValueError(f"{what} holds {number:g}, beyond ±{MAX_COORDINATE:g}")
         out.append(number)
     return out[0], out[1]
 
