@@ -27,6 +27,7 @@ from typing import Any
 
 from PySide6.QtCore import (
     QModelIndex,
+    QPoint,
     QRegularExpression,
     QSortFilterProxyModel,
     Qt,
@@ -45,6 +46,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidgetItem,
+    QMenu,
     QProgressDialog,
     QPushButton,
     QTableView,
@@ -220,6 +222,7 @@ class BrowserWidget(QWidget):
     thumbnails_done = Signal()
     volumes_listed = Signal(int)
     media_listed = Signal(int)
+    compare_requested = Signal(list, tuple)  # the study's stacks, (patient ID, name)
 
     def __init__(
         self,
@@ -360,6 +363,8 @@ class BrowserWidget(QWidget):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().currentRowChanged.connect(self._on_table_current_row_changed)
         self.table.doubleClicked.connect(self._on_table_double_clicked)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._on_table_context_menu_requested)
 
         self.series_strip = SeriesStrip(self.thumbnails, vertical=False)
         self.series_strip.setObjectName("series_strip")
@@ -603,6 +608,40 @@ class BrowserWidget(QWidget):
         series_list = list(self._series)
         instances = [i for s in series_list for i in s.instances]
         return route(instances, series=series_list).stacks
+
+    def _on_table_context_menu_requested(self, point: QPoint) -> None:
+        index = self.table.indexAt(point)
+        if not index.isValid():
+            return
+        self.table.selectRow(index.row())
+        menu = QMenu(self)
+        menu.addAction("Open", lambda: self._on_table_double_clicked(index))
+        menu.addAction("Compare beside the images shown", self.compare_selected)
+        menu.popup(self.table.viewport().mapToGlobal(point))
+
+    def compare_selected(self) -> None:
+        """Offer the selected study for comparison (``compare_requested``): the window shows it
+        beside the study on screen if it is the same patient's."""
+        index = self.table.selectionModel().currentIndex()
+        if not index.isValid():
+            self.set_status("Select a study to compare first")
+            return
+        stacks = self._study_stacks()
+        if not stacks:
+            self.set_status("This study holds no images to compare")
+            return
+        self.compare_requested.emit(stacks, self.selected_patient())
+
+    def selected_patient(self) -> tuple[str, str]:
+        """(Patient ID, name) of the selected study as its row shows them; ("", "") if none."""
+        index = self.table.selectionModel().currentIndex()
+        if not index.isValid():
+            return ("", "")
+        row = index.row()
+        return (
+            str(self.proxy.index(row, 1).data() or ""),
+            str(self.proxy.index(row, 0).data() or ""),
+        )
 
     def _on_table_double_clicked(self, index: QModelIndex) -> None:
         """A double click on a study opens it: its first series in the view."""

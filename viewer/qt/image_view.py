@@ -46,6 +46,9 @@ from viewer.qt.source import FrameSource
 
 log = logging.getLogger(__name__)
 
+#: A line in image coordinates: (row, column) at each end.
+Segment = tuple[tuple[float, float], tuple[float, float]]
+
 #: Below this zoom (or below 1 for images over this many pixels) the view asks the renderer for
 #: an anti-aliased reduction of what it shows instead of letting Qt decimate the full frame.
 SCALED_ZOOM = 0.5
@@ -106,6 +109,7 @@ class ImageView(QWidget):
         self._last_shown: int | None = None
         self._wheel_rest = 0
         self._hover: QPointF | None = None  # the mouse over the view, for the readout
+        self._reference_lines: list[Segment] = []
         self._cine = QTimer(self)
         self._cine.setTimerType(Qt.TimerType.PreciseTimer)
         self._cine.timeout.connect(self._on_cine_timeout)
@@ -510,6 +514,7 @@ class ImageView(QWidget):
                     abs(self.zoom - 1) > 1e-6 or image.width() != size[0],
                 )
                 painter.drawImage(QRectF(0, 0, size[0], size[1]), image)
+                self._draw_reference_lines(painter)
                 painter.restore()
             elif self.problem():
                 self._draw_centred(painter, str(self.problem()), error=True)
@@ -528,6 +533,34 @@ class ImageView(QWidget):
             # After the paint, so that a slot may close or repaint the window.
             shown = self.viewport.position
             QTimer.singleShot(0, self, lambda: self.image_shown.emit(shown))
+
+    # ----------------------------------------------------------------- reference lines
+    @property
+    def reference_lines(self) -> list[Segment]:
+        return list(self._reference_lines)
+
+    def set_reference_lines(self, lines: list[Segment]) -> None:
+        """Where other viewports' slices cut this image: (row, column) ends, pixel centres at
+        whole numbers (:func:`viewer.imaging.linking.reference_line`)."""
+        if lines != self._reference_lines:
+            self._reference_lines = list(lines)
+            self.update()
+
+    def _draw_reference_lines(self, painter: QPainter) -> None:
+        """Drawn under the image transform (x = column + 0.5, y = row + 0.5), a cosmetic pen."""
+        for colour, width in ((QColor(0, 0, 0), 3.0), (QColor(120, 220, 120), 1.5)):
+            pen = QPen(colour, width)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            for (r0, c0), (r1, c1) in self._reference_lines:
+                painter.drawLine(QPointF(c0 + 0.5, r0 + 0.5), QPointF(c1 + 0.5, r1 + 0.5))
+
+    def match_geometry(self, other: ImageView) -> None:
+        """Zoom and pan as ``other`` has them (linked viewports)."""
+        state, mine = other.viewport, self.viewport
+        if (mine.fit, mine.zoom, mine.pan) != (state.fit, state.zoom, state.pan):
+            mine.fit, mine.zoom, mine.pan = state.fit, state.zoom, state.pan
+            self._changed(vp.Changed.GEOMETRY)
 
     def _draw_text(
         self, painter: QPainter, x: float, y: float, text: str, colour: QColor | None = None

@@ -45,6 +45,7 @@ from viewer.qt.export_wizard import ExportWizard, open_export_wizard
 from viewer.qt.help import CONFORMANCE_DOC, CONTROLS_DOC, AboutDialog, DocumentDialog
 from viewer.qt.image_view import ImageView
 from viewer.qt.jobs import Job, JobSet
+from viewer.qt.linker import Linker
 from viewer.qt.removable import StorageLike
 from viewer.qt.source import FrameSource, stack_caption
 from viewer.qt.strip import SeriesStrip, StripEntry
@@ -77,6 +78,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Lightbox")
         self.setAcceptDrops(True)
         self._stacks: list[Stack] = []
+        self._patient: tuple[str, str] = ("", "")  # (ID, name) of the study the strip lists
         self._worker: Job | None = None
         self._opening: list[Path] = []
         self.jobs = JobSet(self)
@@ -130,6 +132,7 @@ class MainWindow(QMainWindow):
         )
         self.browser.media_opened.connect(self._on_browser_media_opened)
         self.browser.series_opened.connect(self._on_browser_series_opened)
+        self.browser.compare_requested.connect(self.compare)
         self.browser.problems_found.connect(self.report_problems)
         self.browser_dock = QDockWidget("Studies", self)
         self.browser_dock.setObjectName("browser_dock")
@@ -149,6 +152,8 @@ class MainWindow(QMainWindow):
             self._on_grid_viewport_added(viewport)
         self.grid.viewport_added.connect(self._on_grid_viewport_added)
         self.grid.active_changed.connect(self._on_grid_active_changed)
+        self.linker = Linker(self.grid, self)
+        self.linker.linked.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         self.actions_by_name: dict[str, QAction] = {}
         self._export_wizard: ExportWizard | None = None
@@ -322,6 +327,32 @@ class MainWindow(QMainWindow):
             self._action("layout_custom", "Custom…", self._on_custom_layout_triggered)
         )
         layout_menu.aboutToShow.connect(self._on_layout_menu_about_to_show)
+        compare = self._action(
+            "compare", "&Compare with the selected study", self.browser.compare_selected
+        )
+        compare.setShortcut(QKeySequence("Ctrl+Shift+C"))
+        compare.setToolTip(
+            "Show the study selected in the browser (a prior of the same patient) beside the "
+            "images on screen"
+        )
+        view_menu.addAction(compare)
+        link_menu = view_menu.addMenu("Lin&k viewports")
+        link_menu.setObjectName("link_menu")
+        for name, text, toggle, key in (
+            ("link_scroll", "Scroll together by position", self.linker.set_scroll, "Ctrl+K"),
+            ("link_window", "Window/level together (same modality)", self.linker.set_window, ""),
+            ("link_zoom", "Zoom and pan together", self.linker.set_zoom, ""),
+            ("reference_lines", "Reference lines", self.linker.set_reference_lines, "Ctrl+R"),
+        ):
+            action = self._action(name, text, toggle, checkable=True)
+            action.setShortcut(QKeySequence(key))
+            link_menu.addAction(action)
+        link_here = self._action("link_here", "Link here (these slices match)", self._link_here)
+        link_here.setToolTip(
+            "For series in different frames of reference (a prior study): the slices shown now "
+            "show the same place; they scroll together from here"
+        )
+        link_menu.addAction(link_here)
 
         help_menu = bar.addMenu("&Help")
         controls = self._action("controls", "Keyboard and mouse…", self._show_controls)
@@ -460,6 +491,7 @@ class MainWindow(QMainWindow):
         browser hides, Ctrl+B brings it back), and the strip says when there are others."""
         studies = len(self.browser.studies())
         note = f"({studies} studies here: Ctrl+B lists them)" if studies > 1 else ""
+        self._patient = self.browser.selected_patient()
         self._set_stacks(stacks, current=row, whose=self.browser.selection().title, note=note)
         if stacks:
             self.browser_dock.hide()
@@ -548,6 +580,39 @@ class MainWindow(QMainWindow):
                 problem = viewport.show_stack(waiting.pop(0))
                 if problem is not None:
                     self.report_problems([problem])
+
+    def compare(self, stacks: list[Stack], patient: tuple[str, str]) -> None:
+        """Show another study of the same patient beside the one on screen (a prior): its
+        first series in a viewport other than the active one (1 × 2 if there is one only).
+        Another patient's study is refused: two patients are never side by side."""
+        if not stacks:
+            return
+        if not self._stacks or not any(v.source is not None for v in self.grid.viewports):
+            self.statusBar().showMessage("Open a study first, then compare another with it", 8000)
+            return
+        if not _same_patient(patient, self._patient):
+            self.statusBar().showMessage(
+                f"Not compared: {escape(patient[1] or '(no name)')} is not "
+                f"{escape(self._patient[1] or '(no name)')}; double-click the study to open it",
+                10000,
+            )
+            return
+        if len(self.grid.viewports) == 1:
+            self.grid.set_shape(1, 2)
+        active = self.grid.active
+        others = [v for v in self.grid.viewports if v is not active]
+        target = next((v for v in others if v.source is None), others[0])
+        problem = target.show_stack(stacks[0])
+        if problem is not None:
+            self.report_problems([problem])
+        self.statusBar().showMessage(
+            "Compared beside: View > Link viewports > Link here makes them scroll together",
+            10000,
+        )
+
+    def _link_here(self) -> None:
+        if self.linker.link_here():
+            self.actions_by_name["link_scroll"].setChecked(True)
 
     def _on_layout_menu_about_to_show(self) -> None:
         shape = self.grid.shape
@@ -740,6 +805,13 @@ class MainWindow(QMainWindow):
         self.browser.shutdown()
         self.grid.clear()
         self.jobs.wait_all(timeout=60.0)
+
+
+def _same_patient(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """One patient by ID when both have one, else by name (as the browser's rows show them)."""
+    if a[0] and b[0]:
+        return a[0] == b[0]
+    return bool(a[1]) and a[1] == b[1] and not (a[0] or b[0])
 
 
 def _strip_entry(stack: Stack) -> StripEntry:

@@ -42,7 +42,8 @@ class Viewport(QFrame):
     Signals: ``activated(Viewport)`` on a press in it; ``maximise_toggled(Viewport)`` on a
     double click; ``problem_found(Problem)`` for a frame that cannot be shown;
     ``progress(str, int)`` with a status message and how long to show it (ms, 0: until the
-    next); ``series_dropped(Viewport, int)`` when a strip row is dropped on it.
+    next); ``series_dropped(Viewport, int)`` when a strip row is dropped on it;
+    ``frame_ready(int)`` when a frame of its series (and so its header) is loaded.
     """
 
     activated = Signal(object)
@@ -50,6 +51,7 @@ class Viewport(QFrame):
     problem_found = Signal(object)
     progress = Signal(str, int)
     series_dropped = Signal(object, int)
+    frame_ready = Signal(int)
 
     def __init__(self, jobs: JobSet, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -130,6 +132,7 @@ class Viewport(QFrame):
             return
         self._decoded.add(position)
         self._report_progress(source)
+        self.frame_ready.emit(position)
 
     def _on_source_problem_found(self, position: int, message: str) -> None:
         source = self.source
