@@ -275,6 +275,30 @@ def build_parser() -> argparse.ArgumentParser:
     deid.add_argument("--keep-uids", action="store_true", help="Retain UIDs")
     p_burn.set_defaults(func=_cmd_burn)
 
+    # -- reading tools (issue 11) --------------------------------------------------------------
+    p_dump = sub.add_parser(
+        "dump",
+        help="print every element of a file: sequences, private tags, fragments",
+        description="Print the whole data set of a DICOM file, one element per line indented "
+        "by depth (as dcmdump does): the File Meta first, sequences and their items, private "
+        "tags with their creator, and the fragments of encapsulated Pixel Data with their byte "
+        "offsets. Values are escaped and cut at 200 characters; binary values show their "
+        "length and first bytes.",
+    )
+    p_dump.add_argument("file", metavar="FILE")
+    p_dump.add_argument(
+        "--search",
+        metavar="TEXT",
+        help="only the elements whose keyword, tag ((0010,0010), 0010,0010 or 00100010), "
+        "value or private creator matches, with the sequences and items holding them",
+    )
+    p_dump.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: path, transfer_syntax, warnings, elements (see the README)",
+    )
+    p_dump.set_defaults(func=_cmd_dump)
+
     p_verify = sub.add_parser("verify", help="check media (folder or .iso) as MEDIA.md says")
     p_verify.add_argument("path", metavar="PATH")
     p_verify.add_argument("--profile", choices=["cd", "dvd-jpeg", "usb-jpeg"])
@@ -758,6 +782,30 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     report = verify(path, args.profile)
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+# -- reading tools (issue 11) ------------------------------------------------------------------
+
+
+def _cmd_dump(args: argparse.Namespace) -> int:
+    from viewer.imaging.decode import DecodeError
+    from viewer.imaging.dump import dump_file, dump_json, search, text_lines
+
+    path = Path(args.file)
+    try:
+        dump = dump_file(path)
+    except DecodeError as exc:
+        _say(f"{exc.path}: {exc.reason}")
+        return EXIT_FAILED
+    nodes = search(dump.nodes, args.search) if args.search else dump.nodes
+    if args.json:
+        print(_json(dump_json(dump, nodes)))
+    else:
+        for line in text_lines(nodes):  # every name and value in a node is escaped already
+            print(line)
+    for warning in dump.warnings:
+        _say(f"{path}: {warning}")
+    return EXIT_PROBLEMS if dump.warnings else EXIT_OK
 
 
 def _normalise_argv(argv: Sequence[str], subcommands: Sequence[str]) -> list[str]:
