@@ -143,8 +143,9 @@ def _skip_items(reader: _Reader, pos: int) -> int:
 def _walk_sequence(reader: _Reader, pos: int, implicit: bool, limit: int) -> tuple[int, int]:
     """Walk the sequence element at ``pos`` with an explicit stack; return (end, max depth).
 
-    Raises _TooDeep (with the sequence's end when it can be found by skipping) when the
-    nesting exceeds ``limit``, ValueError when the structure is broken.
+    Raises _TooDeep (with the sequence's end when it can be found by skipping, else the end of
+    the data) when the nesting exceeds ``limit``, even if the structure breaks further on;
+    ValueError when the structure is broken before that.
     """
     # Each frame: (kind, end or None, implicit) where kind is "seq" or "item".
     stack: list[tuple[str, int | None, bool]] = []
@@ -168,51 +169,56 @@ def _walk_sequence(reader: _Reader, pos: int, implicit: bool, limit: int) -> tup
         return at + hsize
 
     pos = open_sequence(pos, implicit)
-    while stack:
-        kind, end, enc_implicit = stack[-1]
-        if end is not None and pos >= end:
-            if pos > end:
-                raise ValueError("content overruns its length")
-            if stack.pop()[0] == "seq":
-                depth -= 1
-            continue
-        if too_deep and end is not None and kind == "seq":
-            # Skip the rest of this defined-length sequence without walking into it.
-            pos = end
-            continue
-        tag, vr, length, hsize = reader.header(pos, enc_implicit)
-        if kind == "seq":
-            if tag == SEQUENCE_DELIMITER and end is None:
-                stack.pop()
-                depth -= 1
+    try:
+        while stack:
+            kind, end, enc_implicit = stack[-1]
+            if end is not None and pos >= end:
+                if pos > end:
+                    raise ValueError("content overruns its length")
+                if stack.pop()[0] == "seq":
+                    depth -= 1
+                continue
+            if too_deep and end is not None and kind == "seq":
+                # Skip the rest of this defined-length sequence without walking into it.
+                pos = end
+                continue
+            tag, vr, length, hsize = reader.header(pos, enc_implicit)
+            if kind == "seq":
+                if tag == SEQUENCE_DELIMITER and end is None:
+                    stack.pop()
+                    depth -= 1
+                    pos += 8
+                    continue
+                if tag != ITEM:
+                    raise ValueError("expected an item in a sequence")
+                item_end = None if length == UNDEFINED else pos + 8 + length
+                if item_end is not None and item_end > reader.end:
+                    raise ValueError("item length runs past the end of the data")
+                stack.append(("item", item_end, enc_implicit))
                 pos += 8
                 continue
-            if tag != ITEM:
-                raise ValueError("expected an item in a sequence")
-            item_end = None if length == UNDEFINED else pos + 8 + length
-            if item_end is not None and item_end > reader.end:
-                raise ValueError("item length runs past the end of the data")
-            stack.append(("item", item_end, enc_implicit))
-            pos += 8
-            continue
-        # inside an item
-        if tag == ITEM_DELIMITER and end is None:
-            stack.pop()
-            pos += 8
-            continue
-        is_sq = (
-            vr == b"SQ"
-            or (length == UNDEFINED and vr in (b"", b"UN"))
-            or (enc_implicit and _is_sequence_tag(tag))
-        )
-        if is_sq:
-            pos = open_sequence(pos, enc_implicit)
-            continue
-        if length == UNDEFINED:
-            raise ValueError("undefined length on a non-sequence element")
-        pos += hsize + length
-        if pos > reader.end:
-            raise ValueError("element length runs past the end of the data")
+            # inside an item
+            if tag == ITEM_DELIMITER and end is None:
+                stack.pop()
+                pos += 8
+                continue
+            is_sq = (
+                vr == b"SQ"
+                or (length == UNDEFINED and vr in (b"", b"UN"))
+                or (enc_implicit and _is_sequence_tag(tag))
+            )
+            if is_sq:
+                pos = open_sequence(pos, enc_implicit)
+                continue
+            if length == UNDEFINED:
+                raise ValueError("undefined length on a non-sequence element")
+            pos += hsize + length
+            if pos > reader.end:
+                raise ValueError("element length runs past the end of the data")
+    except ValueError:
+        if too_deep:  # broken after nesting too deep: the depth is what to report
+            raise _TooDeep(reader.end, max_depth) from None
+        raise
     if too_deep:
         raise _TooDeep(pos, max_depth)
     return pos, max_depth

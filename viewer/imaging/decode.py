@@ -85,7 +85,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom.datadict import dictionary_has_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_fragments, get_frame
@@ -686,25 +686,43 @@ def _drop_deep_sequences(ds: Dataset, warnings: list[str]) -> None:
 
     pydicom keeps a defined-length sequence as raw bytes and parses one level per access, so
     a 20,000-deep one reads fine and raises RecursionError later, in whoever walks it
-    (printing, copying, JSON). Walk their bytes here without recursion.
+    (printing, copying, JSON). Walk their bytes here without recursion. An UN element of a tag
+    the dictionary knows as SQ is one too: pydicom reads it as a sequence on first access
+    (``replace_un_with_known_vr``; a 4 KB one nested 250 deep, found by make fuzz); its items
+    may be in either VR encoding, so both are walked.
     """
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
-        if not isinstance(raw, RawDataElement) or raw.VR != "SQ" or raw.value is None:
+        if not isinstance(raw, RawDataElement) or raw.value is None:
+            continue
+        if raw.VR == "SQ":
+            encodings = [bool(raw.is_implicit_VR)]
+        elif raw.VR == "UN" and dictionary_has_tag(tag) and dictionary_VR(tag) == "SQ":
+            encodings = [True, False]
+        else:
             continue
         if raw.length == _UNDEFINED or len(raw.value) < 8 * MAX_SEQUENCE_DEPTH:
             continue  # too short to nest that deep (each level takes 16+ bytes)
         order = "<" if raw.is_little_endian else ">"
         tag_bytes = struct.pack(order + "HH", tag.group, tag.element)
         length = struct.pack(order + "I", len(raw.value))
-        header = tag_bytes + (length if raw.is_implicit_VR else b"SQ\x00\x00" + length)
-        deep = _decode_scan.find_deep_elements(
-            header + bytes(raw.value),
-            0,
-            implicit=bool(raw.is_implicit_VR),
-            little=bool(raw.is_little_endian),
-            limit=MAX_SEQUENCE_DEPTH,
-        )
+        found = []
+        for implicit in encodings:
+            header = tag_bytes + (length if implicit else b"SQ\x00\x00" + length)
+            found.append(
+                _decode_scan.find_deep_elements(
+                    header + bytes(raw.value),
+                    0,
+                    implicit=implicit,
+                    little=bool(raw.is_little_endian),
+                    limit=MAX_SEQUENCE_DEPTH,
+                )
+            )
+        # An SQ: too deep or malformed. An UN: too deep in one encoding, or malformed in both
+        # (pydicom reads on through item lengths that run past the end, one level deeper each)
+        deep = next((d for d in found if d and d[0].depth > 0), None)
+        if deep is None and all(found):
+            deep = found[0]
         if deep:
             del ds[tag]
             depth = deep[0].depth
