@@ -12,6 +12,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QApplication, QTreeWidgetItem
 
 from viewer.imaging import dump as dump_module
@@ -122,6 +123,11 @@ def test_sequences_and_fragments_are_rows(open_inspector) -> None:  # type: igno
     assert pixels.text(3) == "undefined"
     assert [c.text(1) for c in items(pixels)] == ["Basic Offset Table", "Fragment 1", "Fragment 2"]
     assert items(pixels)[0].text(4).endswith(": 0\\672")
+    # the tag column fits the deepest rows, collapsed or not
+    fixed = QFontMetrics(items(pixels)[0].font(0))
+    indent = two_frames.tree.indentation()
+    assert two_frames.tree.columnWidth(0) >= fixed.horizontalAdvance("(FFFE,E000)") + 3 * indent
+    assert dialog.tree.columnWidth(0) >= fixed.horizontalAdvance("(FFFE,E000)") + 5 * indent
 
 
 def test_typing_a_search_leaves_only_matching_rows_and_their_ancestors(

@@ -25,6 +25,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QFont,
     QFontDatabase,
+    QFontMetrics,
     QGuiApplication,
     QKeySequence,
     QShortcut,
@@ -195,8 +196,12 @@ class TagInspector(QDialog):
             for heading in headings:
                 heading.setFirstColumnSpanned(True)
                 heading.setExpanded(True)
-            for column in (TAG, VR, LENGTH):
+            for column in (VR, LENGTH):
                 self.tree.resizeColumnToContents(column)
+            # wide enough for the deepest tag, expanded or not (contents count only rows shown)
+            depth = 1 + max((d + bool(n.fragments) for d, n in _depths(dump.nodes, 1)), default=1)
+            text = QFontMetrics(self._fixed).horizontalAdvance("(FFFE,E000)")
+            self.tree.setColumnWidth(TAG, min(text + self.tree.indentation() * depth + 16, 480))
             self.tree.setColumnWidth(NAME, 300)
             self.tree.header().setSectionResizeMode(VALUE, QHeaderView.ResizeMode.Interactive)
         finally:
@@ -321,3 +326,10 @@ def _children(item: QTreeWidgetItem) -> Iterator[QTreeWidgetItem]:
         child = item.child(i)
         if child is not None:
             yield child
+
+
+def _depths(nodes: list[Node], depth: int) -> Iterator[tuple[int, Node]]:
+    """(depth, node) of every node and item, the top level at ``depth``."""
+    for node in nodes:
+        yield depth, node
+        yield from _depths(node.children, depth + 1)
