@@ -208,6 +208,10 @@ class PlaneAxes:
     """(between rows, between columns) of the reformat, mm."""
     spacing: float
     """Between two positions of the plane, mm."""
+    corner: Vector
+    """Patient position of the reformat's pixel (0, 0) at position 0, mm."""
+    step: Vector
+    """Patient displacement from one position of the plane to the next, mm."""
 
 
 @dataclass(frozen=True)
@@ -423,6 +427,9 @@ class VolumeGeometry:
             flip_across = directions[across][across_p] * across_sign < 0
             down_sign_f = -1.0 if flip_down else 1.0
             across_sign_f = -1.0 if flip_across else 1.0
+            corner = [0.0, 0.0, 0.0]
+            corner[down] = self.shape[down] - 1 if flip_down else 0
+            corner[across] = self.shape[across] - 1 if flip_across else 0
             out[plane] = PlaneAxes(
                 plane=plane,
                 fixed=fixed,
@@ -436,6 +443,8 @@ class VolumeGeometry:
                 column_cosines=_vector(np.array(directions[down]) * down_sign_f),
                 pixel_spacing=(spacings[down], spacings[across]),
                 spacing=spacings[fixed],
+                corner=_vector(self.voxel_to_patient(corner)),
+                step=_vector(self._matrix[:, fixed]),
             )
         return out
 
@@ -641,10 +650,7 @@ def reformat(
     # One slice is always copied, even when the view is contiguous already (the acquired plane):
     # a reformat kept by the view must not keep the whole volume alive nor change with it.
     pixels = np.array(oriented, order="C") if hi - lo == 1 else np.ascontiguousarray(oriented)
-    corner = [0.0, 0.0, 0.0]
-    corner[axes.fixed] = index
-    corner[axes.down] = axes.shape[0] - 1 if axes.flip_down else 0
-    corner[axes.across] = axes.shape[1] - 1 if axes.flip_across else 0
+    (cx, cy, cz), (sx, sy, sz) = axes.corner, axes.step
     return Reformat(
         pixels=pixels,
         plane=axes.plane,
@@ -654,7 +660,7 @@ def reformat(
         pixel_spacing=axes.pixel_spacing,
         row_cosines=axes.row_cosines,
         column_cosines=axes.column_cosines,
-        origin=_vector(volume.geometry.voxel_to_patient(corner)),
+        origin=(cx + sx * index, cy + sy * index, cz + sz * index),
         slab_mm=axes.spacing * (hi - lo),
     )
 
