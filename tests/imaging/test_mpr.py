@@ -422,6 +422,13 @@ def _changed(keyword: str, value: object) -> list[Dataset]:
     return headers
 
 
+def _far_apart() -> list[Dataset]:
+    headers = stack([0, 1, 2])
+    headers[0].ImagePositionPatient = ["0", "0", "-1e308"]
+    headers[2].ImagePositionPatient = ["0", "0", "1e308"]
+    return headers
+
+
 @pytest.mark.parametrize(
     ("headers", "reason"),
     [
@@ -435,6 +442,7 @@ def _changed(keyword: str, value: object) -> list[Dataset]:
         (stack([0, 2.5]), "2 frame\\(s\\): a volume needs at least 3"),
         (stack([0, 2.5, 2.5, 5]), "frames 2 and 3 lie at the same position"),
         (stack([0, 5, 2.5, 7.5]), "out of order along the normal: frame 3 lies 2.5 mm before"),
+        (_far_apart(), "positions are too far apart"),
     ],
 )
 def test_frames_that_make_no_volume_are_refused_with_the_reason(

@@ -286,7 +286,10 @@ class VolumeGeometry:
         dr, dc = first.spacing
 
         positions = np.array([f.position for f in frames], dtype=np.float64)
-        offsets = positions - positions[0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            offsets = positions - positions[0]
+        if not np.isfinite(offsets).all():
+            raise VolumeError("the frames' positions are too far apart to compute with")
         along = offsets @ normal
         if along[-1] < 0:  # the frames run against row x column
             normal, along = -normal, -along
@@ -311,10 +314,7 @@ class VolumeGeometry:
             # The least-squares in-plane drift per mm along the normal: its angle is the tilt.
             slope = (along @ in_plane) / float(along @ along)
             tilt = math.degrees(math.atan(float(np.linalg.norm(slope))))
-            what = (
-                f"gantry tilt of {tilt:.2f}° (the frames' positions step {tilt:.2f}° off "
-                "their normal)"
-            )
+            what = f"gantry tilt of {tilt:.2f}° (the positions step off the slice normal)"
             if irregular == "refuse":
                 raise VolumeError(f"{what}: the slices are not stacked square")
             shifts[:, 0] = in_plane @ column / dr
