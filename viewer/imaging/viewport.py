@@ -54,6 +54,7 @@ class Changed(enum.Flag):
     POSITION = enum.auto()
     WINDOW = enum.auto()
     GEOMETRY = enum.auto()
+    ANNOTATIONS = enum.auto()  # measurements drawn on the image
 
 
 @dataclass

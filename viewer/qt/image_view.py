@@ -31,6 +31,7 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPen,
+    QPolygonF,
     QResizeEvent,
     QTransform,
     QWheelEvent,
@@ -38,6 +39,8 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from viewer.imaging import annotations as notes
+from viewer.imaging import measure
+from viewer.imaging import measure_tools as mt
 from viewer.imaging import viewport as vp
 from viewer.imaging.annotations import format_value
 from viewer.imaging.display import CT_PRESETS, FrameRenderer, Voi, Window
@@ -85,6 +88,7 @@ class ImageView(QWidget):
     pixel_probed = Signal(str)
     cine_changed = Signal(bool)
     frame_failed = Signal(int, str)  # a decoded frame the display pipeline refused
+    measurements_changed = Signal()  # a shape drawn, moved, selected or removed here
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -110,6 +114,10 @@ class ImageView(QWidget):
         self._wheel_rest = 0
         self._hover: QPointF | None = None  # the mouse over the view, for the readout
         self._reference_lines: list[Segment] = []
+        self.board: mt.Board | None = None  # the window's measurements (shared by viewports)
+        self._measure_kind: str | None = None
+        self._draw_tool: mt.DrawTool | None = None
+        self._results: OrderedDict[tuple[Any, ...], str] = OrderedDict()
         self._cine = QTimer(self)
         self._cine.setTimerType(Qt.TimerType.PreciseTimer)
         self._cine.timeout.connect(self._on_cine_timeout)
@@ -127,6 +135,9 @@ class ImageView(QWidget):
         self._renderers.clear()
         self._masks.clear()
         self._failed.clear()
+        self._results.clear()
+        if self._draw_tool is not None:
+            self._draw_tool.cancel()
         self._drop_buffer()
         self._last_shown = None
         if source is not None:
@@ -175,6 +186,8 @@ class ImageView(QWidget):
             self.window_changed.emit()
         if changed & vp.Changed.GEOMETRY:
             self.view_changed.emit()
+        if changed & vp.Changed.ANNOTATIONS:
+            self.measurements_changed.emit()
         if changed:
             self.update()
 
@@ -516,6 +529,7 @@ class ImageView(QWidget):
                 painter.drawImage(QRectF(0, 0, size[0], size[1]), image)
                 self._draw_reference_lines(painter)
                 painter.restore()
+                self._draw_measurements(painter)
             elif self.problem():
                 self._draw_centred(painter, str(self.problem()), error=True)
             else:
@@ -533,6 +547,104 @@ class ImageView(QWidget):
             # After the paint, so that a slot may close or repaint the window.
             shown = self.viewport.position
             QTimer.singleShot(0, self, lambda: self.image_shown.emit(shown))
+
+    # ----------------------------------------------------------------- measurements
+    @property
+    def measure_kind(self) -> str | None:
+        return self._measure_kind
+
+    def set_measure_kind(self, kind: str | None) -> None:
+        """What the left button draws (:data:`viewer.imaging.measure_tools.KINDS`); None:
+        it moves measurements and pans."""
+        if self._draw_tool is not None:
+            self._changed(self._draw_tool.cancel())
+        self._measure_kind = kind
+        self._draw_tool = (
+            mt.DrawTool(kind, self.board, self.measurement_key, self.measurement_scale)
+            if kind is not None and self.board is not None
+            else None
+        )
+        self.setCursor(Qt.CursorShape.CrossCursor if kind else Qt.CursorShape.ArrowCursor)
+
+    def measurement_key(self) -> mt.Key | None:
+        """The image shown, as the board keys it: (SOP Instance UID, frame number from 1)."""
+        ds = self._dataset()
+        uid = str(ds.get("SOPInstanceUID", "") or "") if ds is not None else ""
+        if not uid or self._source is None:
+            return None
+        return (uid, self._source.frame_index(self.viewport.position) + 1)
+
+    def measurement_scale(self) -> measure.Scale:
+        """The calibration of the frame shown, for lengths while drawing."""
+        ds = self._dataset()
+        if ds is None or self._source is None:
+            return measure.PIXELS
+        calibration = measure.Calibration.from_dataset(
+            ds, self._source.frame_index(self.viewport.position)
+        )
+        return calibration.scale
+
+    def measurements(self) -> list[tuple[measure.Shape, str]]:
+        """The shapes on the frame shown with what each measures (as drawn beside it)."""
+        board = self.board
+        key = self.measurement_key()
+        if board is None or key is None:
+            return []
+        return [(shape, self._result_text(shape)) for shape in board.shapes(key)]
+
+    def _result_text(self, shape: measure.Shape) -> str:
+        position = self.viewport.position
+        cache_key = (position, shape)
+        text = self._results.get(cache_key)
+        if text is not None:
+            return text
+        ds = self._dataset()
+        pixels = self._source.frame(position) if self._source is not None else None
+        frame_index = self._source.frame_index(position) if self._source is not None else 0
+        try:
+            calibration = measure.Calibration.from_dataset(ds, frame_index)
+            values = (
+                measure.FrameValues.from_frame(ds, frame_index, pixels)
+                if pixels is not None and ds is not None and shape.kind in measure.ROI_KINDS
+                else None
+            )
+            text = measure.measure(shape, calibration, values).text()
+        except Exception as exc:  # odd geometry or values: say so beside the shape
+            log.debug("measurement failed", exc_info=True)
+            text = f"cannot measure: {exc}"
+        self._results[cache_key] = text
+        while len(self._results) > 256:
+            self._results.popitem(last=False)
+        return text
+
+    def _draw_measurements(self, painter: QPainter) -> None:
+        """The board's shapes of this frame (and the one being drawn), under the image
+        transform; their values beside them in screen coordinates."""
+        board = self.board
+        key = self.measurement_key()
+        if board is None or key is None:
+            return
+        shapes = list(enumerate(board.shapes(key)))
+        preview = board.preview
+        drawing = preview[1] if preview is not None and preview[0] == key else None
+        if not shapes and drawing is None:
+            return
+        transform = self.image_transform()
+        selected = board.selected
+        painter.save()
+        painter.setTransform(transform)
+        for index, shape in shapes:
+            chosen = selected is not None and selected.key == key and selected.index == index
+            _paint_shape(painter, shape, QColor(255, 170, 40) if chosen else QColor(90, 200, 255))
+            if chosen:
+                _paint_handles(painter, shape, transform)
+        if drawing is not None:
+            _paint_shape(painter, drawing, QColor(255, 255, 120))
+        painter.restore()
+        for _index, shape in shapes:
+            anchor = max(measure.handles(shape), key=lambda p: (p[1], -p[0]))
+            at = transform.map(QPointF(anchor[1] + 0.5, anchor[0] + 0.5))
+            self._draw_text(painter, at.x() + 8, at.y() - 4, self._result_text(shape))
 
     # ----------------------------------------------------------------- reference lines
     @property
@@ -694,7 +806,8 @@ class ImageView(QWidget):
         self.view_changed.emit()
 
     def tool_for(self, button: Qt.MouseButton, modifiers: Qt.KeyboardModifier) -> vp.Tool | None:
-        """The mouse tool a drag starts (docs/controls.md): right windows; left and middle pan;
+        """The mouse tool a drag starts (docs/controls.md): right windows; left draws the
+        measurement chosen, else moves a measurement under it, else pans; middle pans;
         Shift+left zooms; Ctrl+left scrolls through the stack."""
         if button == Qt.MouseButton.RightButton:
             return vp.WindowTool()
@@ -703,6 +816,10 @@ class ImageView(QWidget):
                 return vp.ZoomTool()
             if modifiers & Qt.KeyboardModifier.ControlModifier:
                 return vp.ScrollTool()
+            if self.board is not None and self._draw_tool is not None:
+                return self._draw_tool
+            if self.board is not None:
+                return mt.EditTool(self.board, self.measurement_key, self.measurement_scale)
             return vp.PanTool()
         if button == Qt.MouseButton.MiddleButton:
             return vp.PanTool()
@@ -822,3 +939,47 @@ class ImageView(QWidget):
             return
         action()
         event.accept()
+
+
+def _paint_shape(painter: QPainter, shape: measure.Shape, colour: QColor) -> None:
+    """One shape in image coordinates (x = column + 0.5, y = row + 0.5), a cosmetic pen with
+    a dark edge so it shows on bone and on air."""
+
+    def at(p: tuple[float, float]) -> QPointF:
+        return QPointF(p[1] + 0.5, p[0] + 0.5)
+
+    for pen_colour, width in ((QColor(0, 0, 0), 3.0), (colour, 1.5)):
+        pen = QPen(pen_colour, width)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        if isinstance(shape, measure.Distance):
+            painter.drawLine(at(shape.p0), at(shape.p1))
+        elif isinstance(shape, measure.Angle):
+            painter.drawLine(at(shape.a), at(shape.vertex))
+            painter.drawLine(at(shape.vertex), at(shape.b))
+        elif isinstance(shape, measure.Bidirectional):
+            painter.drawLine(at(shape.p0), at(shape.p1))
+            painter.drawLine(at(shape.q0), at(shape.q1))
+        elif isinstance(shape, measure.RectROI | measure.EllipseROI):
+            top, bottom = sorted((shape.p0[0], shape.p1[0]))
+            left, right = sorted((shape.p0[1], shape.p1[1]))
+            rect = QRectF(left + 0.5, top + 0.5, right - left, bottom - top)
+            if isinstance(shape, measure.RectROI):
+                painter.drawRect(rect)
+            else:
+                painter.drawEllipse(rect)
+        elif isinstance(shape, measure.FreehandROI):
+            painter.drawPolygon(QPolygonF([at(v) for v in shape.vertices]))
+
+
+def _paint_handles(painter: QPainter, shape: measure.Shape, transform: QTransform) -> None:
+    """Small squares on the handles of the selected shape, a constant size on screen."""
+    painter.save()
+    painter.resetTransform()
+    painter.setPen(QPen(QColor(0, 0, 0), 1))
+    painter.setBrush(QColor(255, 170, 40))
+    for row, column in measure.handles(shape):
+        p = transform.map(QPointF(column + 0.5, row + 0.5))
+        painter.drawRect(QRectF(p.x() - 3, p.y() - 3, 6, 6))
+    painter.restore()

@@ -13,13 +13,22 @@ are listed in the panel and on stderr, naming the file, while the rest loads.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -35,6 +44,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer import model
+from viewer.imaging import measure_tools as mt
 from viewer.imaging import presets as user_presets
 from viewer.imaging.annotations import window_value
 from viewer.imaging.display import CT_PRESETS, Window
@@ -53,6 +63,7 @@ from viewer.qt.thumbnails import ThumbnailWorker
 from viewer.qt.viewports import LAYOUTS, MAX_SIDE, Viewport, ViewportGrid
 from viewer.qt.workers import OpenResult, open_paths
 from viewer.store import Store
+from viewer.store import measurements as measurements_store
 from viewer.text import escape, plural
 
 log = logging.getLogger(__name__)
@@ -62,6 +73,7 @@ class MainWindow(QMainWindow):
     """The study browser on top, series on the left, the image in the middle, problems below."""
 
     opened = Signal(int)  # number of stacks found by the last open
+    measurements_exported = Signal(str)
     problems_reported = Signal(list)
 
     def __init__(
@@ -153,6 +165,14 @@ class MainWindow(QMainWindow):
         self.grid.viewport_added.connect(self._on_grid_viewport_added)
         self.grid.active_changed.connect(self._on_grid_active_changed)
         self.linker = Linker(self.grid, self)
+        # Measurements: one board for every viewport, kept in the store per image.
+        self.board = mt.Board()
+        self._measured_uids: set[str] = set()
+        self._saved: dict[mt.Key, int] = {}  # the board revision each image was saved at
+        self._save_lock = threading.Lock()
+        for viewport in self.grid.viewports:
+            self._attach_board(viewport)
+        self.grid.viewport_added.connect(self._attach_board)
         self.linker.linked.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         self.actions_by_name: dict[str, QAction] = {}
@@ -353,6 +373,41 @@ class MainWindow(QMainWindow):
             "show the same place; they scroll together from here"
         )
         link_menu.addAction(link_here)
+
+        measure_menu = bar.addMenu("&Measure")
+        measure_menu.setObjectName("measure_menu")
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        for name, text, key, kind in (
+            ("measure_none", "Pan and edit measurements", "Esc", None),
+            ("measure_distance", "Distance", "D", "distance"),
+            ("measure_angle", "Angle (drag one arm, click the other's end)", "G", "angle"),
+            ("measure_rectangle", "Rectangle ROI", "Q", "rectangle"),
+            ("measure_ellipse", "Ellipse ROI", "E", "ellipse"),
+            ("measure_freehand", "Freehand ROI", "W", "freehand"),
+            ("measure_bidirectional", "Bidirectional (long and short axis)", "B", "bidirectional"),
+        ):
+            action = self._action(
+                name, text, lambda _=False, k=kind: self.set_measure_kind(k), checkable=True
+            )
+            action.setShortcut(QKeySequence(key))
+            group.addAction(action)
+            measure_menu.addAction(action)
+        self.actions_by_name["measure_none"].setChecked(True)
+        measure_menu.addSeparator()
+        delete = self._action(
+            "measure_delete", "Delete the selected measurement", self.delete_measurement
+        )
+        delete.setShortcuts([QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_Backspace)])
+        measure_menu.addAction(delete)
+        measure_menu.addAction(
+            self._action(
+                "measure_clear", "Clear the measurements of this image", self.clear_measurements
+            )
+        )
+        measure_menu.addAction(
+            self._action("measure_export", "Export measurements as CSV…", self.export_measurements)
+        )
 
         help_menu = bar.addMenu("&Help")
         controls = self._action("controls", "Keyboard and mouse…", self._show_controls)
@@ -609,6 +664,128 @@ class MainWindow(QMainWindow):
             "Compared beside: View > Link viewports > Link here makes them scroll together",
             10000,
         )
+
+    # ----------------------------------------------------------------- measurements
+    def set_measure_kind(self, kind: str | None) -> None:
+        """What the left button draws in every viewport (None: it moves measurements, pans)."""
+        for viewport in self.grid.viewports:
+            viewport.view.set_measure_kind(kind)
+        name = f"measure_{kind}" if kind else "measure_none"
+        self.actions_by_name[name].setChecked(True)
+
+    def _attach_board(self, viewport: Viewport) -> None:
+        view = viewport.view
+        view.board = self.board
+        if self.grid.viewports and self.grid.viewports[0] is not viewport:
+            view.set_measure_kind(self.grid.viewports[0].view.measure_kind)
+        view.measurements_changed.connect(lambda v=view: self._on_measurements_changed(v))
+        viewport.stack_shown.connect(self._load_measurements)
+
+    def _repaint_views(self) -> None:
+        for viewport in self.grid.viewports:
+            viewport.view.update()
+
+    def _load_measurements(self, stack: Stack) -> None:
+        """The store's measurements of a series' images, once per image and session."""
+        store = self.browser.store
+        uids = {ref.instance.sop_instance_uid for ref in stack.frames} - self._measured_uids
+        if store is None or not uids:
+            return
+        self._measured_uids |= uids
+        try:
+            found, problems = measurements_store.load(store, uids)
+        except (sqlite3.Error, OSError) as exc:
+            self.report_problems([model.Problem(str(store.db_path), f"measurements: {exc}")])
+            return
+        if found:
+            self.board.load(found)
+            self._repaint_views()
+        if problems:
+            self.report_problems(problems)
+
+    def _on_measurements_changed(self, view: ImageView) -> None:
+        self._repaint_views()
+        key = view.measurement_key()
+        if key is not None:
+            self._save_measurements(key)
+
+    def _save_measurements(self, key: mt.Key) -> None:
+        """Keep one image's shapes in the store, on a worker (the index may be busy); a later
+        change of the same image always wins over an earlier one still being written."""
+        store = self.browser.store
+        if store is None or store.read_only:
+            return
+        revision = self.board.revision
+        shapes = self.board.shapes(key)
+        saved, lock = self._saved, self._save_lock
+
+        def work(_cancel: threading.Event, _progress: Callable[..., None]) -> None:
+            with lock:
+                if saved.get(key, -1) > revision:
+                    return
+                measurements_store.save_image(store, key[0], key[1], shapes)
+                saved[key] = revision
+
+        job = Job("SaveMeasurements", work)
+        job.failed.connect(
+            lambda exc: self.report_problems(
+                [model.Problem(str(store.db_path), f"measurements not kept: {exc}")]
+            )
+        )
+        self.jobs.start(job)
+
+    def delete_measurement(self) -> None:
+        selected = self.board.selected
+        if selected is not None and self.board.remove_selected():
+            self._repaint_views()
+            self._save_measurements(selected.key)
+
+    def clear_measurements(self) -> None:
+        key = self.view.measurement_key()
+        if key is not None and self.board.clear(key):
+            self._repaint_views()
+            self._save_measurements(key)
+
+    def ask_save_path(self, suggestion: str) -> str:
+        """Where to write a file (empty: cancelled); tests replace it."""
+        path, _filter = QFileDialog.getSaveFileName(
+            self, "Export measurements", suggestion, "CSV (*.csv)"
+        )
+        return path
+
+    def export_measurements(self) -> None:
+        """Every measurement of the images open, measured again from their files on a
+        worker, as CSV (UTF-8 with a byte order mark, so that a spreadsheet reads names)."""
+        items = list(self.board)
+        if not items:
+            self.statusBar().showMessage("No measurements to export", 5000)
+            return
+        target = self.ask_save_path(str(Path.home() / "measurements.csv"))
+        if not target:
+            return
+        paths: dict[str, Path] = {}
+        stacks = list(self._stacks) + [v.stack for v in self.grid.viewports if v.stack]
+        for stack in stacks:
+            for ref in stack.frames:
+                paths.setdefault(ref.instance.sop_instance_uid, ref.path)
+
+        def work(_cancel: threading.Event, _progress: Callable[..., None]) -> list[model.Problem]:
+            text, problems = mt.csv_of(items, paths.get)
+            Path(target).write_text(text, encoding="utf-8-sig", newline="")
+            return problems
+
+        job = Job("ExportMeasurements", work)
+        job.finished.connect(lambda problems: self._on_measurements_exported(target, problems))
+        job.failed.connect(
+            lambda exc: self.report_problems([model.Problem(target, f"not written: {exc}")])
+        )
+        self.jobs.start(job)
+
+    def _on_measurements_exported(self, target: str, problems: object) -> None:
+        if isinstance(problems, list) and problems:
+            self.report_problems(problems)
+        self.statusBar().showMessage(f"Measurements written to {escape(target)}", 8000)
+        self.measurements_exported.emit(target)
 
     def _link_here(self) -> None:
         if self.linker.link_here():

@@ -52,6 +52,7 @@ class Viewport(QFrame):
     progress = Signal(str, int)
     series_dropped = Signal(object, int)
     frame_ready = Signal(int)
+    stack_shown = Signal(object)  # the Stack now shown (measurements are loaded for it)
 
     def __init__(self, jobs: JobSet, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,6 +99,8 @@ class Viewport(QFrame):
                 problem = model.Problem(stack_label(stack), f"cannot be loaded: {exc}")
         self.stack = stack if source is not None else None
         self.set_source(source)
+        if self.stack is not None:
+            self.stack_shown.emit(self.stack)
         return problem
 
     def set_source(self, source: FrameSource | None) -> None:

@@ -102,7 +102,20 @@ _V2 = [
     "CREATE TABLE pending_deletes (path TEXT PRIMARY KEY)",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+#: Version 3: measurements drawn on images, kept by SOP Instance UID and frame (also for images
+#: of a disc that was not imported: opened again, they show again), in the order drawn.
+_V3 = [
+    """CREATE TABLE measurements (
+        sop_instance_uid TEXT NOT NULL,
+        frame_number INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        saved_at TEXT NOT NULL,
+        PRIMARY KEY (sop_instance_uid, frame_number, position)
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
