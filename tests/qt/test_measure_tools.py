@@ -219,3 +219,18 @@ def test_measurements_export_as_csv(  # type: ignore[no-untyped-def]
     assert length["Unit"] == "mm" and length["Patient ID"] == "PID-42"
     mean = next(r for r in rows if r["Quantity"] == "mean")
     assert float(mean["Value"]) == pytest.approx(0.0) and mean["Unit"] == "HU"
+
+
+def test_the_tag_inspector_opens_on_the_image_shown(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
+    view = open_phantom(qtbot, window, tmp_path / "ct")
+    view.set_position(1)
+    dialog = window.show_tag_inspector()
+    assert dialog is not None
+    qtbot.waitUntil(lambda: dialog.tree.topLevelItemCount() == 2, timeout=30000)
+    assert "IM1.dcm" in dialog.windowTitle() and "Müller" in dialog.windowTitle()
+    dialog.search_edit.setText("InstanceNumber")
+    dialog.apply_filter()
+    found = dialog.tree.findItems("InstanceNumber", Qt.MatchFlag.MatchRecursive, 1)
+    assert [item.text(4) for item in found if not item.isHidden()] == ["2"]

@@ -54,6 +54,7 @@ from viewer.qt.browser import BrowserWidget
 from viewer.qt.export_wizard import ExportWizard, open_export_wizard
 from viewer.qt.help import CONFORMANCE_DOC, CONTROLS_DOC, AboutDialog, DocumentDialog
 from viewer.qt.image_view import ImageView
+from viewer.qt.inspector import TagInspector
 from viewer.qt.jobs import Job, JobSet
 from viewer.qt.linker import Linker
 from viewer.qt.removable import StorageLike
@@ -177,6 +178,7 @@ class MainWindow(QMainWindow):
 
         self.actions_by_name: dict[str, QAction] = {}
         self._export_wizard: ExportWizard | None = None
+        self._inspector: TagInspector | None = None
         self._build_menus()
         # The Network menu and the application-wide storage SCP; the SCP starts only for the
         # real application (start_services), so tests building windows claim no port.
@@ -356,6 +358,10 @@ class MainWindow(QMainWindow):
             "images on screen"
         )
         view_menu.addAction(compare)
+        inspector = self._action("tag_inspector", "&Tag inspector…", self.show_tag_inspector)
+        inspector.setShortcut(QKeySequence("Ctrl+T"))
+        inspector.setToolTip("Every element of the image shown, as a tree, with a search box")
+        view_menu.addAction(inspector)
         link_menu = view_menu.addMenu("Lin&k viewports")
         link_menu.setObjectName("link_menu")
         for name, text, toggle, key in (
@@ -787,6 +793,22 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Measurements written to {escape(target)}", 8000)
         self.measurements_exported.emit(target)
 
+    def show_tag_inspector(self) -> TagInspector | None:
+        """The data set of the image shown in the active viewport, in a dialog (read again
+        on a worker: every element, not only the header the view keeps)."""
+        source = self.view.source
+        if source is None or len(source) == 0:
+            self.statusBar().showMessage("Open an image first", 5000)
+            return None
+        path = Path(source.path(self.view.position))
+        if self._inspector is not None:
+            self._inspector.shutdown()
+            self._inspector.close()
+            self._inspector.deleteLater()
+        self._inspector = TagInspector(path, self)
+        self._inspector.show()
+        return self._inspector
+
     def _link_here(self) -> None:
         if self.linker.link_here():
             self.actions_by_name["link_scroll"].setChecked(True)
@@ -976,6 +998,8 @@ class MainWindow(QMainWindow):
         self.network.shutdown()
         if self._export_wizard is not None:
             self._export_wizard.shutdown()
+        if self._inspector is not None:
+            self._inspector.shutdown()
         for viewport in self.grid.viewports:
             viewport.view.stop_cine()
         self._stop_worker()
