@@ -57,6 +57,7 @@ from viewer.qt.image_view import ImageView
 from viewer.qt.inspector import TagInspector
 from viewer.qt.jobs import Job, JobSet
 from viewer.qt.linker import Linker
+from viewer.qt.mpr_view import MprController
 from viewer.qt.removable import StorageLike
 from viewer.qt.source import FrameSource, stack_caption
 from viewer.qt.strip import SeriesStrip, StripEntry
@@ -175,6 +176,9 @@ class MainWindow(QMainWindow):
             self._attach_board(viewport)
         self.grid.viewport_added.connect(self._attach_board)
         self.linker.linked.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.mpr = MprController(self.grid, self.jobs, self)
+        self.mpr.failed.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        self.mpr.shown.connect(self._on_mpr_shown)
 
         self.actions_by_name: dict[str, QAction] = {}
         self._export_wizard: ExportWizard | None = None
@@ -358,6 +362,22 @@ class MainWindow(QMainWindow):
             "images on screen"
         )
         view_menu.addAction(compare)
+        mpr_menu = view_menu.addMenu("&MPR")
+        mpr_menu.setObjectName("mpr_menu")
+        start_mpr = self._action(
+            "mpr", "Axial, coronal, sagittal", lambda: self.mpr.start(self.grid.active)
+        )
+        start_mpr.setShortcut(QKeySequence("Ctrl+M"))
+        mpr_menu.addAction(start_mpr)
+        for slices in (1, 5, 10, 20):
+            mpr_menu.addAction(
+                self._action(
+                    f"mpr_slab_{slices}",
+                    "Thin (one slice)" if slices == 1 else f"Slab: MIP of {slices} slices",
+                    lambda _=False, n=slices: self.mpr.set_slab(n),
+                )
+            )
+        mpr_menu.addAction(self._action("mpr_stop", "Leave MPR", self.mpr.stop))
         inspector = self._action("tag_inspector", "&Tag inspector…", self.show_tag_inspector)
         inspector.setShortcut(QKeySequence("Ctrl+T"))
         inspector.setToolTip("Every element of the image shown, as a tree, with a search box")
@@ -792,6 +812,17 @@ class MainWindow(QMainWindow):
             self.report_problems(problems)
         self.statusBar().showMessage(f"Measurements written to {escape(target)}", 8000)
         self.measurements_exported.emit(target)
+
+    def _on_mpr_shown(self, warnings: list[str]) -> None:
+        """The three planes are shown: reference lines on (the crosshair), warnings said."""
+        self.linker.set_reference_lines(True)
+        self.actions_by_name["reference_lines"].setChecked(True)
+        label = self.view.source.label() if self.view.source is not None else "MPR"
+        if warnings:
+            self.report_problems([model.Problem(label, w) for w in warnings])
+        self.statusBar().showMessage(
+            "MPR: click a point on one plane to move the others through it", 10000
+        )
 
     def show_tag_inspector(self) -> TagInspector | None:
         """The data set of the image shown in the active viewport, in a dialog (read again

@@ -38,6 +38,11 @@ class FrameSource(QObject):
     def dataset(self, position: int) -> Dataset | None:
         raise NotImplementedError
 
+    def has_frame(self, position: int) -> bool:
+        """Whether :meth:`frame` has the frame now (a source that computes frames on demand,
+        a reformat, says so without computing them)."""
+        return self.frame(position) is not None
+
     def frame_index(self, position: int) -> int:
         """The frame number inside its file, from 0 (for a multi-frame file's stack)."""
         return 0

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QMouseEvent
 from PySide6.QtWidgets import QFrame, QGridLayout, QVBoxLayout, QWidget
 
 from viewer import model
@@ -53,6 +53,7 @@ class Viewport(QFrame):
     series_dropped = Signal(object, int)
     frame_ready = Signal(int)
     stack_shown = Signal(object)  # the Stack now shown (measurements are loaded for it)
+    image_clicked = Signal(float, float)  # (row, column) of a left click without a drag
 
     def __init__(self, jobs: JobSet, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -70,6 +71,7 @@ class Viewport(QFrame):
         self.shown_since: float | None = None
         self._decoded: set[int] = set()
         self._failed: set[int] = set()
+        self._pressed_at: QPointF | None = None
         self.set_active(False)
 
     # ----------------------------------------------------------------- state
@@ -118,7 +120,7 @@ class Viewport(QFrame):
             )
             # The loader starts with the source: frames it delivered before these connections
             # were made sent their signal to nobody ("Decoding… 187/188" for ever).
-            self._decoded = {p for p in range(len(source)) if source.frame(p) is not None}
+            self._decoded = {p for p in range(len(source)) if source.has_frame(p)}
             self._failed = {p for p in range(len(source)) if source.problem(p) is not None}
         else:
             self.stack = None
@@ -171,6 +173,16 @@ class Viewport(QFrame):
             kind = event.type()
             if kind == QEvent.Type.MouseButtonPress:
                 self.activated.emit(self)
+                plain = (
+                    isinstance(event, QMouseEvent)
+                    and event.button() == Qt.MouseButton.LeftButton
+                    and event.modifiers() == Qt.KeyboardModifier.NoModifier
+                )
+                self._pressed_at = event.position() if plain else None  # type: ignore[attr-defined]
+            elif kind == QEvent.Type.MouseButtonRelease and self._pressed_at is not None:
+                if isinstance(event, QMouseEvent):
+                    self._on_release(event.position())
+                self._pressed_at = None
             elif kind == QEvent.Type.MouseButtonDblClick:
                 self.activated.emit(self)
                 self.maximise_toggled.emit(self)
@@ -178,6 +190,17 @@ class Viewport(QFrame):
             elif kind == QEvent.Type.FocusIn:
                 self.activated.emit(self)
         return False
+
+    def _on_release(self, at: QPointF) -> None:
+        """A click (not a drag) at ``at``: where on the image, for crosshair navigation."""
+        start = self._pressed_at
+        if start is None or (at - start).manhattanLength() > 3:
+            return
+        view = self.view
+        if view.source is None or not view.is_displayable():
+            return
+        x, y = view.viewport.screen_to_image((at.x(), at.y()))
+        self.image_clicked.emit(y - 0.5, x - 0.5)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if series_row(event.mimeData()) is not None:
