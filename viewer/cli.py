@@ -299,6 +299,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_dump.set_defaults(func=_cmd_dump)
 
+    p_movie = sub.add_parser(
+        "movie",
+        help="a series or cine to an MP4 or animated GIF, at its frame rate",
+        description="Write one series (or a multi-frame cine) as a movie, each frame rendered "
+        "as `lightbox render` renders it, in stack order: MP4 (H.264, else MPEG-4 Part 2) or "
+        "GIF by the output's suffix. The frame rate is the file's (Cine Rate, Frame Time, "
+        "Recommended Display Frame Rate; else 10) unless --fps. PATH may be files, folders or "
+        "a DICOMDIR holding one series; with several, --series chooses one.",
+    )
+    p_movie.add_argument("paths", nargs="+", metavar="PATH")
+    p_movie.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.mp4 or OUT.gif")
+    p_movie.add_argument("--fps", type=_movie_fps, metavar="N", help="frames per second")
+    p_movie.add_argument(
+        "--series", metavar="UID|NUMBER", help="the series to write (Series Instance UID or number)"
+    )
+    movie_window = p_movie.add_mutually_exclusive_group()
+    movie_window.add_argument(
+        "--window",
+        type=_parse_window,
+        metavar="C,W|minmax",
+        help="window centre and width in modality units, or minmax",
+    )
+    movie_window.add_argument("--preset", metavar="NAME", help="a CT preset: brain, lung, ...")
+    p_movie.add_argument("--no-overlays", action="store_true", help="leave overlays out")
+    p_movie.set_defaults(func=_cmd_movie)
+
     p_verify = sub.add_parser("verify", help="check media (folder or .iso) as MEDIA.md says")
     p_verify.add_argument("path", metavar="PATH")
     p_verify.add_argument("--profile", choices=["cd", "dvd-jpeg", "usb-jpeg"])
@@ -806,6 +832,112 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     for warning in dump.warnings:
         _say(f"{path}: {warning}")
     return EXIT_PROBLEMS if dump.warnings else EXIT_OK
+
+
+def _movie_fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.1 <= value <= 120:
+        raise argparse.ArgumentTypeError("frames per second go from 0.1 to 120")
+    return value
+
+
+def _cmd_movie(args: argparse.Namespace) -> int:
+    from viewer.imaging.display import CT_PRESETS
+    from viewer.imaging.movie import (
+        MovieError,
+        describe_stacks,
+        movie_format,
+        stack_fps,
+        stack_frames,
+        write_movie,
+    )
+    from viewer.imaging.render import RenderError
+    from viewer.imaging.stack import route
+    from viewer.media.scan import scan
+    from viewer.model import Instance, Series
+
+    if args.preset is not None and args.preset.lower() not in CT_PRESETS:
+        _say(f"movie: unknown preset '{args.preset}' (choose from {', '.join(CT_PRESETS)})")
+        return EXIT_USAGE
+    try:
+        movie_format(args.output)
+    except MovieError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
+    instances: list[Instance] = []
+    series: list[Series] = []
+    problems = 0
+    with _cancel_on_signals() as cancel:
+        for raw in args.paths:
+            path = Path(raw)
+            if not path.exists():
+                _say(f"{path}: no such file or folder")
+                problems += 1
+                continue
+            result = scan(path, cancel=cancel)
+            for problem in result.problems:
+                print(f"lightbox: {problem}", file=sys.stderr)  # Problem's str() is escaped
+            problems += len(result.problems)
+            instances.extend(result.instances)
+            series.extend(result.series())
+        stacks = route(instances, series=series).stacks
+        if args.series:
+            wanted = args.series.strip()
+            stacks = [
+                s
+                for s in stacks
+                if s.series_instance_uid == wanted or str(s.series_number) == wanted
+            ]
+        if not stacks:
+            what = f"series {args.series}" if args.series else "images"
+            _say(f"movie: no {what} to write in {', '.join(args.paths)}")
+            return EXIT_FAILED
+        if len(stacks) > 1:
+            _say("movie: choose one series (--series UID or NUMBER, or one multi-frame file):")
+            for line in describe_stacks(stacks):
+                print(f"  {escape(line)}", file=sys.stderr)
+            return EXIT_USAGE
+        stack = stacks[0]
+        fps = args.fps or stack_fps(stack)
+        failed: list[RenderError] = []
+
+        def on_problem(error: RenderError) -> None:
+            failed.append(error)
+            _say(f"{error.path}: {error.reason}")
+
+        frames = stack_frames(
+            stack,
+            window=args.window,
+            preset=args.preset.lower() if args.preset else None,
+            overlays=not args.no_overlays,
+            on_problem=on_problem,
+        )
+        progress = _Progress("encoding")
+        try:
+            report = write_movie(
+                frames,
+                args.output,
+                fps,
+                cancel=cancel,
+                progress=progress,
+                total=len(stack.frames),
+            )
+        except MovieError as exc:
+            progress.close()
+            _say(str(exc))
+            return EXIT_FAILED
+        progress.close()
+    if report.cancelled:
+        _say("movie: cancelled, nothing written")
+        return EXIT_PROBLEMS
+    print(
+        f"{escape(args.output)}: {report.frames} frames, {report.width}x{report.height}, "
+        f"{report.fps:g} fps, {report.codec}"
+    )
+    return EXIT_PROBLEMS if failed or problems else EXIT_OK
 
 
 def _normalise_argv(argv: Sequence[str], subcommands: Sequence[str]) -> list[str]:
