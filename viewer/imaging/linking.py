@@ -191,14 +191,12 @@ def nearest_frame(
     ``offset_mm`` along the normal; None when no frame has a position."""
     n = np.asarray(normal, float)
     target = float(np.asarray(point, float) @ n) + offset_mm
-    best: tuple[float, int] | None = None
-    for index, position in enumerate(positions):
-        if position is None:
-            continue
-        gap = abs(float(np.asarray(position, float) @ n) - target)
-        if best is None or gap < best[0] - 1e-9:
-            best = (gap, index)
-    return None if best is None else best[1]
+    known = [(index, p) for index, p in enumerate(positions) if p is not None]
+    if not known:
+        return None
+    along = np.asarray([p for _, p in known], float) @ n
+    gaps = np.abs(along - target)
+    return known[int(np.argmin(gaps))][0]  # the first of equal gaps
 
 
 def slice_offset(source: Plane, target_position: Sequence[float], normal: Vector) -> float:

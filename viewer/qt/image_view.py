@@ -16,6 +16,7 @@ display buffer, and forwards input.
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from typing import Any
 
@@ -48,6 +49,9 @@ from viewer.imaging.overlay import draw_overlays, overlay_masks
 from viewer.qt.source import FrameSource
 
 log = logging.getLogger(__name__)
+
+#: Pixels of outline around a text drawn over the image.
+_OUTLINE = 2
 
 #: A line in image coordinates: (row, column) at each end.
 Segment = tuple[tuple[float, float], tuple[float, float]]
@@ -114,6 +118,7 @@ class ImageView(QWidget):
         self._wheel_rest = 0
         self._hover: QPointF | None = None  # the mouse over the view, for the readout
         self._reference_lines: list[Segment] = []
+        self._text_images: OrderedDict[tuple[Any, ...], tuple[QImage, float]] = OrderedDict()
         self.board: mt.Board | None = None  # the window's measurements (shared by viewports)
         self._measure_kind: str | None = None
         self._draw_tool: mt.DrawTool | None = None
@@ -677,12 +682,42 @@ class ImageView(QWidget):
     def _draw_text(
         self, painter: QPainter, x: float, y: float, text: str, colour: QColor | None = None
     ) -> None:
-        """Text with a dark outline, legible on white bone and black air alike."""
-        painter.setPen(QColor(0, 0, 0))
-        for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-            painter.drawText(QPointF(x + dx, y + dy), text)
-        painter.setPen(colour or QColor(240, 240, 240))
-        painter.drawText(QPointF(x, y), text)
+        """Text with a dark outline, legible on white bone and black air alike; each text is
+        drawn once into a small image and kept (corners repeat from frame to frame: drawing
+        the outline's five passes every paint cost more than the image)."""
+        colour = colour or QColor(240, 240, 240)
+        font = painter.font()
+        key = (text, colour.rgba(), font.key(), self.devicePixelRatioF())
+        cached = self._text_images.get(key)
+        if cached is None:
+            metrics = QFontMetricsF(font)
+            ratio = self.devicePixelRatioF()
+            width = metrics.horizontalAdvance(text) + 2 * _OUTLINE
+            height = metrics.height() + 2 * _OUTLINE
+            image = QImage(
+                max(1, math.ceil(width * ratio)),
+                max(1, math.ceil(height * ratio)),
+                QImage.Format.Format_ARGB32_Premultiplied,
+            )
+            image.setDevicePixelRatio(ratio)
+            image.fill(Qt.GlobalColor.transparent)
+            baseline = _OUTLINE + metrics.ascent()
+            text_painter = QPainter(image)
+            text_painter.setFont(font)
+            text_painter.setPen(QColor(0, 0, 0))
+            for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                text_painter.drawText(QPointF(_OUTLINE + dx, baseline + dy), text)
+            text_painter.setPen(colour)
+            text_painter.drawText(QPointF(_OUTLINE, baseline), text)
+            text_painter.end()
+            cached = (image, baseline)
+            self._text_images[key] = cached
+            while len(self._text_images) > 512:
+                self._text_images.popitem(last=False)
+        else:
+            self._text_images.move_to_end(key)
+        image, baseline = cached
+        painter.drawImage(QPointF(x - _OUTLINE, y - baseline), image)
 
     def _draw_centred(self, painter: QPainter, text: str, *, error: bool = False) -> None:
         """A message across the middle of the view, wrapped to its width."""

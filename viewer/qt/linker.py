@@ -15,6 +15,8 @@ a frame whose header is not read yet is linked once it is.
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import QObject, Signal
 
 from viewer.imaging import linking
@@ -38,6 +40,9 @@ class Linker(QObject):
         self.reference_lines = False
         self._offsets: dict[tuple[str, str], float] = {}
         self._busy = False
+        # Geometry read once: per stack (its frames' positions and normal), per header (plane).
+        self._stack_geometry: dict[int, tuple[object, list[linking.Vector | None], Any]] = {}
+        self._planes: dict[tuple[int, int], tuple[object, linking.Plane | None]] = {}
         for viewport in grid.viewports:
             self._watch(viewport)
         grid.viewport_added.connect(self._watch)
@@ -64,13 +69,33 @@ class Linker(QObject):
         self.refresh_reference_lines()
 
     # ----------------------------------------------------------------- geometry of a viewport
-    @staticmethod
-    def _plane(viewport: Viewport, position: int | None = None) -> linking.Plane | None:
+    def _plane(self, viewport: Viewport, position: int | None = None) -> linking.Plane | None:
         source = viewport.source
         if source is None or len(source) == 0:
             return None
         at = viewport.view.position if position is None else position
-        return linking.plane_of(source.dataset(at), source.frame_index(at))
+        ds, index = source.dataset(at), source.frame_index(at)
+        if ds is None:
+            return None
+        cached = self._planes.get((id(ds), index))
+        if cached is not None and cached[0] is ds:
+            return cached[1]
+        plane = linking.plane_of(ds, index)
+        if len(self._planes) > 4096:
+            self._planes.clear()
+        self._planes[(id(ds), index)] = (ds, plane)
+        return plane
+
+    def _stack_geometry_of(
+        self, stack: Any
+    ) -> tuple[list[linking.Vector | None], linking.Vector | None]:
+        cached = self._stack_geometry.get(id(stack))
+        if cached is None or cached[0] is not stack:
+            if len(self._stack_geometry) > 64:
+                self._stack_geometry.clear()
+            cached = (stack, linking.stack_positions(stack), linking.stack_normal(stack))
+            self._stack_geometry[id(stack)] = cached
+        return cached[1], cached[2]
 
     @staticmethod
     def _series(viewport: Viewport) -> str:
@@ -81,7 +106,7 @@ class Linker(QObject):
         stack = viewport.stack
         if stack is None:
             return []
-        positions = linking.stack_positions(stack)
+        positions, _normal = self._stack_geometry_of(stack)
         if any(p is not None for p in positions):
             return positions
         planes = [self._plane(viewport, p) for p in range(len(stack.frames))]
@@ -89,7 +114,7 @@ class Linker(QObject):
 
     def _normal(self, viewport: Viewport) -> linking.Vector | None:
         if viewport.stack is not None:
-            normal = linking.stack_normal(viewport.stack)
+            _positions, normal = self._stack_geometry_of(viewport.stack)
             if normal is not None:
                 return normal
         plane = self._plane(viewport)
