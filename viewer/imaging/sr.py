@@ -259,7 +259,8 @@ def _fill_value(ds: Dataset, item: ContentItem) -> None:
     elif kind == "TIME":
         item.value = escape(show_time(_raw(ds, "Time")))
     elif kind == "DATETIME":
-        item.value = escape(_raw(ds, "DateTime"))
+        stamp = _raw(ds, "DateTime")
+        item.value = _date_time(stamp[:8], stamp[8:14]) + escape(stamp[14:])
     elif kind == "PNAME":
         item.value = escape(person_name(ds.get("PersonName", "")))
     elif kind == "UIDREF":

@@ -56,9 +56,10 @@ from PySide6.QtWidgets import (
 )
 
 from viewer import model
-from viewer.imaging.stack import Stack, object_kind, route
+from viewer.imaging.stack import ObjectKind, Stack, object_kind, route
 from viewer.media.health import HealthReport, check_media
 from viewer.media.scan import ScanResult, scan
+from viewer.qt.documents import ObjectViewer
 from viewer.qt.health_dialog import HealthDialog
 from viewer.qt.jobs import Job, JobSet
 from viewer.qt.removable import (
@@ -215,6 +216,10 @@ class BrowserWidget(QWidget):
 
     media_opened = Signal(object, list)
     series_opened = Signal(list, int)
+    #: A series without images was chosen: the path of the document opened in its viewer.
+    document_opened = Signal(str)
+    #: The report, PDF or waveform last opened (:meth:`open_series`).
+    _document_viewer: ObjectViewer | None = None
     problems_found = Signal(list)
     studies_listed = Signal(int)
     import_finished = Signal(object)
@@ -593,15 +598,36 @@ class BrowserWidget(QWidget):
             None,
         )
         if row is None:
-            # a report, a PDF, a presentation state...: said, and the view keeps what it shows
+            # a report, a PDF, a waveform...: its first object in a window of its own, and the
+            # view keeps what it shows
             kinds = sorted({str(object_kind(i)) for i in chosen.instances})
             number = f"Se {chosen.series_number} " if chosen.series_number is not None else ""
+            documents = sorted(
+                (i for i in chosen.instances if object_kind(i) is not ObjectKind.IMAGE),
+                key=lambda i: (i.instance_number is None, i.instance_number or 0, str(i.path)),
+            )
+            if not documents:
+                self.set_status(f"{number}{chosen.modality} holds nothing Lightbox can show")
+                return
             self.set_status(
                 f"{number}{chosen.modality} holds no images ({', '.join(kinds)}): "
-                "Lightbox does not show it in the view yet"
+                "opened in a window of its own"
             )
+            self._open_document(documents[0].path)
             return
         self.series_opened.emit(stacks, row)
+
+    def _open_document(self, path: Path) -> None:
+        """A report, PDF or waveform in its viewer (read there on a worker); the previous
+        one closes."""
+        previous = self._document_viewer
+        if previous is not None:
+            previous.close()
+            previous.deleteLater()
+        viewer = ObjectViewer(path, self)
+        self._document_viewer = viewer
+        viewer.show()
+        self.document_opened.emit(str(path))
 
     def _study_stacks(self) -> list[Stack]:
         """Every stack of the selected study (only that study: the view shows one patient)."""
