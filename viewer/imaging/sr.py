@@ -26,7 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from viewer.imaging.decode import DecodeError, read_file
-from viewer.text import escape, person_name, show_date, show_time
+from viewer.text import escape, person_name, plural, show_date, show_time
 
 #: Content items nested deeper than this are not shown (the root is level 0).
 MAX_DEPTH = 64
@@ -197,7 +197,9 @@ def report_from_dataset(
             continue
         if depth >= MAX_DEPTH:
             cut_depth = True
-            target.note = _join(target.note, f"{len(children)} items below not shown: too deep")
+            target.note = _join(
+                target.note, f"{plural(len(children), 'item')} below not shown: too deep"
+            )
             continue
         made: list[tuple[Dataset, ContentItem]] = []
         for child in children:
