@@ -93,7 +93,8 @@ def test_three_planes_show_the_core_s_reformats_with_their_geometry(  # type: ig
     coronal = window.grid.viewports[1].view
     assert coronal.edge_letters()["top"] == "H"  # head at the top
     assert window.actions_by_name["reference_lines"].isChecked()
-    assert coronal.reference_lines  # where the axial plane cuts it
+    assert len(coronal.reference_lines) == 2  # where the axial and sagittal planes cut it
+    assert len(window.grid.viewports[0].view.reference_lines) == 2  # a crosshair on each
 
 
 def test_a_click_on_one_plane_moves_the_others_through_the_point(  # type: ignore[no-untyped-def]

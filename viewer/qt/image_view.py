@@ -646,10 +646,22 @@ class ImageView(QWidget):
         if drawing is not None:
             _paint_shape(painter, drawing, QColor(255, 255, 120))
         painter.restore()
+        metrics = QFontMetricsF(painter.font())
         for _index, shape in shapes:
-            anchor = max(measure.handles(shape), key=lambda p: (p[1], -p[0]))
-            at = transform.map(QPointF(anchor[1] + 0.5, anchor[0] + 0.5))
-            self._draw_text(painter, at.x() + 8, at.y() - 4, self._result_text(shape))
+            # an ROI's values one per line, beside the shape's right-most handle, kept inside
+            # the view (on the left of the shape when there is no room on its right)
+            lines = self._result_text(shape).split(", ")
+            width = max(metrics.horizontalAdvance(line) for line in lines) + 2 * _OUTLINE
+            height = metrics.lineSpacing() * len(lines)
+            points = [transform.map(QPointF(c + 0.5, r + 0.5)) for r, c in measure.handles(shape)]
+            right = max(p.x() for p in points)
+            left = min(p.x() for p in points)
+            top = min(p.y() for p in points)
+            x = right + 8 if right + 8 + width <= self.width() else left - 8 - width
+            x = min(max(x, 4.0), max(4.0, self.width() - width - 4))
+            y = min(max(top, 4.0), max(4.0, self.height() - height - 4)) + metrics.ascent()
+            for number, line in enumerate(lines):
+                self._draw_text(painter, x, y + number * metrics.lineSpacing(), line)
 
     # ----------------------------------------------------------------- reference lines
     @property

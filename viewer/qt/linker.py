@@ -38,6 +38,7 @@ class Linker(QObject):
         self.window = False
         self.zoom = False
         self.reference_lines = False
+        self.every_plane = False  # reference lines of every viewport, not the active's only
         self._offsets: dict[tuple[str, str], float] = {}
         self._busy = False
         # Geometry read once: per stack (its frames' positions and normal), per header (plane).
@@ -240,16 +241,21 @@ class Linker(QObject):
 
     # ----------------------------------------------------------------- reference lines
     def refresh_reference_lines(self) -> None:
-        """Each viewport shows where the active one's slice cuts it (or nothing)."""
+        """Each viewport shows where the active one's slice cuts it (or nothing); with
+        ``every_plane`` (MPR: a crosshair), where every other viewport's slice cuts it."""
         active = self._grid.active
-        plane = self._plane(active) if self.reference_lines else None
-        for viewport in self._grid.viewports:
+        viewports = self._grid.viewports
+        leaders = viewports if self.every_plane else [active]
+        planes = {id(v): self._plane(v) for v in leaders} if self.reference_lines else {}
+        for viewport in viewports:
             lines = []
-            if plane is not None and viewport is not active:
-                theirs = self._plane(viewport)
+            theirs = self._plane(viewport) if planes else None
+            for leader in leaders:
+                plane = planes.get(id(leader))
+                if plane is None or theirs is None or leader is viewport:
+                    continue
                 if (
-                    theirs is not None
-                    and plane.frame_of_reference
+                    plane.frame_of_reference
                     and theirs.frame_of_reference == plane.frame_of_reference
                 ):
                     line = linking.reference_line(plane, theirs)

@@ -179,6 +179,7 @@ class MainWindow(QMainWindow):
         self.mpr = MprController(self.grid, self.jobs, self)
         self.mpr.failed.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.mpr.shown.connect(self._on_mpr_shown)
+        self.mpr.stopped.connect(lambda: setattr(self.linker, "every_plane", False))
 
         self.actions_by_name: dict[str, QAction] = {}
         self._export_wizard: ExportWizard | None = None
@@ -815,6 +816,7 @@ class MainWindow(QMainWindow):
 
     def _on_mpr_shown(self, warnings: list[str]) -> None:
         """The three planes are shown: reference lines on (the crosshair), warnings said."""
+        self.linker.every_plane = True
         self.linker.set_reference_lines(True)
         self.actions_by_name["reference_lines"].setChecked(True)
         label = self.view.source.label() if self.view.source is not None else "MPR"

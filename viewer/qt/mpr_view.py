@@ -162,6 +162,7 @@ class MprController(QObject):
 
     failed = Signal(str)
     shown = Signal(list)
+    stopped = Signal()
 
     def __init__(self, grid: ViewportGrid, jobs: JobSet, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -261,6 +262,7 @@ class MprController(QObject):
             if isinstance(viewport.source, MprSource):
                 viewport.set_source(None)
         self.sources = []
+        self.stopped.emit()
         if self._before is not None:
             self._grid.set_shape(*self._before)
             self._before = None

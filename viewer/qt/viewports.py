@@ -288,7 +288,7 @@ class ViewportGrid(QWidget):
         several = wanted > 1
         for viewport in self._viewports:
             viewport.view.empty_text = (
-                "Drag a series here from the strip, or click here and pick one"
+                "Drag a series here from the strip (or click here, then a series)"
                 if several
                 else "Open a file or folder (Ctrl+O), or drop it here"
             )
