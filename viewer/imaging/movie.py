@@ -206,6 +206,8 @@ def write_movie(
             report.frames += 1
             if progress is not None:
                 progress(report.frames, total)
+        if cancel is not None and cancel.is_set():
+            report.cancelled = True  # also when the frames stopped because of it
         if not report.cancelled:
             if stream is None:
                 raise MovieError("no frame to write")
