@@ -192,6 +192,24 @@ def test_displayed_area_per_image(tmp_path: Path) -> None:
     assert a.displayed_area.aspect_ratio == (1, 2)
 
 
+def test_displayed_area_corners_follow_the_rotation(tmp_path: Path) -> None:
+    """C.10.4: the corners name the pixels shown top left and bottom right after the spatial
+    transformation; turned 90 degrees clockwise, the stored image's bottom left pixel is shown
+    top left, so "top left" lies below "bottom right". Kept as given, not refused."""
+    item = Dataset()
+    item.DisplayedAreaTopLeftHandCorner = [1, 256]
+    item.DisplayedAreaBottomRightHandCorner = [512, 1]
+    item.PresentationSizeMode = "SCALE TO FIT"
+    gsps = _read(
+        tmp_path,
+        _gsps(ImageRotation=90, DisplayedAreaSelectionSequence=DicomSequence([item])),
+    )
+    area = gsps.displayed_areas[0]
+    assert area.top_left == (255, 0) and area.bottom_right == (0, 511)
+    assert area.rows == (0, 255) and area.columns == (0, 511)
+    assert gsps.notes == ()
+
+
 def test_displayed_area_true_size_without_spacing_falls_back(tmp_path: Path) -> None:
     item = Dataset()
     item.DisplayedAreaTopLeftHandCorner = [1, 1]
@@ -501,3 +519,58 @@ def test_key_objects_from_the_evidence_when_the_tree_has_none(tmp_path: Path) ->
     assert [r.sop_instance_uid for r in key.images] == [IMAGE_A, IMAGE_B]
     assert key.images[0].series_instance_uid == "1.2.826.0.1.3680043.8.498.9"
     assert any("evidence" in note for note in key.notes)
+
+
+# -- damaged files -----------------------------------------------------------------------------
+
+
+def _mutants(path: Path, count: int, seed: int) -> list[bytes]:
+    """``count`` copies of the file with a few bytes after the preamble changed at random."""
+    data = path.read_bytes()
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        copy = bytearray(data)
+        for at in rng.integers(132, len(copy), size=int(rng.integers(1, 6))):
+            copy[int(at)] = int(rng.integers(0, 256))
+        out.append(bytes(copy))
+    return out
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_damaged_objects_raise_only_presentation_error(tmp_path: Path) -> None:
+    """Random byte changes in a GSPS and a KOS: each either reads or raises PresentationError
+    (never another exception); a seed makes a failure reproducible."""
+    layer = DicomSequence([_layer("L", 1)])
+    graphics = [
+        _graphic("POLYLINE", [0.5, 0.5, 10.0, 20.0]),
+        _graphic("CIRCLE", [5.0, 5.0, 7.0, 5.0]),
+    ]
+    texts = [_text("note", ([1.0, 1.0], [9.0, 9.0]), [2.0, 2.0])]
+    voi = Dataset()
+    voi.WindowCenter, voi.WindowWidth = 40, 400
+    gsps = _save(
+        _gsps(
+            ImageRotation=90,
+            GraphicLayerSequence=layer,
+            GraphicAnnotationSequence=DicomSequence(
+                [_annotation("L", [_ref(IMAGE_A)], graphics, texts)]
+            ),
+            SoftcopyVOILUTSequence=DicomSequence([voi]),
+        ),
+        tmp_path / "gsps.dcm",
+    )
+    kos = _save(
+        _kos([_kos_text("t"), _kos_image(IMAGE_A, [1])], [_ref(IMAGE_A)]), tmp_path / "kos.dcm"
+    )
+    target = tmp_path / "mutant.dcm"
+    read_ok = 0
+    for source, reader in ((gsps, p.read_presentation_state), (kos, p.read_key_objects)):
+        for data in _mutants(source, 150, seed=11):
+            target.write_bytes(data)
+            try:
+                reader(target)
+                read_ok += 1
+            except p.PresentationError:
+                pass
+    assert read_ok > 0  # most changes hit values, not structure: the readers still read

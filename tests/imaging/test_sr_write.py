@@ -268,3 +268,48 @@ def test_dcmtk_reads_the_report(tmp_path: Path, images: list[Dataset]) -> None:
     assert "<data>10.5/10.5,50.5/10.5</data>" in xml.stdout
     assert "<value>10.0</value>" in xml.stdout and "<value>28.125</value>" in xml.stdout
     assert xml.stdout.count("<meaning>Measurement Group</meaning>") == 7
+
+
+def test_a_frame_of_a_multiframe_image(tmp_path: Path) -> None:
+    """A measurement on frame 3 references that frame (Referenced Frame Number) and comes
+    back on frame 3; the header is enough when the results are given."""
+    image = _ct(1)
+    del image.PixelData
+    image.NumberOfFrames = 4
+    image.ImagerPixelSpacing = [0.2, 0.2]
+    del image.PixelSpacing
+    measurement = m.Measurement(m.Distance((1.0, 1.0), (1.0, 11.0)), str(image.SOPInstanceUID), 3)
+    result = m.measure(measurement.shape, m.Calibration.from_dataset(image))
+    assert result.calibration == m.AT_DETECTOR
+    written = sr_write.measurements_sr(
+        [measurement], [image], out_path=tmp_path / "sr.dcm", results=[result]
+    )
+    assert written.notes == ("distance 1: written in mm, measured mm (at detector)",)
+    ds = read_file(written.path).dataset
+    frames = [
+        int(item.ReferencedFrameNumber) for item in _datasets(ds) if "ReferencedFrameNumber" in item
+    ]
+    assert frames == [3]
+    assert sr_write.read_measurements_sr(written.path) == [measurement]
+    assert sr_write.values_of(written.path)[0]["value"] == pytest.approx(2.0)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_damaged_reports_raise_only_sr_error(tmp_path: Path, images: list[Dataset]) -> None:
+    """Random byte changes in a report: read_measurements_sr reads it or raises SrError."""
+    written = _write(tmp_path, images)
+    data = written.path.read_bytes()
+    rng = np.random.default_rng(5)
+    target = tmp_path / "mutant.dcm"
+    read_ok = 0
+    for _ in range(150):
+        copy = bytearray(data)
+        for at in rng.integers(132, len(copy), size=int(rng.integers(1, 6))):
+            copy[int(at)] = int(rng.integers(0, 256))
+        target.write_bytes(bytes(copy))
+        try:
+            sr_write.read_measurements_sr(target)
+            read_ok += 1
+        except sr_write.SrError:
+            pass
+    assert read_ok > 0

@@ -15,8 +15,13 @@ hand pixel, is 0.0\\0.0, the bottom right hand corner of the top left hand pixel
 :mod:`viewer.imaging.measure`: ``(y - 0.5, x - 0.5)``. DISPLAY units are fractions of the
 displayed area (0.0\\0.0 its top left, 1.0\\1.0 its bottom right): they are only swapped to
 ``(row, column)``, never shifted. Displayed Area corners (C.10.4) are pixel numbers counted
-from 1\\1, (column, row); here they are the zero-based ``(row, column)`` of the corner pixels,
-in the image before rotation and flip (the area is selected in the stored image's matrix).
+from 1\\1, (column, row), in the stored image's matrix, naming the pixels that end up top left
+and bottom right *after* the spatial transformation: with a rotation or a flip the "top left"
+may lie right of or below the "bottom right". Here they are the zero-based ``(row, column)``
+of those pixels, kept in that order.
+
+Spatial transformation (C.10.6, Table C.10-6): rotate clockwise by Image Rotation first, then
+flip horizontally when Image Horizontal Flip is Y.
 
 Untrusted files: everything is read with :func:`viewer.imaging.decode.read_file`; counts are
 bounded (:data:`MAX_GRAPHIC_OBJECTS`, :data:`MAX_POINTS`, :data:`MAX_TEXT`), numbers must be
@@ -28,9 +33,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydicom.dataset import Dataset
 
@@ -39,6 +44,7 @@ from viewer.imaging.display import Voi, Window, file_windows
 from viewer.text import escape
 
 RowCol = tuple[float, float]
+_T = TypeVar("_T")
 
 GSPS_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.11.1"
 KOS_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.88.59"
@@ -148,9 +154,10 @@ class DisplayedArea:
 
     references: tuple[ImageReference, ...]
     top_left: tuple[int, int]
-    """Zero-based (row, column) of the top left pixel shown (may lie outside the image)."""
+    """Zero-based (row, column), in the stored image, of the pixel shown top left after the
+    spatial transformation (may lie outside the image)."""
     bottom_right: tuple[int, int]
-    """Zero-based (row, column) of the bottom right pixel shown."""
+    """Zero-based (row, column), in the stored image, of the pixel shown bottom right."""
     size_mode: str
     """SCALE TO FIT, TRUE SIZE or MAGNIFY."""
     pixel_spacing: tuple[float, float] | None = None
@@ -158,6 +165,18 @@ class DisplayedArea:
     aspect_ratio: tuple[int, int] | None = None
     """Presentation Pixel Aspect Ratio (row, column)."""
     magnification: float | None = None
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        """First and last row of the stored image in the area (inclusive)."""
+        a, b = self.top_left[0], self.bottom_right[0]
+        return (min(a, b), max(a, b))
+
+    @property
+    def columns(self) -> tuple[int, int]:
+        """First and last column of the stored image in the area (inclusive)."""
+        a, b = self.top_left[1], self.bottom_right[1]
+        return (min(a, b), max(a, b))
 
 
 @dataclass(frozen=True)
@@ -183,9 +202,10 @@ class PresentationState:
 class ImagePresentation:
     """What a presentation state asks for one frame of one image.
 
-    Order of application (PS3.4 N.2.1.1, PS3.3 C.10.6.1): VOI, Presentation LUT Shape;
-    displayed area selected in the stored image; horizontal flip, then rotation clockwise;
-    annotations drawn layer by layer in ``layers`` order (lowest first).
+    Order of application (PS3.4 N.2.1.1, PS3.3 C.10.6): VOI, Presentation LUT Shape;
+    annotations in PIXEL units drawn on the image, layer by layer in ``layers`` order (lowest
+    first); rotation clockwise, then the horizontal flip; the displayed area shown; annotations
+    in DISPLAY units drawn last, relative to the displayed area.
     """
 
     voi: Voi | None
@@ -436,9 +456,6 @@ def _displayed_area(item: Dataset, notes: _Notes) -> DisplayedArea | None:
             return None
         column, row = int(numbers[0]), int(numbers[1])
         corners.append((row - 1, column - 1))
-    if corners[1][0] < corners[0][0] or corners[1][1] < corners[0][1]:
-        notes.add("a displayed area whose bottom right lies above or left of its top left left out")
-        return None
     mode = str(item.get("PresentationSizeMode", "") or "").strip().upper()
     if mode not in _SIZE_MODES:
         notes.add(f"Presentation Size Mode {escape(mode[:20])!r} read as SCALE TO FIT")
@@ -478,7 +495,18 @@ def read_presentation_state(path: str | os.PathLike[str]) -> PresentationState:
         ds = read_file(path).dataset
     except DecodeError as exc:
         raise PresentationError(str(exc)) from exc
-    return presentation_state(ds)
+    return _untrusted(path, presentation_state, ds)
+
+
+def _untrusted(path: str | os.PathLike[str], read: Callable[[Dataset], _T], ds: Dataset) -> _T:
+    """``read(ds)``, any error of a damaged value (pydicom converts values when first read)
+    turned into a :class:`PresentationError` naming the file."""
+    try:
+        return read(ds)
+    except PresentationError:
+        raise
+    except Exception as exc:  # the file's fault, whatever pydicom raised for it
+        raise PresentationError(f"{escape(os.fspath(path))}: {escape(str(exc)[:200])}") from exc
 
 
 def presentation_state(ds: Dataset) -> PresentationState:
@@ -663,6 +691,11 @@ def read_key_objects(path: str | os.PathLike[str]) -> KeyObjects:
         ds = read_file(path).dataset
     except DecodeError as exc:
         raise PresentationError(str(exc)) from exc
+    return _untrusted(path, key_objects, ds)
+
+
+def key_objects(ds: Dataset) -> KeyObjects:
+    """The :class:`KeyObjects` of a data set already read (see :func:`read_key_objects`)."""
     sop_class = str(ds.get("SOPClassUID", "") or "").strip()
     if sop_class != KOS_SOP_CLASS_UID:
         raise PresentationError(

@@ -466,8 +466,13 @@ def measurements_sr(
             raise SrError(f"result {number} is of a {result.kind}, not a {measurement.shape.kind}")
         group, skipped = _group(number, measurement, result, ds)
         groups.append(group)
+        skipped = [q for q in skipped if q != "pixels"]
         if skipped:
             notes.append(f"{measurement.shape.kind} {number}: {', '.join(skipped)} not written")
+        if result.calibration not in (m.MM, m.PX):
+            notes.append(
+                f"{measurement.shape.kind} {number}: written in mm, measured {result.calibration}"
+            )
 
     _children(
         sr,
@@ -617,6 +622,15 @@ def read_measurements_sr(path: str | os.PathLike[str]) -> list[m.Measurement]:
         ds = read_file(path).dataset
     except DecodeError as exc:
         raise SrError(str(exc)) from exc
+    try:
+        return _measurements_of(ds)
+    except SrError:
+        raise
+    except Exception as exc:  # a damaged value, whatever pydicom raised for it
+        raise SrError(f"{escape(os.fspath(path))}: {escape(str(exc)[:200])}") from exc
+
+
+def _measurements_of(ds: Dataset) -> list[m.Measurement]:
     sop_class = str(ds.get("SOPClassUID", "") or "").strip()
     if sop_class not in _READABLE:
         raise SrError(f"not a Comprehensive or Enhanced SR (SOP Class {escape(sop_class[:64])})")
