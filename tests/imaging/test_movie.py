@@ -49,6 +49,9 @@ def test_mp4_has_every_frame_at_the_rate_and_size(tmp_path: Path) -> None:
         assert abs(int(frame[30, 40]) - 20 * i) <= 6
         assert int(frame[2, 2]) >= 240
     assert list(tmp_path.iterdir()) == [out]  # no temporary file left beside it
+    reference = tmp_path / "reference"
+    reference.touch()  # a new file's permissions (0666 less the umask), not mkstemp's 0600
+    assert out.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
 
 
 def test_mp4_pads_odd_sizes_to_even(tmp_path: Path) -> None:

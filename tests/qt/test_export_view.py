@@ -126,6 +126,9 @@ def test_without_annotations_the_frame_at_its_own_size(view: ImageView, tmp_path
     assert (back.width(), back.height()) == (48, 64)
     assert abs(grey(back, 30, 40) - int(expected[40, 30])) <= 4  # quality 95
     assert sorted(p.name for p in tmp_path.iterdir()) == ["view.JPG", "view.png"]
+    reference = tmp_path / "reference"
+    reference.touch()
+    assert png.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
 
 
 def test_the_views_window_invert_and_rotation_are_kept(view: ImageView) -> None:

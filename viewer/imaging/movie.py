@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ from viewer.imaging.display import FrameRenderer
 from viewer.imaging.overlay import draw_overlays, overlay_masks
 from viewer.imaging.render import RenderError, WindowOption, choose_window
 from viewer.imaging.stack import Stack
+from viewer.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,22 @@ def available_mp4_codec() -> str:
             continue
         return name
     raise MovieError("this PyAV build has no MP4 video encoder (libx264 or mpeg4)")
+
+
+def temp_beside(target: Path) -> Path:
+    """A new empty hidden file beside ``target`` (``.<name>.<random>.part``), created with the
+    permissions a new file gets (0666 less the umask; ``tempfile.mkstemp`` would make the
+    finished file 0600), to be renamed over ``target`` once complete."""
+    folder = target.parent if str(target.parent) else Path(".")
+    for _ in range(100):
+        temp = folder / f".{target.name}.{secrets.token_hex(4)}.part"
+        try:
+            handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(handle)
+        return temp
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 def _rate(fps: float) -> Fraction:
@@ -175,11 +192,9 @@ def write_movie(
     if not folder.is_dir():
         raise MovieError(f"{target}: the folder {folder} does not exist")
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+        temp = temp_beside(target)
     except OSError as exc:
         raise MovieError(f"{target}: cannot write here: {exc.strerror or exc}") from None
-    os.close(handle)
-    temp = Path(temp_name)
     report = MovieReport(path=target, fps=float(rate))
     container: Any = None
     done = False
@@ -326,12 +341,17 @@ def stack_fps(stack: Stack) -> float:
 
 
 def describe_stacks(stacks: Sequence[Stack]) -> list[str]:
-    """One line per stack for "choose one series": number, modality, description, UID."""
+    """One line per stack for "choose one series": number, modality, description, UID (and
+    the file of a multi-frame stack, which is chosen by naming it)."""
     lines = []
     for stack in stacks:
         parts = [f"Se {stack.series_number}" if stack.series_number is not None else "Se ?"]
         parts += [p for p in (stack.modality, stack.series_description) if p]
-        parts.append(f"({len(stack.frames)} images)")
+        files = {ref.path for ref in stack.frames}
+        cine = len(files) == 1 and len(stack.frames) > 1  # a multi-frame file: name it
+        parts.append(f"({plural(len(stack.frames), 'frame' if cine else 'image')})")
         parts.append(stack.series_instance_uid or str(stack.frames[0].path))
+        if cine:
+            parts.append(str(stack.frames[0].path))
         lines.append(" ".join(parts))
     return lines

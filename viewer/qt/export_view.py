@@ -24,7 +24,6 @@ import datetime as dt
 import logging
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QProgressDialog, QWidget
 from viewer import __version__
 from viewer.imaging import annotations as notes
 from viewer.imaging.display import FrameRenderer, Voi
-from viewer.imaging.movie import MovieError, MovieReport, movie_format, write_movie
+from viewer.imaging.movie import MovieError, MovieReport, movie_format, temp_beside, write_movie
 from viewer.imaging.overlay import draw_overlays, overlay_masks
 from viewer.qt.image_view import ImageView, qimage_from_array
 from viewer.qt.jobs import Job, JobSet
@@ -158,12 +157,10 @@ def save_image(image: QImage, path: Path | str) -> Path:
     renamed, so a failure leaves no half-written file."""
     target = Path(path)
     fmt = image_format(target)
-    folder = target.parent if str(target.parent) else Path(".")
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+        temp_name = str(temp_beside(target))
     except OSError as exc:
         raise ExportError(f"{target}: cannot write here: {exc.strerror or exc}") from None
-    os.close(handle)
     try:
         quality = JPEG_QUALITY if fmt == "JPEG" else -1
         # PySide6 takes the format as str at run time, whatever its stub says
