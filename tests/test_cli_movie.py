@@ -110,10 +110,13 @@ def test_window_preset_and_file_rate(tmp_path: Path) -> None:
     write_series(tmp_path / "ct", 3)
     out = tmp_path / "w.gif"
     # --window 1000,1 puts everything but the corner (HU 1000) at black
-    assert cli.main(["movie", str(tmp_path / "ct"), "-o", str(out), "--window", "1000,1"]) == 0
-    frames, rate = decoded(out)
-    assert rate == 10  # no cine rate in the files: the view's default
-    assert all(int(f[15, 20]) == 0 and int(f[1, 1]) == 255 for f in frames)
+    for window in ("1000,1", "1000/1"):
+        assert cli.main(["movie", str(tmp_path / "ct"), "-o", str(out), "--window", window]) == 0
+        frames, rate = decoded(out)
+        assert rate == 10  # no cine rate in the files: the view's default
+        assert len(frames) == 3
+        assert all(int(f[15, 20]) == 0 and int(f[1, 1]) == 255 for f in frames)
+    assert cli.main(["movie", str(tmp_path / "ct"), "-o", str(out), "--window", "1000/x"]) == 2
     assert cli.main(["movie", str(tmp_path / "ct"), "-o", str(out), "--preset", "bone"]) == 0
     frames, _ = decoded(out)
     expected = [linear(10 * n, 400, 1800) for n in (3, 2, 1)]  # bone 400/1800

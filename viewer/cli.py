@@ -317,9 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     movie_window = p_movie.add_mutually_exclusive_group()
     movie_window.add_argument(
         "--window",
-        type=_parse_window,
-        metavar="C,W|minmax",
-        help="window centre and width in modality units, or minmax",
+        type=_movie_window,
+        metavar="C,W|C/W|minmax",
+        help="window centre and width in modality units (--window=-600,1500), or minmax",
     )
     movie_window.add_argument("--preset", metavar="NAME", help="a CT preset: brain, lung, ...")
     p_movie.add_argument("--no-overlays", action="store_true", help="leave overlays out")
@@ -832,6 +832,11 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     for warning in dump.warnings:
         _say(f"{path}: {warning}")
     return EXIT_PROBLEMS if dump.warnings else EXIT_OK
+
+
+def _movie_window(text: str) -> tuple[float, float] | str:
+    """``render``'s CENTER,WIDTH or minmax, and CENTER/WIDTH as the corners write it."""
+    return _parse_window(text.replace("/", ",", 1))
 
 
 def _movie_fps(text: str) -> float:

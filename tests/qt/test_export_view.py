@@ -418,3 +418,35 @@ def test_menu_actions(view: ImageView, tmp_path: Path, qtbot, monkeypatch) -> No
         "v.png",
         "view.pdf",
     ]
+
+
+def test_export_movie_from_the_real_loader(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A series opened as the window opens it (SeriesLoader in the process pool): the job
+    waits for the frames the loader is still decoding, in stack order."""
+    from tests.qt.conftest import write_series
+    from viewer.imaging.stack import build_stacks
+    from viewer.media.scan import scan
+    from viewer.qt.source import LoaderSource
+
+    write_series(tmp_path / "ct", count=6)
+    stack = build_stacks(scan(tmp_path / "ct").instances)[0]
+    source = LoaderSource(stack)
+    view = ImageView()
+    qtbot.addWidget(view)
+    try:
+        view.set_source(source)
+        out = tmp_path / "loaded.gif"
+        job = ev.export_movie(view, out)
+        with qtbot.waitSignal(job.done, timeout=60000):
+            pass
+        assert job.wait(5) and job.error is None, job.error
+        assert job.result.frames == 6 and not job.result.skipped
+        frames = decoded(out)
+        for position, frame in enumerate(frames):
+            np.testing.assert_array_equal(frame, rendered(view, position))
+        # the files were written in the reverse of the stack's order: the movie follows the stack
+        numbers = [int(source.dataset(p).InstanceNumber) for p in range(6)]
+        assert numbers == [ref.instance.instance_number for ref in stack.frames]
+    finally:
+        view.set_source(None)
+        source.close()
