@@ -521,8 +521,13 @@ class WaveformView(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         try:
-            visible = self.visibleRegion().boundingRect()
-            rect = QRectF(event.rect()).intersected(QRectF(visible))
+            rect = QRectF(event.rect())
+            # the part the scroll area shows: the labels stay at its left edge
+            viewport = self.parentWidget()
+            left = float(max(0, -self.x()))
+            visible = QRectF(
+                left, 0.0, float(viewport.width() if viewport else self.width()), self.height()
+            )
             painter.fillRect(rect, QColor(255, 252, 250))
             group = self.group
             if group is None:
@@ -531,7 +536,7 @@ class WaveformView(QWidget):
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             for lane, _channel in enumerate(group.channels):
                 self._paint_channel(painter, rect, group, lane)
-            self._paint_labels(painter, QRectF(visible), group)
+            self._paint_labels(painter, visible, group)
         finally:
             painter.end()
 
@@ -651,7 +656,7 @@ class WaveformView(QWidget):
             if channel.millivolt_scale is None and channel.units:
                 label += f" ({channel.units})"
             y = (TOP_MM + lane * LANE_MM) * mm + metrics.ascent() + 2
-            x = visible.left() + LEFT_MM * mm * (0.9 if visible.left() > 0 else 1.1)
+            x = visible.left() + (2 * mm if visible.left() > 0 else LEFT_MM * mm * 1.1)
             box = QRectF(
                 x - 2,
                 y - metrics.ascent() - 1,
