@@ -218,6 +218,7 @@ class BrowserWidget(QWidget):
     series_opened = Signal(list, int)
     #: A series without images was chosen: the path of the document opened in its viewer.
     document_opened = Signal(str)
+    presentation_picked = Signal(str)  # a GSPS or a key object selection to apply
     #: The report, PDF or waveform last opened (:meth:`open_series`).
     _document_viewer: ObjectViewer | None = None
     problems_found = Signal(list)
@@ -608,6 +609,12 @@ class BrowserWidget(QWidget):
             )
             if not documents:
                 self.set_status(f"{number}{chosen.modality} holds nothing Lightbox can show")
+                return
+            first = documents[0]
+            if object_kind(first) in (ObjectKind.PRESENTATION_STATE, ObjectKind.KEY_OBJECTS):
+                # applied to the study's images in the view (the window reads it on a worker)
+                self.set_status(f"{number}{chosen.modality}: applied to the images it refers to")
+                self.presentation_picked.emit(str(first.path))
                 return
             self.set_status(
                 f"{number}{chosen.modality} holds no images ({', '.join(kinds)}): "

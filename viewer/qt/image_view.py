@@ -42,6 +42,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from viewer.imaging import annotations as notes
 from viewer.imaging import measure
 from viewer.imaging import measure_tools as mt
+from viewer.imaging import presentation as pstate
 from viewer.imaging import viewport as vp
 from viewer.imaging.annotations import format_value
 from viewer.imaging.display import CT_PRESETS, FrameRenderer, Voi, Window
@@ -119,6 +120,9 @@ class ImageView(QWidget):
         self._hover: QPointF | None = None  # the mouse over the view, for the readout
         self._reference_lines: list[Segment] = []
         self._text_images: OrderedDict[tuple[Any, ...], tuple[QImage, float]] = OrderedDict()
+        self._presentation: pstate.PresentationState | None = None
+        self._presented: pstate.ImagePresentation | None = None  # what was applied last
+        self.key_images: set[tuple[str, int]] = set()  # (SOP Instance UID, frame from 1)
         self.board: mt.Board | None = None  # the window's measurements (shared by viewports)
         self._measure_kind: str | None = None
         self._draw_tool: mt.DrawTool | None = None
@@ -185,6 +189,7 @@ class ImageView(QWidget):
         """Repaint and tell the others what a viewport action changed."""
         if changed & vp.Changed.POSITION:
             self._sync_geometry()
+            self._follow_presentation()
             self.position_changed.emit(self.viewport.position)
             self._reprobe()
         if changed & vp.Changed.WINDOW:
@@ -266,6 +271,7 @@ class ImageView(QWidget):
         if position == self.viewport.position:
             self._drop_buffer()
             self._sync_geometry()
+            self._follow_presentation()  # its header has come: the GSPS can apply now
             self._reprobe()
             if self.viewport.window is None:
                 self.window_changed.emit()
@@ -534,6 +540,7 @@ class ImageView(QWidget):
                 painter.drawImage(QRectF(0, 0, size[0], size[1]), image)
                 self._draw_reference_lines(painter)
                 painter.restore()
+                self._draw_presentation(painter)
                 self._draw_measurements(painter)
             elif self.problem():
                 self._draw_centred(painter, str(self.problem()), error=True)
@@ -663,6 +670,116 @@ class ImageView(QWidget):
             for number, line in enumerate(lines):
                 self._draw_text(painter, x, y + number * metrics.lineSpacing(), line)
 
+    # ----------------------------------------------------------------- presentation states
+    @property
+    def presentation(self) -> pstate.PresentationState | None:
+        return self._presentation
+
+    def set_presentation(self, gsps: pstate.PresentationState | None) -> None:
+        """Apply a Grayscale Softcopy Presentation State to the images it references (PS3.4
+        N.2): its window (or VOI LUT) and Presentation LUT Shape, rotation and flip, displayed
+        area and annotations; None takes it off (the file's own window, the view reset)."""
+        self._presentation = gsps
+        self._presented = None
+        if gsps is None:
+            self.viewport.window = None
+            self.viewport.inverted = False
+            self._changed(self.viewport.reset_geometry() | vp.Changed.WINDOW)
+            return
+        self.apply_presentation()
+
+    def image_presentation(self) -> pstate.ImagePresentation | None:
+        """What the presentation state asks for the frame shown (None: it does not apply)."""
+        key = self.measurement_key()
+        if self._presentation is None or key is None:
+            return None
+        return pstate.for_image(self._presentation, key[0], key[1])
+
+    def _follow_presentation(self) -> None:
+        """Another frame: the presentation state's settings for it, when they differ from the
+        ones applied (scrolling within one presentation keeps the reader's zoom and pan)."""
+        if self._presentation is None:
+            return
+        shown = self.image_presentation()
+        if shown is not None and shown != self._presented:
+            self.apply_presentation()
+
+    def apply_presentation(self) -> None:
+        """Window, inversion, rotation, flip and displayed area of the frame shown."""
+        shown = self.image_presentation()
+        if shown is None:
+            return
+        self._presented = shown
+        self._sync_geometry()
+        changed = self.viewport.reset_geometry() | vp.Changed.WINDOW
+        if shown.voi is not None:
+            self.viewport.window = shown.voi
+        self.viewport.inverted = shown.inverted
+        for _ in range((shown.rotation // 90) % 4):
+            changed |= self.viewport.rotate(True)
+        if shown.horizontal_flip:
+            changed |= self.viewport.flip(True)
+        area = shown.displayed_area
+        if area is not None and self.viewport.image is not None:
+            (r0, r1), (c0, c1) = area.rows, area.columns
+            corners = [
+                self.viewport.image_to_screen((c + 0.5, r + 0.5))
+                for r, c in ((r0, c0), (r1 + 1, c1 + 1))
+            ]
+            zoom = self.viewport.effective_zoom()
+            width = abs(corners[1][0] - corners[0][0]) / zoom
+            height = abs(corners[1][1] - corners[0][1]) / zoom
+            screen_w, screen_h = self.viewport.screen
+            if area.size_mode == "MAGNIFY" and area.magnification:
+                wanted = float(area.magnification)
+            else:  # SCALE TO FIT (TRUE SIZE needs the screen's pixel pitch: fitted too)
+                wanted = min(screen_w / max(width, 1.0), screen_h / max(height, 1.0))
+            changed |= self.viewport.set_zoom(wanted)
+            centre = self.viewport.image_to_screen(((c0 + c1 + 1) / 2, (r0 + r1 + 1) / 2))
+            pan = self.viewport.pan
+            changed |= self.viewport.set_pan(
+                (pan[0] + screen_w / 2 - centre[0], pan[1] + screen_h / 2 - centre[1])
+            )
+        self._changed(changed)
+
+    def _draw_presentation(self, painter: QPainter) -> None:
+        """The presentation state's graphic and text annotations of the frame shown: PIXEL
+        units on the image, DISPLAY units across the displayed area (the image when none)."""
+        shown = self.image_presentation()
+        if shown is None or not shown.annotations:
+            return
+        transform = self.image_transform()
+        size = self._image_size() or (1, 1)
+        area = shown.displayed_area
+        (r0, r1), (c0, c1) = (
+            (area.rows, area.columns) if area else ((0, size[1] - 1), (0, size[0] - 1))
+        )
+        colours = {layer.name: _layer_colour(layer) for layer in shown.layers}
+
+        def image_point(units: str, point: tuple[float, float]) -> QPointF:
+            row, column = point
+            if units == "DISPLAY":  # fractions of the displayed area, (0, 0) its top left
+                row = r0 - 0.5 + row * (r1 - r0 + 1)
+                column = c0 - 0.5 + column * (c1 - c0 + 1)
+            return transform.map(QPointF(column + 0.5, row + 0.5))
+
+        for annotation in shown.annotations:
+            colour = colours.get(annotation.layer, QColor(255, 220, 60))
+            for pen_colour, width in ((QColor(0, 0, 0), 3.0), (colour, 1.5)):
+                painter.setPen(QPen(pen_colour, width))
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                for graphic in annotation.graphics:
+                    points = [image_point(graphic.units, p) for p in graphic.points]
+                    _paint_graphic(painter, graphic.graphic_type, points, graphic.closed)
+            for text in annotation.texts:
+                where = text.anchor if text.anchor is not None else text.box_top_left
+                units = text.anchor_units if text.anchor is not None else text.box_units
+                if where is None:
+                    continue
+                at = image_point(units, where)
+                for number, line in enumerate(text.text.splitlines() or [""]):
+                    self._draw_text(painter, at.x() + 4, at.y() + 14 + 16 * number, line, colour)
+
     # ----------------------------------------------------------------- reference lines
     @property
     def reference_lines(self) -> list[Segment]:
@@ -760,7 +877,7 @@ class ImageView(QWidget):
     def corner_lines(self) -> dict[str, list[str]]:
         """The four corners as drawn: patient, study, series/image, window/zoom."""
         renderer = self._renderer()
-        return notes.view_corners(
+        corners = notes.view_corners(
             self._dataset(),
             self._source.frame_index(self.viewport.position) if self._source else 0,
             self.viewport.position,
@@ -771,6 +888,15 @@ class ImageView(QWidget):
             zoom=self.zoom,
             cine_fps=self.viewport.fps if self.is_playing() else None,
         )
+        key = self.measurement_key() if (self.key_images or self._presentation) else None
+        if key is not None and key in self.key_images:
+            block = corners.setdefault("top_right", [])
+            lossy = bool(block) and block[-1].startswith("LOSSY")
+            block.insert(len(block) - 1 if lossy else len(block), "KEY IMAGE")
+        if key is not None and self._presentation is not None and self.image_presentation():
+            label = self._presentation.label or "presentation state"
+            corners.setdefault("bottom_right", []).append(f"GSPS: {label}")
+        return corners
 
     def edge_letters(self) -> dict[str, str]:
         """Orientation letters for the screen's edges, after the user's rotations and flips."""
@@ -1030,3 +1156,45 @@ def _paint_handles(painter: QPainter, shape: measure.Shape, transform: QTransfor
         p = transform.map(QPointF(column + 0.5, row + 0.5))
         painter.drawRect(QRectF(p.x() - 3, p.y() - 3, 6, 6))
     painter.restore()
+
+
+def _layer_colour(layer: pstate.GraphicLayer) -> QColor:
+    """A layer's recommended colour: its grey value (PS3.3 C.10.7.1.1), else yellow (CIELab is
+    approximated by its lightness: annotations stay legible, the hue is not promised)."""
+    if layer.grey is not None:
+        grey = max(0, min(255, layer.grey >> 8))
+        return QColor(grey, grey, grey)
+    if layer.cielab is not None:
+        lightness = max(0, min(255, layer.cielab[0] >> 8))
+        return QColor(255, 220, max(60, lightness // 2))
+    return QColor(255, 220, 60)
+
+
+def _paint_graphic(painter: QPainter, kind: str, points: list[QPointF], closed: bool) -> None:
+    """One graphic object in screen points (PS3.3 C.10.5.1.2)."""
+    if not points:
+        return
+    if kind == "POINT":
+        for p in points:
+            painter.drawLine(p + QPointF(-4, 0), p + QPointF(4, 0))
+            painter.drawLine(p + QPointF(0, -4), p + QPointF(0, 4))
+    elif kind == "CIRCLE" and len(points) >= 2:
+        centre, edge = points[0], points[1]
+        radius = math.hypot(edge.x() - centre.x(), edge.y() - centre.y())
+        painter.drawEllipse(centre, radius, radius)
+    elif kind == "ELLIPSE" and len(points) >= 4:
+        # major axis end points, then minor axis end points
+        (a, b, c, d) = points[:4]
+        centre = (a + b) / 2
+        major = math.hypot(b.x() - a.x(), b.y() - a.y()) / 2
+        minor = math.hypot(d.x() - c.x(), d.y() - c.y()) / 2
+        angle = math.degrees(math.atan2(b.y() - a.y(), b.x() - a.x()))
+        painter.save()
+        painter.translate(centre)
+        painter.rotate(angle)
+        painter.drawEllipse(QPointF(0, 0), major, minor)
+        painter.restore()
+    elif closed:
+        painter.drawPolygon(QPolygonF(points))
+    else:
+        painter.drawPolyline(QPolygonF(points))

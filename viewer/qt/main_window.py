@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
 
 from viewer import model
 from viewer.imaging import measure_tools as mt
+from viewer.imaging import presentation as pstate
 from viewer.imaging import presets as user_presets
 from viewer.imaging.annotations import window_value
 from viewer.imaging.display import CT_PRESETS, Window
@@ -147,6 +148,7 @@ class MainWindow(QMainWindow):
         self.browser.media_opened.connect(self._on_browser_media_opened)
         self.browser.series_opened.connect(self._on_browser_series_opened)
         self.browser.compare_requested.connect(self.compare)
+        self.browser.presentation_picked.connect(self.open_presentation_object)
         self.browser.problems_found.connect(self.report_problems)
         self.browser_dock = QDockWidget("Studies", self)
         self.browser_dock.setObjectName("browser_dock")
@@ -184,6 +186,8 @@ class MainWindow(QMainWindow):
         self.actions_by_name: dict[str, QAction] = {}
         self._export_wizard: ExportWizard | None = None
         self._inspector: TagInspector | None = None
+        self._presentation: pstate.PresentationState | None = None
+        self._key_cursor: pstate.KeyImageCursor | None = None
         self._build_menus()
         # The Network menu and the application-wide storage SCP; the SCP starts only for the
         # real application (start_services), so tests building windows claim no port.
@@ -379,6 +383,18 @@ class MainWindow(QMainWindow):
                 )
             )
         mpr_menu.addAction(self._action("mpr_stop", "Leave MPR", self.mpr.stop))
+        for name, text, key, step in (
+            ("key_next", "Next key image", "K", 1),
+            ("key_previous", "Previous key image", "Shift+K", -1),
+        ):
+            action = self._action(name, text, lambda _=False, n=step: self.step_key_image(n))
+            action.setShortcut(QKeySequence(key))
+            view_menu.addAction(action)
+        view_menu.addAction(
+            self._action(
+                "presentation_off", "Presentation state off", lambda: self.set_presentation(None)
+            )
+        )
         inspector = self._action("tag_inspector", "&Tag inspector…", self.show_tag_inspector)
         inspector.setShortcut(QKeySequence("Ctrl+T"))
         inspector.setToolTip("Every element of the image shown, as a tree, with a search box")
@@ -825,6 +841,105 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             "MPR: click a point on one plane to move the others through it", 10000
         )
+
+    # ----------------------------------------------------------------- GSPS and key images
+    def open_presentation_object(self, path: str) -> None:
+        """A presentation state or a key object selection picked in the browser: read on a
+        worker, then applied to the images it references (see :meth:`set_presentation`,
+        :meth:`show_key_objects`)."""
+
+        def work(_cancel: threading.Event, _progress: Callable[..., None]) -> object:
+            try:
+                return pstate.read_presentation_state(path)
+            except pstate.PresentationError:
+                return pstate.read_key_objects(path)
+
+        job = Job("PresentationObject", work)
+        job.finished.connect(self._on_presentation_object_read)
+        job.failed.connect(
+            lambda exc: self.report_problems([model.Problem(path, f"cannot be applied: {exc}")])
+        )
+        self.jobs.start(job)
+
+    def _on_presentation_object_read(self, read: object) -> None:
+        if isinstance(read, pstate.PresentationState):
+            self.set_presentation(read)
+        elif isinstance(read, pstate.KeyObjects):
+            self.show_key_objects(read)
+
+    def _locate(self, reference: pstate.ImageReference) -> tuple[int, int] | None:
+        """(stack row, position) of a referenced image among the study's stacks."""
+        for row, stack in enumerate(self._stacks):
+            for position, ref in enumerate(stack.frames):
+                if ref.instance.sop_instance_uid == reference.sop_instance_uid and (
+                    not reference.frames or ref.frame_index + 1 in reference.frames
+                ):
+                    return row, position
+        return None
+
+    def set_presentation(self, gsps: pstate.PresentationState | None) -> None:
+        """Show the first image ``gsps`` references with it applied (every viewport applies
+        it to the images it references); None takes it off."""
+        self._presentation = gsps
+        if gsps is None:
+            for viewport in self.grid.viewports:
+                viewport.view.set_presentation(None)
+            return
+        found = next(
+            (where for ref in gsps.references if (where := self._locate(ref)) is not None), None
+        )
+        if found is None:
+            self.statusBar().showMessage(
+                "The presentation state refers to images this study does not hold", 10000
+            )
+            return
+        row, position = found
+        if self.grid.active.stack is not self._stacks[row]:
+            self.show_stack(row)
+        self.view.set_position(position)
+        for viewport in self.grid.viewports:
+            viewport.view.set_presentation(gsps)
+        if gsps.notes:
+            self.report_problems([model.Problem(gsps.label or "GSPS", n) for n in gsps.notes])
+        self.statusBar().showMessage(
+            f"Presentation state {escape(gsps.label)} applied (View > Presentation state off)",
+            10000,
+        )
+
+    def show_key_objects(self, key_objects: pstate.KeyObjects) -> None:
+        """Mark the key images in every viewport and show the first (K / Shift+K step)."""
+        self._key_cursor = pstate.KeyImageCursor(key_objects)
+        marks = {
+            (ref.sop_instance_uid, frame)
+            for ref in key_objects.images
+            for frame in (ref.frames or (1,))
+        }
+        for viewport in self.grid.viewports:
+            viewport.view.key_images = marks
+            viewport.view.update()
+        count = plural(len(key_objects.images), "key image")
+        title = key_objects.title or "Key images"
+        self.statusBar().showMessage(f"{escape(title)}: {count} (K next, Shift+K previous)", 10000)
+        if key_objects.note:
+            self.report_problems([model.Problem(title, f"note: {key_objects.note}")])
+        self.step_key_image(0)
+
+    def step_key_image(self, step: int) -> None:
+        cursor = self._key_cursor
+        if cursor is None or not cursor.key_objects.images:
+            return
+        for _ in range(abs(step)):
+            cursor = cursor.next() if step > 0 else cursor.previous()
+        self._key_cursor = cursor
+        reference = cursor.current
+        found = self._locate(reference) if reference is not None else None
+        if found is None:
+            self.statusBar().showMessage("That key image is not in the study shown", 8000)
+            return
+        row, position = found
+        if self.grid.active.stack is not self._stacks[row]:
+            self.show_stack(row)
+        self.view.set_position(position)
 
     def show_tag_inspector(self) -> TagInspector | None:
         """The data set of the image shown in the active viewport, in a dialog (read again
