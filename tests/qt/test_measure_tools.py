@@ -234,3 +234,23 @@ def test_the_tag_inspector_opens_on_the_image_shown(  # type: ignore[no-untyped-
     dialog.apply_filter()
     found = dialog.tree.findItems("InstanceNumber", Qt.MatchFlag.MatchRecursive, 1)
     assert [item.text(4) for item in found if not item.isHidden()] == ["2"]
+
+
+def test_measurements_export_as_a_dicom_sr_that_reads_back(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch
+) -> None:
+    from viewer.imaging import sr_write
+
+    view = open_phantom(qtbot, window, tmp_path / "ct")
+    window.actions_by_name["measure_distance"].trigger()
+    drag(view, (60, 20), (60, 220))
+    window.actions_by_name["measure_rectangle"].trigger()
+    drag(view, (110, 110), (139, 129))
+    target = tmp_path / "sr.dcm"
+    monkeypatch.setattr(window, "ask_save_path", lambda suggestion: str(target))
+    with qtbot.waitSignal(window.measurements_exported, timeout=30000):
+        window.actions_by_name["measure_export_sr"].trigger()
+    back = sr_write.read_measurements_sr(target)
+    assert sorted(type(m.shape).__name__ for m in back) == ["Distance", "RectROI"]
+    values = sr_write.values_of(target)
+    assert any(v["unit"] == "mm" and abs(float(v["value"]) - 100.0) < 1e-6 for v in values)

@@ -47,11 +47,14 @@ from viewer import model
 from viewer.imaging import measure_tools as mt
 from viewer.imaging import presentation as pstate
 from viewer.imaging import presets as user_presets
+from viewer.imaging import sr_write
 from viewer.imaging.annotations import window_value
+from viewer.imaging.decode import read_file
 from viewer.imaging.display import CT_PRESETS, Window
 from viewer.imaging.stack import Stack
 from viewer.media.scan import ScanResult
 from viewer.qt.browser import BrowserWidget
+from viewer.qt.export_view import add_export_actions
 from viewer.qt.export_wizard import ExportWizard, open_export_wizard
 from viewer.qt.help import CONFORMANCE_DOC, CONTROLS_DOC, AboutDialog, DocumentDialog
 from viewer.qt.image_view import ImageView
@@ -262,6 +265,7 @@ class MainWindow(QMainWindow):
         )
         file_menu.addActions([show_store, import_media, health, refresh_media])
         file_menu.addSeparator()
+        self.export_actions = add_export_actions(self, file_menu.addMenu("E&xport view"))
         export = self._action("export_media", "&Export to CD/DVD/USB…", self._on_export_triggered)
         export.setShortcut(QKeySequence("Ctrl+E"))
         export.setToolTip("Write the selected study as IHE PDI media, checked after writing")
@@ -450,6 +454,13 @@ class MainWindow(QMainWindow):
         )
         measure_menu.addAction(
             self._action("measure_export", "Export measurements as CSV…", self.export_measurements)
+        )
+        measure_menu.addAction(
+            self._action(
+                "measure_export_sr",
+                "Export the study's measurements as DICOM SR…",
+                self.export_measurements_sr,
+            )
         )
 
         help_menu = bar.addMenu("&Help")
@@ -818,6 +829,36 @@ class MainWindow(QMainWindow):
             return problems
 
         job = Job("ExportMeasurements", work)
+        job.finished.connect(lambda problems: self._on_measurements_exported(target, problems))
+        job.failed.connect(
+            lambda exc: self.report_problems([model.Problem(target, f"not written: {exc}")])
+        )
+        self.jobs.start(job)
+
+    def export_measurements_sr(self) -> None:
+        """The measurements on the images of the study the strip lists, as a TID 1500
+        Measurement Report (Comprehensive SR) in that study, written on a worker from the
+        images read again (:func:`viewer.imaging.sr_write.measurements_sr`)."""
+        paths: dict[str, Path] = {}
+        for stack in self._stacks:
+            for ref in stack.frames:
+                paths.setdefault(ref.instance.sop_instance_uid, ref.path)
+        items = [item for item in self.board if item.sop_instance_uid in paths]
+        if not items:
+            self.statusBar().showMessage("No measurements on this study's images", 5000)
+            return
+        target = self.ask_save_path(str(Path.home() / "measurements-sr.dcm"))
+        if not target:
+            return
+
+        def work(_cancel: threading.Event, _progress: Callable[..., None]) -> list[model.Problem]:
+            datasets = {}
+            for uid in {item.sop_instance_uid for item in items}:
+                datasets[uid] = read_file(paths[uid]).dataset
+            written = sr_write.measurements_sr(items, datasets, out_path=target)
+            return [model.Problem(target, note) for note in written.notes]
+
+        job = Job("ExportMeasurementsSR", work)
         job.finished.connect(lambda problems: self._on_measurements_exported(target, problems))
         job.failed.connect(
             lambda exc: self.report_problems([model.Problem(target, f"not written: {exc}")])
