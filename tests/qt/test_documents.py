@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
-from PySide6.QtWidgets import QTreeWidgetItem
+from PySide6.QtWidgets import QLabel, QTreeWidgetItem
 
 from viewer.imaging.sr import Report
 from viewer.imaging.waveform import Waveform
@@ -130,7 +130,13 @@ def test_the_ecg_shows_its_12_leads_on_the_calibrated_grid(  # type: ignore[no-u
     assert view.width() == pytest.approx((12 + 1.2 * 100 + 10) * mm, abs=1)
 
 
-def synthetic_ecg(path: Path, *, patient: str = "Doe^Jane") -> Path:
+def synthetic_ecg(
+    path: Path,
+    *,
+    patient: str = "Doe^Jane",
+    units: str = "uV",
+    samples: np.ndarray | None = None,
+) -> Path:
     """Two leads of one second at 500 Hz: +1 mV (1000 x 1 uV) and -0.5 mV (-250 x 2 uV)."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -150,12 +156,13 @@ def synthetic_ecg(path: Path, *, patient: str = "Doe^Jane") -> Path:
         definition.ChannelLabel = label
         definition.ChannelSensitivity = sensitivity
         unit = Dataset()
-        unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning = "uV", "UCUM", "microvolt"
+        unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning = units, "UCUM", units
         definition.ChannelSensitivityUnitsSequence = [unit]
         definitions.append(definition)
     group.ChannelDefinitionSequence = definitions
-    samples = np.tile(np.array([1000, -250], dtype="<i2"), 500)
-    group.WaveformData = samples.tobytes()
+    if samples is None:
+        samples = np.tile(np.array([1000, -250], dtype="<i2"), 500)
+    group.WaveformData = samples.astype("<i2").tobytes()
     ds.WaveformSequence = [group]
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -191,6 +198,33 @@ def test_the_trace_is_drawn_at_10_mm_per_millivolt(  # type: ignore[no-untyped-d
     dialog.gain_box.setCurrentIndex(2)  # 20 mm/mV
     image = view.grab().toImage()
     assert any(abs(row - (view.lane_baseline(0) - 20 * mm)) <= 1.5 for row in trace_rows(image, x))
+
+
+def test_a_pressure_channel_fills_its_lane_without_a_voltage_grid(  # type: ignore[no-untyped-def]
+    qtbot, open_viewer, tmp_path: Path
+) -> None:
+    wave = (1000 * np.sin(np.linspace(0, 4 * np.pi, 500))).astype(np.int16)
+    samples = np.stack([wave, wave], axis=1).ravel()
+    path = synthetic_ecg(tmp_path / "pressure.dcm", units="mm[Hg]", samples=samples)
+    dialog = open_viewer(path)
+    view = dialog.waveform_view
+    assert view is not None and view.group is not None
+    assert not view.group.is_voltage
+    scale = dialog.findChild(QLabel, "waveform_scale")
+    assert (
+        scale is not None and scale.text() == "each channel scaled to its lane (no voltage units)"
+    )
+    image = view.grab().toImage()
+    mm = view.px_per_mm
+    rows_drawn: set[int] = set()
+    for x in range(round(view.x_of(0.0)) + 1, round(view.x_of(1.0)) - 1):
+        rows_drawn.update(trace_rows(image, x))
+    top, bottom = view.lane_baseline(0) - 15 * mm, view.lane_baseline(0) + 15 * mm
+    lane_rows = [y for y in rows_drawn if y < bottom]
+    # 60 % of the 30 mm lane (the label above it): from 9 mm above the baseline to 9 mm below
+    assert min(lane_rows) == pytest.approx(view.lane_baseline(0) - 9 * mm, abs=1.5)
+    assert max(lane_rows) == pytest.approx(view.lane_baseline(0) + 9 * mm, abs=1.5)
+    assert top < min(lane_rows)
 
 
 @pytest.mark.filterwarnings("ignore:Found unknown escape sequence")  # pydicom, about the ESC

@@ -455,6 +455,11 @@ def _report_item(item: ContentItem, *, root: bool = False) -> QTreeWidgetItem:
     return row
 
 
+def _value_range(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+
 class WaveformView(QWidget):
     """One multiplex group's channels stacked, one lane each, over a calibrated grid.
 
@@ -470,6 +475,8 @@ class WaveformView(QWidget):
         super().__init__(parent)
         self.setObjectName("waveform_view")
         self.group: MultiplexGroup | None = None
+        #: Each channel's (lowest, highest) value: a channel without voltage fills its lane.
+        self._ranges: list[tuple[float, float]] = []
         self.speed = DEFAULT_SPEED
         self.gain = DEFAULT_GAIN
         self.setAutoFillBackground(False)
@@ -480,6 +487,7 @@ class WaveformView(QWidget):
 
     def set_group(self, group: MultiplexGroup) -> None:
         self.group = group
+        self._ranges = [_value_range(c.samples) for c in group.channels]
         self._resize()
 
     def set_speed(self, speed: float) -> None:
@@ -593,10 +601,9 @@ class WaveformView(QWidget):
             offset = 0.0
         else:
             values = channel.samples
-            finite = values[np.isfinite(values)]
-            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0, 1)
+            low, high = self._ranges[lane]
             span = high - low if high > low else 1.0
-            scale = -(LANE_MM * 0.8 * mm) / span
+            scale = -(LANE_MM * 0.6 * mm) / span  # clear of the label
             offset = (low + high) / 2
         if group.is_voltage:  # the calibration pulse: 1 mV for 0.2 s
             pulse_x = 2 * mm
