@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
@@ -217,3 +218,28 @@ def test_every_text_is_escaped() -> None:
 def test_an_image_is_no_report() -> None:
     with pytest.raises(ReportError, match="not a structured report"):
         read_report(bundled("CT_small.dcm"))
+
+
+def test_a_value_of_the_wrong_kind_is_a_note_on_its_item(tmp_path: Path) -> None:
+    """Frame numbers that are no numbers (written with another VR, as a hostile file may):
+    the item says its value is unreadable, the rest of the report reads on."""
+    ds = document()
+    reference = Dataset()
+    reference.ReferencedSOPInstanceUID = "1.2.3"
+    reference.add(DataElement(0x00081160, "LO", "abc"))  # Referenced Frame Number
+    measured = Dataset()
+    measured.add(DataElement(0x0040A30A, "LO", "n/a\x07"))  # Numeric Value
+    ds.ContentSequence = Sequence(
+        [
+            item("CONTAINS", "IMAGE", "Image", ReferencedSOPSequence=[reference]),
+            item("CONTAINS", "NUM", "Size", MeasuredValueSequence=[measured]),
+            item("CONTAINS", "TEXT", "After", TextValue="still read"),
+        ]
+    )
+    ds.save_as(tmp_path / "odd.dcm", enforce_file_format=True)
+    report = read_report(tmp_path / "odd.dcm")
+    image, size, after = report.root.children
+    assert image.note == "value unreadable: ValueError"
+    assert size.value == "n/a\\x07"
+    assert after.value == "still read"
+    assert "    (value unreadable: ValueError)" in report.text()
