@@ -147,6 +147,7 @@ def test_lightbox_open_under_xvfb_and_clean_exit_on_sigterm(
         assert process.wait(timeout=60) == 0, rest
     finally:
         watchdog.cancel()
+        watchdog.join(5)  # a cancelled timer's thread ends a moment later: not a leftover
         if process.poll() is None:
             process.kill()
             process.wait()
