@@ -8,12 +8,13 @@ enhanced multi-frame functional groups (PS3.3 C.7.6.16), per frame before shared
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as PydicomSequence
 
 from viewer.text import person_name, show_date, show_time
 
@@ -44,6 +45,23 @@ LOSSY_TRANSFER_SYNTAXES = frozenset(
 DEFAULT_FPS = 10.0
 
 
+def functional_group_items(ds: Dataset, frame_index: int, macro: str) -> Iterator[Dataset]:
+    """The items of functional group ``macro`` for a frame (PS3.3 C.7.6.16): the Per-frame
+    Functional Groups item first, then the Shared one. Anything that is not a sequence of data
+    sets where one should be (a damaged file's sequence kept as bytes) is passed over."""
+    for groups_keyword, index in (
+        ("PerFrameFunctionalGroupsSequence", frame_index),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
+        groups = ds.get(groups_keyword)
+        if not isinstance(groups, PydicomSequence) or not 0 <= index < len(groups):
+            continue
+        group = groups[index]
+        items = group.get(macro) if isinstance(group, Dataset) else None
+        if isinstance(items, PydicomSequence) and len(items) and isinstance(items[0], Dataset):
+            yield items[0]
+
+
 def functional_attr(ds: Dataset, keyword: str, frame_index: int, macro: str) -> Any:
     """``keyword`` for one frame: top level, else Per-frame, else Shared Functional Groups.
 
@@ -53,18 +71,10 @@ def functional_attr(ds: Dataset, keyword: str, frame_index: int, macro: str) -> 
     value = ds.get(keyword)
     if value is not None and value != "":
         return value
-    for groups_keyword, index in (
-        ("PerFrameFunctionalGroupsSequence", frame_index),
-        ("SharedFunctionalGroupsSequence", 0),
-    ):
-        groups = ds.get(groups_keyword)
-        if not groups or index >= len(groups):
-            continue
-        items = groups[index].get(macro)
-        if items:
-            value = items[0].get(keyword)
-            if value is not None and value != "":
-                return value
+    for item in functional_group_items(ds, frame_index, macro):
+        value = item.get(keyword)
+        if value is not None and value != "":
+            return value
     return None
 
 

@@ -37,6 +37,8 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from viewer.imaging.annotations import functional_group_items
+
 log = logging.getLogger(__name__)
 
 VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
@@ -150,20 +152,10 @@ def _float_or_none(value: Any) -> float | None:
 def functional_group_item(ds: Dataset, frame_index: int, keyword: str) -> Dataset | None:
     """The item of functional group ``keyword`` for a frame (PS3.3 C.7.6.16).
 
-    A Per-Frame Functional Groups item wins over the Shared Functional Groups one.
+    A Per-Frame Functional Groups item wins over the Shared Functional Groups one; a damaged
+    file's group kept as bytes is no item (:func:`annotations.functional_group_items`).
     """
-    for seq_keyword, index in (
-        ("PerFrameFunctionalGroupsSequence", frame_index),
-        ("SharedFunctionalGroupsSequence", 0),
-    ):
-        groups = ds.get(seq_keyword)
-        if not groups or index >= len(groups) or index < 0:
-            continue
-        seq = groups[index].get(keyword)
-        if seq:
-            item: Dataset = seq[0]
-            return item
-    return None
+    return next(functional_group_items(ds, frame_index, keyword), None)
 
 
 def _pixel_representation(ds: Dataset) -> int:

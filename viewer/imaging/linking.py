@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from viewer.imaging.annotations import functional_attr
 from viewer.imaging.stack import Stack
 
 Vector = tuple[float, float, float]
@@ -92,42 +93,18 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
     return numbers
 
 
-def _first_item(ds: Any, sequence: str) -> Any:
-    items = ds.get(sequence) if ds is not None else None
-    try:
-        return items[0] if items else None
-    except (TypeError, IndexError):
-        return None
-
-
-def _functional(ds: Any, frame_index: int, group: str, keyword: str) -> Any:
-    """``keyword`` of functional group ``group`` for a frame: per-frame first, then shared."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame is not None and 0 <= frame_index < len(per_frame):
-        item = _first_item(per_frame[frame_index], group)
-        if item is not None and keyword in item:
-            return item.get(keyword)
-    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
-    item = _first_item(shared, group) if shared is not None else None
-    if item is not None and keyword in item:
-        return item.get(keyword)
-    return None
-
-
 def plane_of(ds: Any, frame_index: int = 0) -> Plane | None:
     """The plane of frame ``frame_index`` of a data set, or None when it lacks geometry."""
     if ds is None:
         return None
-    position = _functional(ds, frame_index, "PlanePositionSequence", "ImagePositionPatient")
-    orientation = _functional(
-        ds, frame_index, "PlaneOrientationSequence", "ImageOrientationPatient"
+    position = _floats(
+        functional_attr(ds, "ImagePositionPatient", frame_index, "PlanePositionSequence"), 3
     )
-    spacing = _functional(ds, frame_index, "PixelMeasuresSequence", "PixelSpacing")
-    position = _floats(position if position is not None else ds.get("ImagePositionPatient"), 3)
     orientation = _floats(
-        orientation if orientation is not None else ds.get("ImageOrientationPatient"), 6
+        functional_attr(ds, "ImageOrientationPatient", frame_index, "PlaneOrientationSequence"),
+        6,
     )
-    spacing = _floats(spacing if spacing is not None else ds.get("PixelSpacing"), 2)
+    spacing = _floats(functional_attr(ds, "PixelSpacing", frame_index, "PixelMeasuresSequence"), 2)
     try:
         rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     except (TypeError, ValueError):
