@@ -249,7 +249,9 @@ def test_scales_linearly() -> None:
 
     # The best of three runs each: a loaded machine (a fuzzer on both cores) stretches a single
     # 10 ms run enough to fake a quadratic ratio.
-    small = min(run(1000) for _ in range(3))
+    small = min(run(1000) for _ in range(5))
     large = min(run(10000) for _ in range(3))
     assert large < 10.0
-    assert large / max(small, 1e-3) < 25  # linear: 10x the files, nowhere near 100x the time
+    # linear: 10x the files, nowhere near the 100x of a quadratic pass (the margin absorbs a
+    # loaded machine, where the short run's best time is the noisier one)
+    assert large / max(small, 1e-3) < 40
