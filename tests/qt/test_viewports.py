@@ -17,7 +17,7 @@ from tests.qt.conftest import ct_dataset
 from viewer.imaging.annotations import IDENTITY
 from viewer.imaging.viewport import ROTATE_CW
 from viewer.qt.main_window import MainWindow
-from viewer.qt.strip import SERIES_MIME, series_row
+from viewer.qt.strip import BROWSER_SERIES_MIME, SERIES_MIME, series_row
 from viewer.qt.viewports import Viewport
 
 SERIES = ("Lung", "Bone", "Soft", "Angio", "Late")
@@ -132,8 +132,20 @@ def test_a_series_dragged_from_the_strip_lands_in_the_viewport_it_is_dropped_on(
     enter = QDragEnterEvent(at, Qt.DropAction.CopyAction, files, *args[2:])
     QApplication.sendEvent(right, enter)
     assert enter.isAccepted()
-    # the browser's strip is no drag source: its rows are another list's
-    assert not window.browser.series_strip.dragEnabled() and strip.dragEnabled()
+    # a series dragged from the browser's strip (its rows are the browser's series)
+    browser_strip = window.browser.series_strip
+    assert browser_strip.dragEnabled() and strip.dragEnabled()
+    mime = browser_strip.mimeData([browser_strip.item(2)])
+    assert mime.hasFormat(BROWSER_SERIES_MIME) and not mime.hasFormat(SERIES_MIME)
+    left = window.grid.viewports[0]
+    at = left.rect().center()
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier(0))
+    QApplication.sendEvent(left, QDragEnterEvent(at, *args))
+    drop = QDropEvent(QPointF(at), *args)
+    QApplication.sendEvent(left, drop)
+    assert drop.isAccepted()
+    assert descriptions(qtbot, window) == ["Soft", "Angio"]
+    assert window.grid.active is left
 
 
 def test_a_double_click_maximises_one_viewport_and_another_brings_all_back(  # type: ignore[no-untyped-def]
@@ -197,3 +209,27 @@ def test_custom_layout_and_the_menu_says_which_is_on(  # type: ignore[no-untyped
     menu.aboutToShow.emit()
     checked = [name for name, a in window.actions_by_name.items() if name.startswith("layout_")]
     assert [n for n in checked if window.actions_by_name[n].isChecked()] == ["layout_2x2"]
+
+
+def test_a_series_of_another_patient_dragged_from_the_browser_is_refused(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
+    root = tmp_path / "disc"
+    write_study(root / "a")
+    write_study(root / "b", name="Smith^Anna", pid="X-7")
+    open_study(qtbot, window, root)
+    shown = descriptions(qtbot, window)
+    browser = window.browser
+    other = next(i for i, r in enumerate(browser.studies()) if r[0] == "Smith, Anna")
+    if browser.table.selectionModel().currentIndex().row() == other:
+        other = 1 - other  # the one not shown is the other patient's
+    browser.table.selectRow(other)
+    strip = browser.series_strip
+    mime = strip.mimeData([strip.item(0)])
+    viewport = window.grid.viewports[0]
+    at = viewport.rect().center()
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier(0))
+    QApplication.sendEvent(viewport, QDragEnterEvent(at, *args))
+    QApplication.sendEvent(viewport, QDropEvent(QPointF(at), *args))
+    assert "Not shown:" in window.statusBar().currentMessage()
+    assert descriptions(qtbot, window) == shown

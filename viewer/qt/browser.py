@@ -636,6 +636,23 @@ class BrowserWidget(QWidget):
         viewer.show()
         self.document_opened.emit(str(path))
 
+    def series_stack(self, index: int) -> Stack | None:
+        """The stack of series ``index`` of the strip (None: no images, or not read yet)."""
+        if not 0 <= index < len(self._series) or self._listed:
+            return None
+        chosen = self._series[index]
+        paths = {i.path for i in chosen.instances}
+        return next(
+            (
+                stack
+                for stack in self._study_stacks()
+                if stack.series_instance_uid == chosen.series_instance_uid
+                and stack.frames
+                and stack.frames[0].path in paths
+            ),
+            None,
+        )
+
     def _study_stacks(self) -> list[Stack]:
         """Every stack of the selected study (only that study: the view shows one patient)."""
         series_list = list(self._series)

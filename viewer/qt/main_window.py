@@ -1036,6 +1036,7 @@ class MainWindow(QMainWindow):
         viewport.problem_found.connect(lambda problem: self.report_problems([problem]))
         viewport.progress.connect(self._on_viewport_progress)
         viewport.series_dropped.connect(self._on_viewport_series_dropped)
+        viewport.browser_series_dropped.connect(self._on_viewport_browser_series_dropped)
 
     def _on_grid_active_changed(self, viewport: Viewport) -> None:
         """Another viewport is active: the strip, the title and the menus follow it."""
@@ -1056,6 +1057,28 @@ class MainWindow(QMainWindow):
         if 0 <= row < len(self._stacks):
             self.grid.set_active(viewport)
             self.show_stack(row)
+
+    def _on_viewport_browser_series_dropped(self, viewport: Viewport, row: int) -> None:
+        """A series dragged from the browser: shown in that viewport when it is the patient's
+        on screen (or nothing is shown); another patient's is refused."""
+        stack = self.browser.series_stack(row)
+        if stack is None:
+            self.statusBar().showMessage("That series holds no images to show here", 8000)
+            return
+        showing = any(v.source is not None for v in self.grid.viewports)
+        patient = self.browser.selected_patient()
+        if showing and self._stacks and not _same_patient(patient, self._patient):
+            self.statusBar().showMessage(
+                f"Not shown: {escape(patient[1] or '(no name)')} is not "
+                f"{escape(self._patient[1] or '(no name)')}; double-click the study to open it",
+                10000,
+            )
+            return
+        self.grid.set_active(viewport)
+        problem = viewport.show_stack(stack)
+        if problem is not None:
+            self.report_problems([problem])
+        self._on_grid_active_changed(viewport)
 
     def _on_series_list_current_row_changed(self, row: int) -> None:
         if 0 <= row < len(self._stacks):

@@ -21,21 +21,23 @@ ICON = 64
 
 #: The mime type of a series dragged from the strip beside the view: its row in the strip.
 SERIES_MIME = "application/x-lightbox-series-row"
+#: The mime type of a series dragged from the browser's strip: its row in the browser's list.
+BROWSER_SERIES_MIME = "application/x-lightbox-browser-series-row"
 
 
-def series_mime(row: int) -> QMimeData:
+def series_mime(row: int, kind: str = SERIES_MIME) -> QMimeData:
     """What a strip row carries when it is dragged into a viewport."""
     mime = QMimeData()
-    mime.setData(SERIES_MIME, QByteArray(str(row).encode("ascii")))
+    mime.setData(kind, QByteArray(str(row).encode("ascii")))
     return mime
 
 
-def series_row(mime: QMimeData) -> int | None:
-    """The strip row a drag carries, or None when it carries no series."""
-    if not mime.hasFormat(SERIES_MIME):
+def series_row(mime: QMimeData, kind: str = SERIES_MIME) -> int | None:
+    """The strip row a drag carries, or None when it carries no series of that kind."""
+    if not mime.hasFormat(kind):
         return None
     try:
-        return int(bytes(mime.data(SERIES_MIME).data()).decode("ascii"))
+        return int(bytes(mime.data(kind).data()).decode("ascii"))
     except ValueError:
         return None
 
@@ -50,8 +52,9 @@ class StripEntry:
 class SeriesStrip(QListWidget):
     """Series as thumbnails with a short label; row ``i`` is entry ``i``.
 
-    ``vertical`` puts the strip beside the view (one column, fixed width; its entries can be
-    dragged into a viewport); otherwise it runs across (one row, fixed height).
+    ``vertical`` puts the strip beside the view (one column, fixed width); otherwise it runs
+    across (one row, fixed height). Entries of both are dragged into viewports, each strip's
+    with its own mime type (:data:`SERIES_MIME`, :data:`BROWSER_SERIES_MIME`).
     ``thumbnails_done`` when no thumbnail is pending; ``thumbnail_failed(path, message)`` for
     one that could not be drawn.
     """
@@ -78,9 +81,10 @@ class SeriesStrip(QListWidget):
             self.setFixedWidth(grid.width() + 2 * self.frameWidth() + scroll_bar + 4)
         else:
             self.setFixedHeight(grid.height() + 2 * self.frameWidth() + 18)
-        if vertical:  # beside the view: a series is dragged into any viewport
-            self.setDragEnabled(True)
-            self.setDragDropMode(QListView.DragDropMode.DragOnly)
+        # a series is dragged into any viewport, from beside the view or from the browser
+        self._mime_kind = SERIES_MIME if vertical else BROWSER_SERIES_MIME
+        self.setDragEnabled(True)
+        self.setDragDropMode(QListView.DragDropMode.DragOnly)
         self._thumbnails = thumbnails
         self._keys: list[str] = []
         self._pending: set[str] = set()
@@ -118,7 +122,7 @@ class SeriesStrip(QListWidget):
         """A dragged entry carries its row (:data:`SERIES_MIME`)."""
         if not items:
             return super().mimeData(items)
-        return series_mime(int(items[0].data(Qt.ItemDataRole.UserRole)))
+        return series_mime(int(items[0].data(Qt.ItemDataRole.UserRole)), self._mime_kind)
 
     def thumbnail_keys(self) -> list[str]:
         """Each row's thumbnail key ("" for an entry that has nothing to draw)."""

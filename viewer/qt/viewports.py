@@ -25,7 +25,7 @@ from viewer.imaging.stack import Stack
 from viewer.qt.image_view import ImageView
 from viewer.qt.jobs import Job, JobSet
 from viewer.qt.source import FrameSource, LoaderSource, stack_label
-from viewer.qt.strip import series_row
+from viewer.qt.strip import BROWSER_SERIES_MIME, series_row
 from viewer.text import plural
 
 #: The layouts offered in the View menu (rows, columns).
@@ -51,6 +51,7 @@ class Viewport(QFrame):
     problem_found = Signal(object)
     progress = Signal(str, int)
     series_dropped = Signal(object, int)
+    browser_series_dropped = Signal(object, int)  # a row of the browser's strip
     frame_ready = Signal(int)
     stack_shown = Signal(object)  # the Stack now shown (measurements are loaded for it)
     image_clicked = Signal(float, float)  # (row, column) of a left click without a drag
@@ -202,26 +203,35 @@ class Viewport(QFrame):
         x, y = view.viewport.screen_to_image((at.x(), at.y()))
         self.image_clicked.emit(y - 0.5, x - 0.5)
 
+    @staticmethod
+    def _carries_series(event: QDropEvent) -> bool:
+        mime = event.mimeData()
+        return series_row(mime) is not None or series_row(mime, BROWSER_SERIES_MIME) is not None
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if series_row(event.mimeData()) is not None:
+        if self._carries_series(event):
             event.acceptProposedAction()
         else:
             event.ignore()  # files go to the window (it opens them)
 
     def dragMoveEvent(self, event: QDragEnterEvent) -> None:  # type: ignore[override]
-        if series_row(event.mimeData()) is not None:
+        if self._carries_series(event):
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        row = series_row(event.mimeData())
-        if row is None:
+        mime = event.mimeData()
+        row, browser_row = series_row(mime), series_row(mime, BROWSER_SERIES_MIME)
+        if row is None and browser_row is None:
             event.ignore()
             return
         event.acceptProposedAction()
         self.activated.emit(self)
-        self.series_dropped.emit(self, row)
+        if row is not None:
+            self.series_dropped.emit(self, row)
+        elif browser_row is not None:
+            self.browser_series_dropped.emit(self, browser_row)
 
 
 class ViewportGrid(QWidget):
