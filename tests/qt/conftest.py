@@ -187,3 +187,22 @@ def write_series(folder: Path, count: int = 4, rows: int = 32, cols: int = 32) -
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+@pytest.fixture
+def store_window(qtbot, tmp_path: Path) -> Iterator:  # type: ignore[no-untyped-def]
+    """A shown main window on a store of its own (``tmp_path/store``), no removable volumes;
+    closed after the test, with no series loader left running."""
+    from viewer.qt.main_window import MainWindow
+    from viewer.store import Store
+
+    store = Store.open(tmp_path / "store")
+    main = MainWindow(store=store, volume_source=list)
+    qtbot.addWidget(main)
+    main.resize(1200, 800)
+    main.show()
+    qtbot.waitExposed(main)
+    yield main
+    main.close()
+    store.close()
+    assert not any(t.name == "SeriesLoader" and t.is_alive() for t in threading.enumerate())

@@ -4,8 +4,6 @@ alike, reference lines of the active slice on an orthogonal series."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 from tests.qt.conftest import ct_dataset
 from viewer.qt.main_window import MainWindow
 from viewer.qt.viewports import Viewport
-from viewer.store import Store, import_paths
+from viewer.store import import_paths
 
 FOR_A = "1.2.826.0.1.3680043.10.88.1"
 
@@ -49,17 +47,9 @@ def write_series(
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    store = Store.open(tmp_path / "store")
-    main = MainWindow(store=store, volume_source=list)
-    qtbot.addWidget(main)
-    main.resize(1200, 800)
-    main.show()
-    qtbot.waitExposed(main)
-    yield main
-    main.close()
-    store.close()
-    assert not any(t.name == "SeriesLoader" and t.is_alive() for t in threading.enumerate())
+def window(store_window: MainWindow) -> MainWindow:
+    store_window.resize(1200, 800)
+    return store_window
 
 
 def open_study(qtbot, window: MainWindow, root: Path, columns: int = 2) -> None:  # type: ignore[no-untyped-def]

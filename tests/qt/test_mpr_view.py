@@ -5,8 +5,6 @@ a short one refused with the reason."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,19 +37,9 @@ def write_series(folder: Path, zs: list[float] | None = None) -> Path:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    from viewer.store import Store
-
-    store = Store.open(tmp_path / "store")
-    main = MainWindow(store=store, volume_source=list)
-    qtbot.addWidget(main)
-    main.resize(1200, 600)
-    main.show()
-    qtbot.waitExposed(main)
-    yield main
-    main.close()
-    store.close()
-    assert not any(t.name == "SeriesLoader" and t.is_alive() for t in threading.enumerate())
+def window(store_window: MainWindow) -> MainWindow:
+    store_window.resize(1200, 600)
+    return store_window
 
 
 def open_and_load(qtbot, window: MainWindow, folder: Path) -> None:  # type: ignore[no-untyped-def]

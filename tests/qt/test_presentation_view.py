@@ -3,8 +3,6 @@ to (window, rotation, displayed area, annotations), key images marked and steppe
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -113,19 +111,9 @@ def write_study(root: Path) -> list[str]:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    from viewer.store import Store
-
-    store = Store.open(tmp_path / "store")
-    main = MainWindow(store=store, volume_source=list)
-    qtbot.addWidget(main)
-    main.resize(1000, 700)
-    main.show()
-    qtbot.waitExposed(main)
-    yield main
-    main.close()
-    store.close()
-    assert not any(t.name == "SeriesLoader" and t.is_alive() for t in threading.enumerate())
+def window(store_window: MainWindow) -> MainWindow:
+    store_window.resize(1000, 700)
+    return store_window
 
 
 def open_study(qtbot, window: MainWindow, root: Path) -> None:  # type: ignore[no-untyped-def]

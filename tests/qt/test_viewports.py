@@ -3,8 +3,6 @@ the strip into any of them, one maximised by a double click; a new study fills t
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,19 +38,9 @@ def write_study(root: Path, name: str = "Müller^Jürgen", pid: str = "PID-42") 
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    from viewer.store import Store
-
-    store = Store.open(tmp_path / "store")
-    main = MainWindow(store=store, volume_source=list)
-    qtbot.addWidget(main)
-    main.resize(1200, 900)
-    main.show()
-    qtbot.waitExposed(main)
-    yield main
-    main.close()
-    store.close()
-    assert not any(t.name == "SeriesLoader" and t.is_alive() for t in threading.enumerate())
+def window(store_window: MainWindow) -> MainWindow:
+    store_window.resize(1200, 900)
+    return store_window
 
 
 def shown(qtbot, viewport: Viewport) -> str:  # type: ignore[no-untyped-def]
