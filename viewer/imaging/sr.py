@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from viewer.imaging.decode import DecodeError, read_file
+from viewer.imaging.items import first as _first_item
+from viewer.imaging.items import items as _sequence_items
 from viewer.text import escape, person_name, plural, show_date, show_time
 
 #: Content items nested deeper than this are not shown (the root is level 0).
@@ -192,7 +193,7 @@ def report_from_dataset(
     pending: list[tuple[Dataset, ContentItem, int]] = [(ds, root, 0)]
     while pending:
         source, target, depth = pending.pop()
-        children = _sequence(source, "ContentSequence")
+        children = _sequence_items(source, "ContentSequence")
         if not children:
             continue
         if depth >= MAX_DEPTH:
@@ -252,7 +253,7 @@ def _fill_value(ds: Dataset, item: ContentItem) -> None:
     if kind == "TEXT":
         item.value = _multiline(_raw(ds, "TextValue"))
     elif kind == "CODE":
-        code = _first(ds, "ConceptCodeSequence")
+        code = _first_item(ds, "ConceptCodeSequence")
         item.value = _code_meaning(code) if code is not None else ""
     elif kind == "NUM":
         item.value = _numeric(ds)
@@ -282,7 +283,7 @@ def _fill_value(ds: Dataset, item: ContentItem) -> None:
 
 
 def _fill_reference(ds: Dataset, item: ContentItem) -> None:
-    ref = _first(ds, "ReferencedSOPSequence")
+    ref = _first_item(ds, "ReferencedSOPSequence")
     if ref is None:
         item.note = _join(item.note, "no referenced object")
         return
@@ -300,12 +301,12 @@ def _fill_reference(ds: Dataset, item: ContentItem) -> None:
 
 
 def _numeric(ds: Dataset) -> str:
-    measured = _first(ds, "MeasuredValueSequence")
+    measured = _first_item(ds, "MeasuredValueSequence")
     if measured is None:
-        qualifier = _first(ds, "NumericValueQualifierCodeSequence")
+        qualifier = _first_item(ds, "NumericValueQualifierCodeSequence")
         return f"({_code_meaning(qualifier)})" if qualifier is not None else "(no value)"
     number = escape(_raw(measured, "NumericValue"))
-    units = _first(measured, "MeasurementUnitsCodeSequence")
+    units = _first_item(measured, "MeasurementUnitsCodeSequence")
     meaning = _code_meaning(units) if units is not None else ""
     if meaning in ("no units", "unity", "1"):
         meaning = ""
@@ -313,7 +314,7 @@ def _numeric(ds: Dataset) -> str:
 
 
 def _concept(ds: Dataset) -> str:
-    code = _first(ds, "ConceptNameCodeSequence")
+    code = _first_item(ds, "ConceptNameCodeSequence")
     return _code_meaning(code) if code is not None else ""
 
 
@@ -324,21 +325,6 @@ def _code_meaning(code: Dataset) -> str:
     value = _text(code, "CodeValue") or _text(code, "LongCodeValue") or _text(code, "URNCodeValue")
     scheme = _text(code, "CodingSchemeDesignator")
     return f"({value}, {scheme})" if value or scheme else ""
-
-
-def _sequence(ds: Dataset, keyword: str) -> list[Dataset]:
-    try:
-        value = ds.get(keyword)
-    except Exception:
-        return []
-    if not isinstance(value, Sequence):
-        return []
-    return [item for item in value if isinstance(item, Dataset)]
-
-
-def _first(ds: Dataset, keyword: str) -> Dataset | None:
-    items = _sequence(ds, keyword)
-    return items[0] if items else None
 
 
 def _values(ds: Dataset, keyword: str) -> list[Any]:

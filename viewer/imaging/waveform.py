@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from viewer.imaging.decode import DecodeError, read_file
+from viewer.imaging.items import first as _first_item
+from viewer.imaging.items import items as _sequence_items
 from viewer.text import escape, person_name, show_date, show_time
 
 #: At most this many samples (all channels of a group) are decoded: 64 M samples, 512 MB as
@@ -131,7 +132,7 @@ def waveform_from_dataset(
     """Every multiplex group of ``ds`` that decodes; a group that does not becomes a warning,
     and a :class:`WaveformError` when none does."""
     notes = [escape(w) for w in warnings or []]
-    items = _items(ds, "WaveformSequence")
+    items = _sequence_items(ds, "WaveformSequence")
     if not items:
         raise WaveformError(path, "no Waveform Sequence (5400,0100): not a waveform")
     little = _little_endian(ds)
@@ -206,7 +207,7 @@ def decode_group(item: Dataset, *, little_endian: bool = True, path: str = "") -
     else:
         values = raw.astype(np.float64)
     padding = _padding(item, dtype)
-    definitions = _items(item, "ChannelDefinitionSequence")
+    definitions = _sequence_items(item, "ChannelDefinitionSequence")
     result = MultiplexGroup(
         label=_text(item, "MultiplexGroupLabel"),
         originality=_text(item, "WaveformOriginality"),
@@ -225,7 +226,7 @@ def decode_group(item: Dataset, *, little_endian: bool = True, path: str = "") -
         correction = _optional_float(definition, "ChannelSensitivityCorrectionFactor", 1.0)
         baseline = _optional_float(definition, "ChannelBaseline", 0.0)
         column = column * (sensitivity * correction) + baseline
-        units_code = _first(definition, "ChannelSensitivityUnitsSequence")
+        units_code = _first_item(definition, "ChannelSensitivityUnitsSequence")
         units = _text(units_code, "CodeValue") if units_code is not None else ""
         meaning = _text(units_code, "CodeMeaning") if units_code is not None else ""
         result.channels.append(Channel(_label(definition, index), units, meaning, column))
@@ -237,7 +238,7 @@ def _label(definition: Dataset, index: int) -> str:
     label = _text(definition, "ChannelLabel")
     if label:
         return label
-    source = _first(definition, "ChannelSourceSequence")
+    source = _first_item(definition, "ChannelSourceSequence")
     if source is not None:
         meaning = _text(source, "CodeMeaning") or _text(source, "CodeValue")
         if meaning:
@@ -289,21 +290,6 @@ def _little_endian(ds: Dataset) -> bool:
     except Exception:
         little = None
     return True if little is None else bool(little)
-
-
-def _items(ds: Dataset, keyword: str) -> list[Dataset]:
-    try:
-        value = ds.get(keyword)
-    except Exception:
-        return []
-    if not isinstance(value, Sequence):
-        return []
-    return [item for item in value if isinstance(item, Dataset)]
-
-
-def _first(ds: Dataset, keyword: str) -> Dataset | None:
-    items = _items(ds, keyword)
-    return items[0] if items else None
 
 
 def _bytes(ds: Dataset, keyword: str) -> bytes | None:
