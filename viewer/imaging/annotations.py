@@ -78,7 +78,8 @@ def functional_attr(ds: Dataset, keyword: str, frame_index: int, macro: str) -> 
     return None
 
 
-def _floats(value: Any, count: int) -> tuple[float, ...] | None:
+def finite_floats(value: Any, count: int) -> tuple[float, ...] | None:
+    """``count`` finite numbers from a multi-valued element, or None (absent, short, text)."""
     try:
         numbers = tuple(float(v) for v in value)
     except (TypeError, ValueError):
@@ -104,10 +105,10 @@ def slice_location(ds: Dataset, frame_index: int) -> float | None:
             return float(value)
         except (TypeError, ValueError):
             pass
-    position = _floats(
+    position = finite_floats(
         functional_attr(ds, "ImagePositionPatient", frame_index, "PlanePositionSequence"), 3
     )
-    orientation = _floats(
+    orientation = finite_floats(
         functional_attr(ds, "ImageOrientationPatient", frame_index, "PlaneOrientationSequence"), 6
     )
     if position is None or orientation is None:
@@ -287,7 +288,7 @@ def image_axes(ds: Dataset | None, frame_index: int) -> tuple[np.ndarray, np.nda
     """
     if ds is None:
         return None
-    orientation = _floats(
+    orientation = finite_floats(
         functional_attr(ds, "ImageOrientationPatient", frame_index, "PlaneOrientationSequence"), 6
     )
     if orientation is not None:
@@ -354,10 +355,12 @@ def pixel_spacing(ds: Dataset | None, frame_index: int) -> Spacing | None:
     """
     if ds is None:
         return None
-    spacing = _floats(functional_attr(ds, "PixelSpacing", frame_index, "PixelMeasuresSequence"), 2)
+    spacing = finite_floats(
+        functional_attr(ds, "PixelSpacing", frame_index, "PixelMeasuresSequence"), 2
+    )
     if spacing is not None and spacing[0] > 0 and spacing[1] > 0:
         return Spacing(spacing[0], spacing[1], detector=False)
-    spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
+    spacing = finite_floats(ds.get("ImagerPixelSpacing"), 2)
     if spacing is not None and spacing[0] > 0 and spacing[1] > 0:
         return Spacing(spacing[0], spacing[1], detector=True)
     return _ultrasound_spacing(ds)

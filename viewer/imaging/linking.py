@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from viewer.imaging.annotations import functional_attr
+from viewer.imaging.annotations import finite_floats, functional_attr
 from viewer.imaging.stack import Stack
 
 Vector = tuple[float, float, float]
@@ -83,28 +83,20 @@ class Plane:
         return float(d @ np.asarray(self.normal, float))
 
 
-def _floats(value: Any, count: int) -> tuple[float, ...] | None:
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
-        return None
-    return numbers
-
-
 def plane_of(ds: Any, frame_index: int = 0) -> Plane | None:
     """The plane of frame ``frame_index`` of a data set, or None when it lacks geometry."""
     if ds is None:
         return None
-    position = _floats(
+    position = finite_floats(
         functional_attr(ds, "ImagePositionPatient", frame_index, "PlanePositionSequence"), 3
     )
-    orientation = _floats(
+    orientation = finite_floats(
         functional_attr(ds, "ImageOrientationPatient", frame_index, "PlaneOrientationSequence"),
         6,
     )
-    spacing = _floats(functional_attr(ds, "PixelSpacing", frame_index, "PixelMeasuresSequence"), 2)
+    spacing = finite_floats(
+        functional_attr(ds, "PixelSpacing", frame_index, "PixelMeasuresSequence"), 2
+    )
     try:
         rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     except (TypeError, ValueError):

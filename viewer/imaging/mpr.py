@@ -60,7 +60,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydicom.dataset import Dataset
 
-from viewer.imaging.annotations import functional_attr
+from viewer.imaging.annotations import finite_floats, functional_attr
 from viewer.imaging.display import modality_transform
 from viewer.imaging.stack import ORIENTATION_TOLERANCE, POSITION_TOLERANCE
 
@@ -105,16 +105,6 @@ _PLANES: dict[Plane, tuple[int, tuple[int, int], tuple[int, int]]] = {
 }
 
 
-def _floats(value: Any, count: int) -> tuple[float, ...] | None:
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
-        return None
-    return numbers
-
-
 def _vector(values: NDArray[np.float64]) -> Vector:
     return (float(values[0]), float(values[1]), float(values[2]))
 
@@ -134,17 +124,19 @@ class _Frame:
 
 def _read_frame(ds: Dataset, frame_index: int, number: int) -> _Frame:
     """The geometry of one frame (``number`` counts from 1, for messages)."""
-    position = _floats(
+    position = finite_floats(
         functional_attr(ds, "ImagePositionPatient", frame_index, "PlanePositionSequence"), 3
     )
     if position is None:
         raise VolumeError(f"frame {number} has no usable Image Position (Patient)")
-    orientation = _floats(
+    orientation = finite_floats(
         functional_attr(ds, "ImageOrientationPatient", frame_index, "PlaneOrientationSequence"), 6
     )
     if orientation is None:
         raise VolumeError(f"frame {number} has no usable Image Orientation (Patient)")
-    spacing = _floats(functional_attr(ds, "PixelSpacing", frame_index, "PixelMeasuresSequence"), 2)
+    spacing = finite_floats(
+        functional_attr(ds, "PixelSpacing", frame_index, "PixelMeasuresSequence"), 2
+    )
     if spacing is None or spacing[0] <= 0 or spacing[1] <= 0:
         raise VolumeError(f"frame {number} has no usable Pixel Spacing")
     try:

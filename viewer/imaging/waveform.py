@@ -312,28 +312,26 @@ def _text(ds: Dataset, keyword: str) -> str:
     return escape(_raw(ds, keyword))
 
 
-def _int(ds: Dataset, keyword: str, path: str) -> int:
+def _required(ds: Dataset, keyword: str, path: str, kind: type[int] | type[float]) -> Any:
+    """A required number (``int`` or ``float``); WaveformError naming it when absent or not
+    a number."""
     try:
         value = ds.get(keyword)
         if value is None or value == "":
             raise WaveformError(path, f"no {keyword}")
-        return int(value)
+        return kind(value)
     except WaveformError:
         raise
     except Exception as exc:
         raise WaveformError(path, f"{keyword} is not a number") from exc
+
+
+def _int(ds: Dataset, keyword: str, path: str) -> int:
+    return int(_required(ds, keyword, path, int))
 
 
 def _float(ds: Dataset, keyword: str, path: str) -> float:
-    try:
-        value = ds.get(keyword)
-        if value is None or value == "":
-            raise WaveformError(path, f"no {keyword}")
-        return float(value)
-    except WaveformError:
-        raise
-    except Exception as exc:
-        raise WaveformError(path, f"{keyword} is not a number") from exc
+    return float(_required(ds, keyword, path, float))
 
 
 def _optional_float(ds: Dataset, keyword: str, default: float) -> float:
