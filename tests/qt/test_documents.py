@@ -1,6 +1,7 @@
 """The viewer of objects that are no images (viewer.qt.documents.ObjectViewer): an SR as a tree
-with Copy as text, an ECG drawn to scale on its grid, an Encapsulated PDF handed to the system's
-viewer from a private copy, hostile files refused with the reason; and the browser opening a
+with Copy as text, an ECG drawn to scale on its grid, an Encapsulated PDF shown inside (Qt's PDF
+module) and handed to the system's viewer from a private copy when asked, hostile files refused
+with the reason; and the browser opening a
 document series there instead of saying it cannot."""
 
 from __future__ import annotations
@@ -16,9 +17,18 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
-from PySide6.QtCore import QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
-from PySide6.QtWidgets import QLabel, QTreeWidgetItem
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QUrl
+from PySide6.QtGui import (
+    QDesktopServices,
+    QFont,
+    QGuiApplication,
+    QImage,
+    QPageSize,
+    QPainter,
+    QPdfWriter,
+)
+from PySide6.QtPdfWidgets import QPdfView
+from PySide6.QtWidgets import QLabel, QPushButton, QTreeWidgetItem, QWidget
 
 from viewer.imaging.sr import Report
 from viewer.imaging.waveform import Waveform
@@ -27,10 +37,25 @@ from viewer.qt.browser import BrowserWidget
 from viewer.qt.documents import ObjectViewer, PdfDocument, WaveformView
 from viewer.store import Store
 
-PDF = (
-    b"%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n"
-    b"2 0 obj <</Type /Pages /Kids [] /Count 0>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF"
-)
+
+def letter(pages: int = 2) -> bytes:
+    """A real PDF of ``pages`` A4 pages (Qt's PDF writer), each saying which page it is; of
+    odd length, so that the file pads it."""
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    writer = QPdfWriter(buffer)
+    writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
+    painter = QPainter(writer)
+    painter.setFont(QFont("Sans", 28))
+    for page in range(pages):
+        if page:
+            writer.newPage()
+        painter.drawText(400, 1200, f"Discharge letter, page {page + 1}")
+    painter.end()
+    buffer.close()
+    document = bytes(data.data())
+    return document if len(document) % 2 else document + b"\n"
 
 
 def bundled(name: str) -> Path:
@@ -66,7 +91,6 @@ def opened_urls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return True
 
     monkeypatch.setattr(QDesktopServices, "openUrl", fake_open_url)
-    monkeypatch.setattr(documents_module, "qt_pdf_available", lambda: False)
     return urls
 
 
@@ -263,32 +287,80 @@ def pdf_file(path: Path, document: bytes, *, declared: int | None = None) -> Pat
     return path
 
 
-def test_a_pdf_is_extracted_to_a_private_file_for_the_system_viewer(  # type: ignore[no-untyped-def]
+def test_a_pdf_is_shown_inside_page_by_page_from_memory(  # type: ignore[no-untyped-def]
     qtbot, open_viewer, opened_urls: list[str], tmp_path: Path
 ) -> None:
-    assert len(PDF) % 2 == 1  # the element is padded to an even length in the file
-    path = pdf_file(tmp_path / "letter.dcm", PDF)
-    assert len(pydicom.dcmread(path).EncapsulatedDocument) == len(PDF) + 1
+    document = letter(pages=2)
+    assert len(document) % 2 == 1  # the element is padded to an even length in the file
+    path = pdf_file(tmp_path / "letter.dcm", document)
+    assert len(pydicom.dcmread(path).EncapsulatedDocument) == len(document) + 1
     dialog = open_viewer(path)
     pdf = dialog.loaded_object
     assert isinstance(pdf, PdfDocument)
-    assert pdf.file.read_bytes() == PDF  # the declared length, not the padding
-    assert opened_urls == [str(pdf.file)]
-    assert pdf.file.name == "document.pdf"
-    assert stat.S_IMODE(pdf.file.stat().st_mode) == 0o600
-    assert stat.S_IMODE(pdf.file.parent.stat().st_mode) == 0o700
+    assert pdf.data == document  # the declared length, not the padding
     assert dialog.windowTitle() == "Discharge letter — Doe, Jane"
-    assert "opened in the system's PDF viewer" in dialog.header.text()
-    assert str(pdf.file) in dialog.header.text()
+    assert dialog.header.text() == (
+        f"Patient: Doe, Jane (ID P-1)\nPDF: Discharge letter, 2 pages, {len(document)} bytes"
+    )
+    assert dialog.pdf_document is not None and dialog.pdf_view is not None
+    qtbot.waitUntil(dialog.pdf_view.isVisible)
+    assert dialog.pdf_document.pageCount() == 2
+    assert dialog.pdf_document.getAllText(1).text() == "Discharge letter, page 2"
+    # What the reader sees: the view paints the first page's text (dark pixels on white).
+    qtbot.waitUntil(lambda: dark_fraction(dialog.pdf_view) > 0.001, timeout=10_000)
+    assert opened_urls == [] and dialog.pdf_file is None  # nothing written to show it
+    assert dialog.zoom_box is not None
+    dialog.zoom_box.setCurrentText("200 %")
+    assert dialog.pdf_view.zoomMode() == QPdfView.ZoomMode.Custom
+    assert dialog.pdf_view.zoomFactor() == 2.0
+
+
+def dark_fraction(widget: QWidget) -> float:
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(
+        image.height(), image.bytesPerLine()
+    )[:, : image.width()]
+    return float((pixels < 100).mean())
+
+
+def test_the_system_viewer_gets_a_private_copy_when_asked(  # type: ignore[no-untyped-def]
+    qtbot, open_viewer, opened_urls: list[str], tmp_path: Path
+) -> None:
+    document = letter(pages=1)
+    dialog = open_viewer(pdf_file(tmp_path / "letter.dcm", document))
+    button = dialog.findChild(QPushButton, "pdf_open")
+    assert button is not None and button.text() == "Open in the system viewer"
+    with qtbot.waitSignal(dialog.pdf_opened):
+        button.click()
+    assert dialog.pdf_file is not None
+    assert opened_urls == [str(dialog.pdf_file)]
+    assert dialog.pdf_file.read_bytes() == document
+    assert dialog.pdf_file.name == "document.pdf"  # never the file's own name
+    assert stat.S_IMODE(dialog.pdf_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(dialog.pdf_file.parent.stat().st_mode) == 0o700
+    button.click()  # the same copy again, not a second one
+    assert opened_urls == [str(dialog.pdf_file)] * 2
 
 
 def test_a_declared_length_beyond_the_element_is_bounded_by_it(  # type: ignore[no-untyped-def]
-    qtbot, open_viewer, opened_urls: list[str], tmp_path: Path
+    qtbot, open_viewer, tmp_path: Path
 ) -> None:
-    path = pdf_file(tmp_path / "long.dcm", PDF + b"\n", declared=2**31)
+    document = letter(pages=1)
+    path = pdf_file(tmp_path / "long.dcm", document, declared=2**31)
     dialog = open_viewer(path)
     assert isinstance(dialog.loaded_object, PdfDocument)
-    assert dialog.loaded_object.file.read_bytes() == PDF + b"\n"
+    assert dialog.loaded_object.data == document + b"\x00"  # the padding: all there is
+
+
+def test_a_damaged_pdf_is_named_with_the_reason_and_nothing_opened(  # type: ignore[no-untyped-def]
+    qtbot, open_viewer, opened_urls: list[str], tmp_path: Path
+) -> None:
+    path = pdf_file(tmp_path / "damaged.dcm", b"%PDF-1.7\n" + b"\x00garbage" * 40)
+    dialog = open_viewer(path, fails=True)
+    assert dialog.header.text().endswith(
+        "damaged.dcm cannot be shown: the PDF is damaged (not a readable PDF file)"
+    )
+    assert dialog.pdf_view is None and opened_urls == [] and dialog.pdf_file is None
 
 
 def test_a_document_that_is_no_pdf_is_refused_and_never_opened(  # type: ignore[no-untyped-def]

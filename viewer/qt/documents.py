@@ -9,11 +9,12 @@
   :class:`WaveformView`, the leads stacked over a calibrated grid (1 mm small and 5 mm large
   squares; 25 mm/s and 10 mm/mV unless changed), each lead labelled, the time axis in seconds;
   the paper speed is the horizontal zoom (Ctrl+wheel), and the strip scrolls;
-- an Encapsulated PDF (PS3.3 A.45, C.24.2): PySide6's Qt PDF module is used when it is
-  installed; PySide6-Essentials does not ship it, so otherwise the PDF (the Encapsulated
-  Document (0042,0011) up to its Encapsulated Document Length, which must start ``%PDF-``) is
-  written to a private temporary folder (mode 0700, the file 0600, never the file's own name)
-  and handed to the system's viewer with :meth:`QDesktopServices.openUrl`; the dialog says so.
+- an Encapsulated PDF (PS3.3 A.45, C.24.2): the Encapsulated Document (0042,0011) up to its
+  Encapsulated Document Length, which must start ``%PDF-``, shown inside the dialog by Qt's PDF
+  module (:class:`QPdfView`, pages one under the other, fitted to the width or zoomed)
+  straight from memory; *Open in the system viewer* (to print it, say) writes a private
+  temporary copy first (folder 0700, file 0600, never the file's own name, removed when
+  Lightbox exits) and hands that to :meth:`QDesktopServices.openUrl`.
 
 Every text from the file was escaped by the core; labels are plain text, never markup.
 """
@@ -21,7 +22,6 @@ Every text from the file was escaped by the core; labels are plain text, never m
 from __future__ import annotations
 
 import atexit
-import importlib
 import math
 import os
 import shutil
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QUrl, Signal
+from PySide6.QtCore import QBuffer, QIODevice, QPointF, QRectF, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QCloseEvent,
     QColor,
@@ -46,6 +46,8 @@ from PySide6.QtGui import (
     QPolygonF,
     QWheelEvent,
 )
+from PySide6.QtPdf import QPdfDocument
+from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -63,7 +65,7 @@ from viewer.imaging.decode import DecodeError, read_file
 from viewer.imaging.sr import ContentItem, Report, item_value_lines, report_from_dataset
 from viewer.imaging.waveform import MultiplexGroup, Waveform, waveform_from_dataset
 from viewer.qt.jobs import Job, JobSet
-from viewer.text import escape, person_name
+from viewer.text import escape, person_name, plural
 
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 #: Paper speeds (mm/s) and gains (mm/mV) offered; the first defaults are the ECG's own.
@@ -82,11 +84,9 @@ MAX_WIDTH = 4_000_000
 
 @dataclass(frozen=True, slots=True)
 class PdfDocument:
-    """An Encapsulated PDF written out: ``file`` (private temporary copy), its header
-    (escaped)."""
+    """An Encapsulated PDF: the document's bytes and its header (escaped)."""
 
-    file: Path
-    size: int
+    data: bytes
     title: str
     patient_name: str
     patient_id: str
@@ -101,6 +101,24 @@ class Unsupported:
 
 
 LoadedObject = Report | Waveform | PdfDocument | Unsupported
+
+#: The PDF zoom box: label, QPdfView zoom mode, factor (for the custom mode).
+_PDF_ZOOMS = (
+    ("Fit width", QPdfView.ZoomMode.FitToWidth, 1.0),
+    ("Whole page", QPdfView.ZoomMode.FitInView, 1.0),
+    ("50 %", QPdfView.ZoomMode.Custom, 0.5),
+    ("100 %", QPdfView.ZoomMode.Custom, 1.0),
+    ("150 %", QPdfView.ZoomMode.Custom, 1.5),
+    ("200 %", QPdfView.ZoomMode.Custom, 2.0),
+)
+
+#: Why Qt's PDF module refused a document.
+_PDF_ERRORS = {
+    QPdfDocument.Error.InvalidFileFormat: "the PDF is damaged (not a readable PDF file)",
+    QPdfDocument.Error.IncorrectPassword: "the PDF is encrypted with a password",
+    QPdfDocument.Error.UnsupportedSecurityScheme: "the PDF uses a security scheme Qt cannot open",
+    QPdfDocument.Error.DataNotYetAvailable: "the PDF is incomplete",
+}
 
 
 def pdf_bytes(ds: Any, *, path: str = "") -> bytes:
@@ -158,8 +176,7 @@ def load_object(path: str | os.PathLike[str]) -> LoadedObject:
             return Unsupported(f"an encapsulated {escape(mime)} document", name)
         document = pdf_bytes(ds, path=str(path))
         return PdfDocument(
-            write_private_pdf(document),
-            len(document),
+            document,
             escape(str(ds.get("DocumentTitle", "")).strip()),
             name,
             escape(str(ds.get("PatientID", "")).strip()),
@@ -169,16 +186,6 @@ def load_object(path: str | os.PathLike[str]) -> LoadedObject:
     if uid.startswith("1.2.840.10008.5.1.4.1.1.11."):
         return Unsupported("a presentation state (applied with its images, not shown alone)", name)
     return Unsupported(f"an object of SOP Class {escape(uid) or '(none)'}", name)
-
-
-def qt_pdf_available() -> bool:
-    """Whether PySide6's Qt PDF module (QtPdf, QtPdfWidgets) can be imported here."""
-    try:
-        importlib.import_module("PySide6.QtPdf")
-        importlib.import_module("PySide6.QtPdfWidgets")
-    except ImportError:
-        return False
-    return True
 
 
 class ObjectViewer(QDialog):
@@ -198,7 +205,10 @@ class ObjectViewer(QDialog):
         self.loaded_object: LoadedObject | None = None
         self.tree: QTreeWidget | None = None
         self.waveform_view: WaveformView | None = None
-        self.pdf_file: Path | None = None
+        self.pdf_file: Path | None = None  # the private copy for the system's viewer
+        self.pdf_document: QPdfDocument | None = None
+        self.pdf_view: QPdfView | None = None
+        self.zoom_box: QComboBox | None = None
         self.speed_box: QComboBox | None = None
         self.gain_box: QComboBox | None = None
         self.group_box: QComboBox | None = None
@@ -383,40 +393,69 @@ class ObjectViewer(QDialog):
     # -- PDF -------------------------------------------------------------------------------------
 
     def _show_pdf(self, pdf: PdfDocument) -> None:
-        self.pdf_file = pdf.file
         self._title(pdf.title or "PDF document", pdf.patient_name)
         patient = pdf.patient_name or "(no name)"
         if pdf.patient_id:
             patient += f" (ID {pdf.patient_id})"
-        lines = [f"Patient: {patient}", f"PDF: {pdf.title or '(no title)'}, {pdf.size} bytes"]
-        if qt_pdf_available():
-            self._embed_pdf(pdf.file)
-        else:
-            lines.append(
-                "Qt's PDF module is not installed here (PySide6-Essentials lacks it): the PDF "
-                "was opened in the system's PDF viewer, from a private temporary copy removed "
-                f"when Lightbox exits: {escape(pdf.file)}"
+        # The document is read from memory: nothing of it is written to disc to show it.
+        self._pdf_buffer = QBuffer(self)
+        self._pdf_buffer.setData(pdf.data)
+        self._pdf_buffer.open(QIODevice.OpenModeFlag.ReadOnly)
+        document = QPdfDocument(self)
+        document.load(self._pdf_buffer)
+        if document.status() != QPdfDocument.Status.Ready:
+            reason = _PDF_ERRORS.get(document.error(), "Qt's PDF module cannot read it")
+            self.header.setText(
+                f"Patient: {patient}\n{escape(self.path)} cannot be shown: {reason}"
             )
-            again = QPushButton("Open in the PDF viewer again")
-            again.setObjectName("pdf_open")
-            again.clicked.connect(self.open_pdf_externally)
-            self.buttons.insertWidget(0, again)
-            self.open_pdf_externally()
-        self.header.setText("\n".join(lines))
-
-    def _embed_pdf(self, file: Path) -> None:
-        qtpdf: Any = importlib.import_module("PySide6.QtPdf")
-        widgets: Any = importlib.import_module("PySide6.QtPdfWidgets")
-        document = qtpdf.QPdfDocument(self)
-        document.load(str(file))
-        view = widgets.QPdfView(self)
+            self.failed.emit(reason)
+            return
+        self.pdf_document = document
+        pages = document.pageCount()
+        self.header.setText(
+            f"Patient: {patient}\nPDF: {pdf.title or '(no title)'}, "
+            f"{plural(pages, 'page')}, {len(pdf.data)} bytes"
+        )
+        view = QPdfView(self)
+        view.setObjectName("pdf_view")
         view.setDocument(document)
-        view.setPageMode(widgets.QPdfView.PageMode.MultiPage)
+        view.setPageMode(QPdfView.PageMode.MultiPage)
+        view.setZoomMode(QPdfView.ZoomMode.FitToWidth)
+        view.setPageSpacing(12)
+        self.pdf_view = view
+        self.zoom_box = QComboBox()
+        self.zoom_box.setObjectName("pdf_zoom")
+        for label, _mode, _factor in _PDF_ZOOMS:
+            self.zoom_box.addItem(label)
+        self.zoom_box.currentIndexChanged.connect(self._on_pdf_zoom)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Zoom:"))
+        controls.addWidget(self.zoom_box)
+        controls.addStretch(1)
+        self.body.addLayout(controls)
         self.body.addWidget(view, 1)
+        external = QPushButton("Open in the system viewer")
+        external.setObjectName("pdf_open")
+        external.setToolTip(
+            "Writes a private temporary copy (removed when Lightbox exits) for your PDF viewer"
+        )
+        external.clicked.connect(self.open_pdf_externally)
+        self.buttons.insertWidget(0, external)
+
+    def _on_pdf_zoom(self, index: int) -> None:
+        if self.pdf_view is None or not 0 <= index < len(_PDF_ZOOMS):
+            return
+        _label, mode, factor = _PDF_ZOOMS[index]
+        self.pdf_view.setZoomMode(mode)
+        if mode == QPdfView.ZoomMode.Custom:
+            self.pdf_view.setZoomFactor(factor)
 
     def open_pdf_externally(self) -> None:
-        if self.pdf_file is None:
+        """The PDF in the system's viewer, from a private temporary copy written once."""
+        if not isinstance(self.loaded_object, PdfDocument):
             return
+        if self.pdf_file is None:
+            self.pdf_file = write_private_pdf(self.loaded_object.data)
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.pdf_file)))
         self.pdf_opened.emit(str(self.pdf_file))
 
