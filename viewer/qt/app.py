@@ -6,18 +6,16 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from viewer import __version__
+from viewer import __version__, resources
 from viewer.qt.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
-ICON = Path(__file__).resolve().parents[2] / "resources" / "icons" / "lightbox.svg"
 
 
 class _Probe(QObject):
@@ -49,8 +47,9 @@ def application() -> QApplication:
     app.setApplicationName("Lightbox")
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("lightbox")
-    if ICON.is_file():
-        app.setWindowIcon(QIcon(str(ICON)))
+    icon = resources.path(resources.ICON)
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     if emit_loses_references():
         import PySide6
 

@@ -7,7 +7,6 @@ keyboard help used to be a message box 1504 pixels tall that could not scroll).
 from __future__ import annotations
 
 import platform
-from pathlib import Path
 
 import numpy
 import pydicom
@@ -24,11 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer import __version__
+from viewer import __version__, resources
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-CONTROLS_DOC = DOCS / "controls.md"
-CONFORMANCE_DOC = DOCS / "conformance.md"
+CONTROLS_DOC = resources.CONTROLS
+CONFORMANCE_DOC = resources.CONFORMANCE
 
 #: Third-party parts whose licences matter to someone redistributing Lightbox.
 LICENCES = (
@@ -45,9 +43,10 @@ LICENCES = (
 
 
 class DocumentDialog(QDialog):
-    """A Markdown document in a scrolling viewer, at most 85 % of the screen's height."""
+    """A packaged Markdown document (:mod:`viewer.resources`) in a scrolling viewer, at most
+    85 % of the screen's height."""
 
-    def __init__(self, title: str, path: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, title: str, document: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setObjectName("document_dialog")
@@ -55,9 +54,9 @@ class DocumentDialog(QDialog):
         self.browser.setObjectName("document_text")
         self.browser.setOpenExternalLinks(True)
         try:
-            self.browser.setMarkdown(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            self.browser.setPlainText(f"{path} cannot be read: {exc.strerror or exc}")
+            self.browser.setMarkdown(resources.read_text(document))
+        except OSError as exc:  # a broken installation: say which file is missing
+            self.browser.setPlainText(f"{resources.resource(document)} cannot be read: {exc}")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)

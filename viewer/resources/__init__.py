@@ -1,0 +1,41 @@
+"""What Lightbox reads at run time, shipped inside the package (a wheel or a bundle carries it):
+the application icon, the keyboard and mouse reference, the conformance statement and the
+desktop integration files. Found with :mod:`importlib.resources`, never by walking up from the
+source tree; ``docs/controls.md`` and ``docs/conformance.md`` are links to the files here.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+#: Every file the program opens at run time (a test checks an installed wheel has each).
+ICON = "icons/lightbox.svg"
+CONTROLS = "controls.md"
+CONFORMANCE = "conformance.md"
+DESKTOP_ENTRY = "lightbox.desktop"
+RUN_TIME = (ICON, CONTROLS, CONFORMANCE, DESKTOP_ENTRY)
+
+
+def resource(name: str) -> Traversable:
+    """The packaged file ``name`` (a path relative to this package, '/'-separated)."""
+    node = files(__name__)
+    for part in name.split("/"):
+        node = node.joinpath(part)
+    return node
+
+
+def read_text(name: str) -> str:
+    """The text of the packaged file ``name`` (UTF-8); OSError when it is missing."""
+    return resource(name).read_text(encoding="utf-8")
+
+
+def path(name: str) -> Path:
+    """A file-system path of the packaged file ``name`` (Qt wants paths). Installed packages
+    are plain folders (wheel, bundle); a zipped one would need :func:`as_file` kept open."""
+    node = resource(name)
+    if isinstance(node, Path):
+        return node
+    with as_file(node) as real:  # pragma: no cover - zip imports only
+        return Path(real)
