@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_open = sub.add_parser("open", help="open the viewer on a file, folder or DICOMDIR")
     p_open.add_argument("paths", nargs="*", metavar="PATH")
+    p_open.add_argument(
+        "--quit-when-shown",
+        nargs="?",
+        const=120.0,
+        type=float,
+        metavar="SECONDS",
+        help="quit once the first image is on screen: exit 0, or 3 when none is within SECONDS "
+        "(default 120; a smoke test of an installation: make smoke)",
+    )
     p_open.set_defaults(func=_cmd_open)
 
     p_render = sub.add_parser(
@@ -335,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_open(args: argparse.Namespace) -> int:
     from viewer.qt.app import run_gui  # the only place the CLI reaches into Qt
 
-    return run_gui(list(args.paths))
+    return run_gui(list(args.paths), quit_when_shown=getattr(args, "quit_when_shown", None))
 
 
 def _cmd_render(args: argparse.Namespace) -> int:

@@ -38,3 +38,22 @@ def test_no_display_is_a_message_and_exit_code_3() -> None:
     )
     assert result.returncode == 3
     assert "no graphical display" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_quit_when_shown_exits_0_once_the_demo_is_on_screen() -> None:
+    """``make smoke`` starts the application this way: an empty store opens the demo study."""
+    from tests.cli import lightbox
+
+    result = lightbox("open", "--quit-when-shown", "60", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "lightbox: shown: image 1; window: Lightbox" in result.stdout
+
+
+def test_quit_when_shown_exits_3_when_no_image_comes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.cli import lightbox
+
+    (tmp_path / "empty").mkdir()
+    result = lightbox("open", "--quit-when-shown", "3", str(tmp_path / "empty"), timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert "no image was shown within the deadline" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -114,11 +114,13 @@ def display_problem() -> str | None:
     return None
 
 
-def run_gui(paths: list[str]) -> int:
+def run_gui(paths: list[str], *, quit_when_shown: float | None = None) -> int:
     """Open the main window and run until it is closed; the exit code of the event loop.
 
     Ctrl+C and SIGTERM close the window as its Quit does, so that the loader's worker
-    processes and shared memory are released rather than left behind.
+    processes and shared memory are released rather than left behind. ``quit_when_shown``
+    (seconds; a smoke test): close the window once the first image has been painted, exit 0;
+    exit :data:`EXIT_FAILED` when none is painted within that time.
     """
     problem = display_problem()
     if problem is not None:
@@ -137,6 +139,16 @@ def run_gui(paths: list[str]) -> int:
     heartbeat = QTimer(app)
     heartbeat.timeout.connect(lambda: None)
     heartbeat.start(200)
+    shown: list[int] = []
+    if quit_when_shown is not None:
+
+        def on_shown(position: int) -> None:
+            shown.append(position)
+            print(f"lightbox: shown: image {position + 1}; window: {window.windowTitle()}")
+            window.close()
+
+        window.view.image_shown.connect(on_shown)
+        QTimer.singleShot(round(quit_when_shown * 1000), window.close)
     try:
         code = app.exec()
     finally:
@@ -145,4 +157,7 @@ def run_gui(paths: list[str]) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         window.shutdown()
+    if quit_when_shown is not None and not shown:
+        print("lightbox: no image was shown within the deadline", file=sys.stderr)
+        return EXIT_FAILED
     return int(code)
