@@ -17,7 +17,6 @@ from viewer.qt.main_window import MainWindow
 log = logging.getLogger(__name__)
 
 
-
 class _Probe(QObject):
     fired = Signal(int)
 
