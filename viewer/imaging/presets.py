@@ -11,12 +11,11 @@ rename).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from viewer.config import app_home
 from viewer.imaging.display import Window
+from viewer.settings import write_json
 
 FILE_NAME = "presets.json"
 MAX_PER_MODALITY = 32
@@ -66,11 +65,4 @@ def save_preset(modality: str, name: str, window: Window, path: Path | None = No
         ]
         for m, windows in presets.items()
     }
-    fd, partial = tempfile.mkstemp(prefix=".presets-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, ensure_ascii=False)
-        os.replace(partial, target)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    write_json(target, data)
