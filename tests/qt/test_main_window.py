@@ -3,6 +3,8 @@ the real scanner, stack builder and loader; problems named in the panel and on s
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,9 +214,80 @@ def test_demo_study_when_no_path(qtbot) -> None:  # type: ignore[no-untyped-def]
     assert main.browser.store is not None and not list_studies(main.browser.store)
     assert not main.browser.showing_media and main.browser.studies() == []
     assert not main.browser.import_button.isEnabled()
+    # Labelled as the demo wherever the patient is named, and the welcome says so.
+    assert main.whose_label.text().startswith("DEMO: sample images that ship with pydicom")
+    assert main.whose_label.isVisible() and main.showing_demo
+    assert main.windowTitle().startswith("Lightbox — DEMO — ")
+    assert main.welcome is not None and main.welcome.isVisible()  # the first start
+    assert "The images on screen are a demo" in main.welcome.text.text()
     main.close()
     with Store.open() as store:
         assert not list_studies(store) and check(store).ok and check(store).instances == 0
+
+
+def test_the_welcome_comes_by_itself_once_then_when_asked(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from viewer import settings
+    from viewer.config import app_home
+    from viewer.qt.app import create_main_window
+
+    first = create_main_window([])
+    qtbot.addWidget(first)
+    welcome = first.welcome
+    assert welcome is not None and welcome.isVisible() and not welcome.isModal()
+    text = welcome.text.text()
+    for job in ("Read a patient's disc", "Query a PACS", "Burn a disc"):
+        assert job in text
+    assert str(app_home()) in text and str(first.browser.store.root) in text
+    assert not welcome.show_at_start.isChecked()
+    first.close()
+    second = create_main_window([])
+    qtbot.addWidget(second)
+    assert second.welcome is None  # not again by itself
+    second.actions_by_name["welcome"].trigger()  # Help > Welcome
+    assert second.welcome is not None and second.welcome.isVisible()
+    second.welcome.show_at_start.setChecked(True)  # the reader wants it at every start
+    assert settings.get("welcome_at_start") is True
+    second.close()
+    third = create_main_window([])
+    qtbot.addWidget(third)
+    assert third.welcome is not None and third.welcome.isVisible()
+    third.close()
+
+
+def test_size_layout_and_last_folder_are_remembered(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from viewer.qt.app import create_main_window
+
+    (tmp_path / "discs" / "cd1").mkdir(parents=True)
+    first = create_main_window([])
+    qtbot.addWidget(first)
+    first.resize(760, 560)  # within the offscreen screen (800 x 600): restoring clamps to it
+    first.set_layout(1, 2)
+    first.browser_dock.hide()
+    first.last_folder = str(tmp_path / "discs")
+    left = first.size()
+    first.close()
+    second = create_main_window([])
+    qtbot.addWidget(second)
+    assert second.size() == left
+    assert second.grid.shape == (1, 2)
+    assert second.last_folder == str(tmp_path / "discs")
+    assert not second.browser_dock.isVisible()  # the docks as they were left
+    second.close()
+    kept = json.loads((Path(os.environ["LIGHTBOX_HOME"]) / "settings.json").read_text())
+    assert kept["layout"] == [1, 2] and kept["last_folder"] == str(tmp_path / "discs")
+
+
+def test_damaged_settings_start_with_the_defaults(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from viewer.qt.app import create_main_window
+
+    (Path(os.environ["LIGHTBOX_HOME"]) / "settings.json").write_text(
+        '{"window_geometry": "%%%", "layout": [99, -1], "last_folder": 7}'
+    )
+    main = create_main_window([])
+    qtbot.addWidget(main)
+    assert main.grid.shape == (1, 1) and main.last_folder == ""
+    assert (main.width(), main.height()) == (1280, 900)
+    main.close()
 
 
 def test_no_path_on_a_store_with_studies_shows_the_store_not_the_demo(  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from viewer import __version__, resources
+from viewer import __version__, resources, settings
 from viewer.qt.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,25 @@ def create_main_window(paths: list[str]) -> MainWindow:
     view (shown, never imported: issue 3 section 2)."""
     window = MainWindow(start_services=True)
     window.resize(1280, 900)
+    window.restore_settings()
     window.show()
+    first_start = settings.get("welcome_at_start") is None
     if paths:
         window.open_paths(paths)
-        return window
-    if not store_is_empty(window):
-        return window
+    elif store_is_empty(window):
+        show_demo(window)
+    if first_start or settings.get("welcome_at_start") is True:
+        if first_start:  # once by itself; its box brings it back at every start
+            try:
+                settings.update({"welcome_at_start": False})
+            except OSError as exc:
+                log.warning("settings not saved: %s", exc)
+        window.show_welcome()
+    return window
+
+
+def show_demo(window: MainWindow) -> None:
+    """The demo study in the view, labelled as the demo, never in the browser."""
     try:
         from viewer.media.demo import demo_paths
 
@@ -96,8 +109,7 @@ def create_main_window(paths: list[str]) -> MainWindow:
         window.report_problems([model.Problem("demo study", f"cannot be found: {exc}")])
         targets = []
     if targets:
-        window.view_paths(targets)
-    return window
+        window.view_paths(targets, demo=True)
 
 
 #: ``lightbox``'s exit code when it could not do anything (DEVELOPERS.md).

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -43,7 +43,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer import model
+from viewer import model, settings
+from viewer.config import app_home
 from viewer.imaging import measure_tools as mt
 from viewer.imaging import presentation as pstate
 from viewer.imaging import presets as user_presets
@@ -67,12 +68,16 @@ from viewer.qt.source import FrameSource, stack_caption
 from viewer.qt.strip import SeriesStrip, StripEntry
 from viewer.qt.thumbnails import ThumbnailWorker
 from viewer.qt.viewports import LAYOUTS, MAX_SIDE, Viewport, ViewportGrid
+from viewer.qt.welcome import WelcomeDialog
 from viewer.qt.workers import OpenResult, open_paths
 from viewer.store import Store
 from viewer.store import measurements as measurements_store
 from viewer.text import escape, plural
 
 log = logging.getLogger(__name__)
+
+#: The series list's title while the demo study is on screen.
+DEMO_LABEL = "DEMO: sample images that ship with pydicom (made-up patients; not imported)"
 
 
 class MainWindow(QMainWindow):
@@ -94,6 +99,10 @@ class MainWindow(QMainWindow):
         Qt's mounted volumes (tests pass fakes)."""
         super().__init__(parent)
         self.setWindowTitle("Lightbox")
+        self.showing_demo = False  # the demo study is on screen (labelled as such)
+        self._opening_demo = False
+        self.last_folder = ""  # where the file dialogs start (remembered)
+        self.welcome: WelcomeDialog | None = None
         self.setAcceptDrops(True)
         self._stacks: list[Stack] = []
         self._patient: tuple[str, str] = ("", "")  # (ID, name) of the study the strip lists
@@ -470,6 +479,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(
             self._action("conformance", "DICOM Conformance Statement…", self._show_conformance)
         )
+        help_menu.addAction(self._action("welcome", "&Welcome…", self.show_welcome))
         help_menu.addSeparator()
         help_menu.addAction(self._action("about", "About Lightbox…", self._show_about))
 
@@ -564,11 +574,83 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- opening
     def ask_files(self) -> list[str]:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files")
+        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files", self.last_folder)
+        if files:
+            self.last_folder = str(Path(files[0]).parent)
         return files
 
     def ask_folder(self) -> str:
-        return QFileDialog.getExistingDirectory(self, "Open a folder or a DICOM medium")
+        folder = QFileDialog.getExistingDirectory(
+            self, "Open a folder or a DICOM medium", self.last_folder
+        )
+        if folder:
+            self.last_folder = str(Path(folder).parent)
+        return folder
+
+    # ----------------------------------------------------------------- remembered settings
+    def restore_settings(self) -> None:
+        """The window's size and place, its docks, the layout and the last folder, as the
+        reader left them (viewer.settings); anything missing or odd keeps the default."""
+        remembered = settings.load()
+        geometry, state = remembered.get("window_geometry"), remembered.get("window_state")
+        try:
+            if isinstance(geometry, str):
+                self.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
+            if isinstance(state, str):
+                self.restoreState(QByteArray.fromBase64(state.encode("ascii")))
+        except (UnicodeEncodeError, ValueError):
+            log.warning("the remembered window geometry is damaged: ignored")
+        layout = remembered.get("layout")
+        if (
+            isinstance(layout, list)
+            and len(layout) == 2
+            and all(isinstance(n, int) and 1 <= n <= MAX_SIDE for n in layout)
+        ):
+            self.set_layout(layout[0], layout[1])
+        folder = remembered.get("last_folder")
+        if isinstance(folder, str) and Path(folder).is_dir():
+            self.last_folder = folder
+
+    def save_settings(self) -> None:
+        """Remember what :meth:`restore_settings` restores (a read-only home: a warning)."""
+        try:
+            settings.update(
+                {
+                    "window_geometry": bytes(self.saveGeometry().toBase64().data()).decode(),
+                    "window_state": bytes(self.saveState().toBase64().data()).decode(),
+                    "layout": list(self.grid.shape),
+                    "last_folder": self.last_folder or None,
+                }
+            )
+        except OSError as exc:
+            log.warning("settings not saved: %s", exc)
+
+    def show_welcome(self) -> None:
+        """Help > Welcome (and the first start): the three jobs and where things live."""
+        if self.welcome is None:
+            store = self.browser.store
+            self.welcome = WelcomeDialog(
+                home=app_home(),
+                store=store.root if store is not None else None,
+                demo=self.showing_demo or (self._worker is not None and self._opening_demo),
+                show_at_start=bool(settings.get("welcome_at_start", True)),
+                parent=self,
+            )
+            self.welcome.show_at_start_changed.connect(self._on_welcome_at_start_changed)
+            self.welcome.finished.connect(self._on_welcome_finished)
+        self.welcome.show()
+        self.welcome.raise_()
+
+    def _on_welcome_at_start_changed(self, shown: bool) -> None:
+        try:
+            settings.update({"welcome_at_start": shown})
+        except OSError as exc:
+            log.warning("settings not saved: %s", exc)
+
+    def _on_welcome_finished(self) -> None:
+        if self.welcome is not None:
+            self.welcome.deleteLater()
+            self.welcome = None
 
     def _on_open_file_triggered(self) -> None:
         files = self.ask_files()
@@ -606,10 +688,12 @@ class MainWindow(QMainWindow):
             self.browser_dock.hide()
         self.opened.emit(len(stacks))
 
-    def view_paths(self, paths: list[str] | list[Path]) -> None:
+    def view_paths(self, paths: list[str] | list[Path], *, demo: bool = False) -> None:
         """Show ``paths`` in the view only (the demo study): scanned in a worker thread, not
-        listed in the browser, so that it cannot be imported."""
+        listed in the browser, so that it cannot be imported. ``demo``: labelled as the demo
+        (the series list's title and the window's) while it is on screen."""
         self._stop_worker()
+        self._opening_demo = demo
         self.statusBar().showMessage("Opening…")
         targets = [Path(p) for p in paths]
         worker = Job("Open", lambda cancel, progress: open_paths(targets, cancel, progress))
@@ -641,16 +725,26 @@ class MainWindow(QMainWindow):
             result = OpenResult([], [model.Problem(names, f"cannot be opened: {result}")])
         self.statusBar().clearMessage()
         self.report_problems(result.problems)
-        self._set_stacks(result.stacks, whose="the opened files (not in the browser)")
+        if self._opening_demo:
+            self._set_stacks(result.stacks, whose=DEMO_LABEL, demo=True)
+        else:
+            self._set_stacks(result.stacks, whose="the opened files (not in the browser)")
         self.opened.emit(len(result.stacks))
 
     def _set_stacks(
-        self, stacks: list[Stack], current: int = 0, whose: str = "", note: str = ""
+        self,
+        stacks: list[Stack],
+        current: int = 0,
+        whose: str = "",
+        note: str = "",
+        *,
+        demo: bool = False,
     ) -> None:
         """The series list: ``stacks`` of one study, its patient and study named in the list's
         title (``whose``, then ``note``), so that the list never leaves in doubt whose series
-        these are."""
+        these are. ``demo``: the demo study (the window's title says so too)."""
         self._stacks = stacks
+        self.showing_demo = demo and bool(stacks)
         text = escape(whose) + (f"\n{note}" if note else "")
         self.whose_label.setText(text if stacks else "")
         self.whose_label.setVisible(bool(whose and stacks))
@@ -1041,7 +1135,8 @@ class MainWindow(QMainWindow):
     def _on_grid_active_changed(self, viewport: Viewport) -> None:
         """Another viewport is active: the strip, the title and the menus follow it."""
         source = viewport.source
-        self.setWindowTitle(f"Lightbox — {source.label()}" if source is not None else "Lightbox")
+        title = "Lightbox — DEMO" if self.showing_demo else "Lightbox"
+        self.setWindowTitle(f"{title} — {source.label()}" if source is not None else title)
         row = next((k for k, s in enumerate(self._stacks) if s is viewport.stack), -1)
         self.series_list.blockSignals(True)
         self.series_list.setCurrentRow(row)
@@ -1170,6 +1265,7 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- closing
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_settings()
         self.shutdown()
         super().closeEvent(event)
 
