@@ -96,4 +96,6 @@ class WelcomeDialog(QDialog):
         layout.addWidget(self.text)
         layout.addWidget(self.show_at_start)
         layout.addWidget(buttons)
-        self.resize(620, 520)
+        self.text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.text.setFixedWidth(600)
+        self.adjustSize()
