@@ -125,6 +125,22 @@ def test_a_truncated_file_is_dumped_with_its_problems_and_exits_1(tmp_path: Path
     assert "truncated" in result.stderr
 
 
+def test_a_pixel_fragment_overrunning_the_file_still_shows_the_header(tmp_path: Path) -> None:
+    """The whole data set does not parse ("seek out of range" in the RLE fragments); the header
+    is shown up to Pixel Data, the reason named, exit 1 (once exit 3 with nothing shown)."""
+    data = bundled("SC_rgb_rle.dcm").read_bytes()
+    path = tmp_path / "overrun.dcm"
+    path.write_bytes(data[:-300])
+    result = lightbox("dump", path)
+    assert result.returncode == 1, result.stderr
+    assert "(0028,0107) US LargestImagePixelValue [255]" in result.stdout
+    assert "(7FE0,0010)" not in result.stdout
+    assert result.stderr == (
+        f"lightbox: {path}: the data set cannot be read past its header (cannot parse the data "
+        "set: seek out of range): Pixel Data and what follows it are not shown\n"
+    )
+
+
 def test_a_file_that_is_no_dicom_exits_3(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("no DICOM here\n" * 20)

@@ -47,7 +47,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from viewer.dicom import elements
-from viewer.imaging.decode import library_messages, read_file
+from viewer.imaging.decode import DecodeError, library_messages, read_file
 from viewer.text import escape, person_name, plural
 
 __all__ = [
@@ -178,9 +178,24 @@ def dump_file(path: str | Path, *, cancel: threading.Event | None = None) -> Dum
     when it cannot be read at all. A ``cancel`` event set meanwhile stops the walk (what was
     built is returned, with a warning)."""
     p = Path(path)
-    dicom = read_file(p)
+    try:
+        dicom = read_file(p)
+        broken = ""
+    except DecodeError as whole:
+        # A file that breaks in its Pixel Data (truncated, a fragment overrunning the file)
+        # still has a header worth reading: shown up to the pixels, with the reason.
+        try:
+            dicom = read_file(p, headers_only=True)
+        except DecodeError:
+            raise whole from None
+        broken = (
+            f"the data set cannot be read past its header ({whole.reason}): "
+            "Pixel Data and what follows it are not shown"
+        )
     ds = dicom.dataset
     builder = _Builder(cancel)
+    if broken:
+        builder.warnings.append(broken)
     builder.warnings.extend(dicom.warnings)
     meta = getattr(ds, "file_meta", None)
     nodes: list[Node] = []
