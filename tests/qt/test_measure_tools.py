@@ -192,6 +192,7 @@ def test_measurements_are_kept_in_the_store_and_shown_again(  # type: ignore[no-
     again = make_window(qtbot, store)
     try:
         view = open_phantom(qtbot, again, folder)
+        qtbot.waitUntil(lambda: len(view.measurements()) == 1, timeout=10000)  # read on a worker
         ((shape, text),) = view.measurements()
         assert isinstance(shape, measure.Distance) and text == "100.0 mm"
         again.actions_by_name["measure_clear"].trigger()
@@ -199,6 +200,63 @@ def test_measurements_are_kept_in_the_store_and_shown_again(  # type: ignore[no-
         qtbot.waitUntil(lambda: kept() == [], timeout=10000)
     finally:
         again.close()
+
+
+def test_a_shape_drawn_while_the_kept_ones_are_read_keeps_both(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept measurements are read on a worker; a shape drawn before they arrive must not be
+    saved alone (that would replace the kept ones in the store)."""
+    folder = tmp_path / "ct"
+    view = open_phantom(qtbot, window, folder)
+    window.actions_by_name["measure_distance"].trigger()
+    drag(view, (60, 20), (60, 220))
+    key = view.measurement_key()
+    assert key is not None
+    real_load = measurements_store.load
+
+    def kept() -> list[measure.Measurement]:
+        return real_load(store, [key[0]])[0]
+
+    qtbot.waitUntil(lambda: len(kept()) == 1, timeout=10000)
+    window.close()
+
+    gate = threading.Event()
+
+    def slow_load(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert gate.wait(30), "the test never opened the gate"
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(measurements_store, "load", slow_load)
+    again = make_window(qtbot, store)
+    try:
+        view = open_phantom(qtbot, again, folder)
+        assert view.measurements() == []  # still being read
+        again.actions_by_name["measure_distance"].trigger()
+        drag(view, (100, 20), (100, 120))
+        assert len(view.measurements()) == 1
+        qtbot.wait(300)
+        assert len(kept()) == 1  # not replaced by the new shape alone
+        gate.set()
+        qtbot.waitUntil(lambda: len(view.measurements()) == 2, timeout=10000)
+        qtbot.waitUntil(lambda: len(kept()) == 2, timeout=10000)
+        assert sorted(text for _, text in view.measurements()) == ["100.0 mm", "50.0 mm"]
+    finally:
+        gate.set()
+        again.close()
+
+
+def test_the_store_gives_back_at_most_a_bounded_number_per_image(store: Store) -> None:
+    shapes = [measure.Distance((1.0, 1.0), (1.0, 2.0 + k)) for k in range(5)]
+    measurements_store.save_image(store, "1.2.3", 1, shapes)
+    monkey_max = measurements_store.MAX_PER_IMAGE
+    try:
+        measurements_store.MAX_PER_IMAGE = 3
+        found, problems = measurements_store.load(store, ["1.2.3"])
+    finally:
+        measurements_store.MAX_PER_IMAGE = monkey_max
+    assert [m.shape for m in found] == shapes[:3]
+    assert [p.problem for p in problems] == ["more than 3: the first 3 are shown"]
 
 
 def test_measurements_export_as_csv(  # type: ignore[no-untyped-def]

@@ -45,10 +45,10 @@ from PySide6.QtWidgets import (
 
 from viewer import model, settings
 from viewer.config import app_home
+from viewer.imaging import measure, sr_write
 from viewer.imaging import measure_tools as mt
 from viewer.imaging import presentation as pstate
 from viewer.imaging import presets as user_presets
-from viewer.imaging import sr_write
 from viewer.imaging.annotations import window_value
 from viewer.imaging.decode import read_file
 from viewer.imaging.display import CT_PRESETS, Window
@@ -184,6 +184,10 @@ class MainWindow(QMainWindow):
         # Measurements: one board for every viewport, kept in the store per image.
         self.board = mt.Board()
         self._measured_uids: set[str] = set()
+        # Images whose kept measurements are being read, and those changed meanwhile (saved
+        # once the kept ones have joined them: saving first would replace the kept ones).
+        self._loading_uids: set[str] = set()
+        self._changed_while_loading: set[mt.Key] = set()
         self._saved: dict[mt.Key, int] = {}  # the board revision each image was saved at
         self._save_lock = threading.Lock()
         for viewport in self.grid.viewports:
@@ -834,22 +838,48 @@ class MainWindow(QMainWindow):
             viewport.view.update()
 
     def _load_measurements(self, stack: Stack) -> None:
-        """The store's measurements of a series' images, once per image and session."""
+        """The store's measurements of a series' images, once per image and session, read on a
+        worker (the index may be busy with an import)."""
         store = self.browser.store
         uids = {ref.instance.sop_instance_uid for ref in stack.frames} - self._measured_uids
         if store is None or not uids:
             return
         self._measured_uids |= uids
-        try:
-            found, problems = measurements_store.load(store, uids)
-        except (sqlite3.Error, OSError) as exc:
-            self.report_problems([model.Problem(str(store.db_path), f"measurements: {exc}")])
-            return
+        self._loading_uids |= uids
+
+        def work(
+            _cancel: threading.Event, _progress: Callable[..., None]
+        ) -> tuple[list[measure.Measurement], list[model.Problem]]:
+            return measurements_store.load(store, uids)
+
+        job = Job("LoadMeasurements", work)
+        job.finished.connect(lambda result: self._on_measurements_loaded(uids, result))
+        job.failed.connect(lambda exc: self._on_measurements_not_loaded(uids, store, exc))
+        self.jobs.start(job)
+
+    def _on_measurements_loaded(
+        self, uids: set[str], result: tuple[list[measure.Measurement], list[model.Problem]]
+    ) -> None:
+        found, problems = result
+        self._loading_uids -= uids
         if found:
             self.board.load(found)
             self._repaint_views()
+        changed = {key for key in self._changed_while_loading if key[0] in uids}
+        self._changed_while_loading -= changed
+        for key in changed:  # the kept shapes and the new ones, together
+            self._save_measurements(key)
         if problems:
             self.report_problems(problems)
+
+    def _on_measurements_not_loaded(self, uids: set[str], store: Store, exc: object) -> None:
+        self._loading_uids -= uids
+        lost = {key for key in self._changed_while_loading if key[0] in uids}
+        self._changed_while_loading -= lost
+        note = f"; {plural(len(lost), 'image')} drawn on meanwhile not kept" if lost else ""
+        self.report_problems(
+            [model.Problem(str(store.db_path), f"measurements cannot be read: {exc}{note}")]
+        )
 
     def _on_measurements_changed(self, view: ImageView) -> None:
         self._repaint_views()
@@ -862,6 +892,9 @@ class MainWindow(QMainWindow):
         change of the same image always wins over an earlier one still being written."""
         store = self.browser.store
         if store is None or store.read_only:
+            return
+        if key[0] in self._loading_uids:  # saved once the kept shapes are on the board
+            self._changed_while_loading.add(key)
             return
         revision = self.board.revision
         shapes = self.board.shapes(key)

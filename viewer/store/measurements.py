@@ -19,6 +19,9 @@ from viewer.store.store import Store
 
 #: SQLite's limit of bound parameters per statement is 32,766 (999 before 3.32): stay below.
 _CHUNK = 900
+#: Shapes read back per image at most (a reader draws a handful; a damaged or crafted index
+#: with millions of rows for one image must not fill memory or the screen).
+MAX_PER_IMAGE = 500
 
 
 def save_image(
@@ -48,8 +51,8 @@ def save_image(
 def load(
     store: Store, sop_instance_uids: Iterable[str]
 ) -> tuple[list[measure.Measurement], list[Problem]]:
-    """The measurements kept for these images, in the order drawn, and the rows that could
-    not be read."""
+    """The measurements kept for these images, in the order drawn (at most
+    :data:`MAX_PER_IMAGE` per image), and the rows that could not be read."""
     uids = sorted(set(sop_instance_uids))
     found: list[measure.Measurement] = []
     problems: list[Problem] = []
@@ -58,12 +61,24 @@ def load(
         chunk = uids[start : start + _CHUNK]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
-            "SELECT sop_instance_uid, frame_number, position, data FROM measurements "
-            f"WHERE sop_instance_uid IN ({marks}) "
-            "ORDER BY sop_instance_uid, frame_number, position",
-            chunk,
+            "SELECT sop_instance_uid, frame_number, position, data FROM ("
+            "  SELECT *, ROW_NUMBER() OVER ("
+            "    PARTITION BY sop_instance_uid, frame_number ORDER BY position) AS n"
+            f"  FROM measurements WHERE sop_instance_uid IN ({marks})"
+            ") WHERE n <= ? ORDER BY sop_instance_uid, frame_number, position",
+            [*chunk, MAX_PER_IMAGE + 1],
         ).fetchall()
+        counts: dict[tuple[str, int], int] = {}
         for uid, frame, position, data in rows:
+            counts[(uid, frame)] = counts.get((uid, frame), 0) + 1
+            if counts[(uid, frame)] > MAX_PER_IMAGE:
+                problems.append(
+                    Problem(
+                        f"{store.db_path} measurements of {uid} frame {frame}",
+                        f"more than {MAX_PER_IMAGE}: the first {MAX_PER_IMAGE} are shown",
+                    )
+                )
+                continue
             try:
                 item = measure.from_dict(json.loads(data))
                 if (item.sop_instance_uid, item.frame_number) != (uid, frame):
