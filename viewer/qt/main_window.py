@@ -13,7 +13,6 @@ are listed in the panel and on stderr, naming the file, while the rest loads.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import sys
 import threading
 import time
