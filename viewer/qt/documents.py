@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, QPointF, QRectF, Qt, QUrl, Signal
 from PySide6.QtGui import (
-    QCloseEvent,
     QColor,
     QDesktopServices,
     QFont,
@@ -50,7 +49,6 @@ from PySide6.QtPdf import QPdfDocument
 from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import (
     QComboBox,
-    QDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -64,7 +62,7 @@ from PySide6.QtWidgets import (
 from viewer.imaging.decode import DecodeError, read_file
 from viewer.imaging.sr import ContentItem, Report, item_value_lines, report_from_dataset
 from viewer.imaging.waveform import MultiplexGroup, Waveform, waveform_from_dataset
-from viewer.qt.jobs import Job, JobSet
+from viewer.qt.jobs import Job, JobDialog
 from viewer.text import escape, person_name, plural
 
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -188,7 +186,7 @@ def load_object(path: str | os.PathLike[str]) -> LoadedObject:
     return Unsupported(f"an object of SOP Class {escape(uid) or '(none)'}", name)
 
 
-class ObjectViewer(QDialog):
+class ObjectViewer(JobDialog):
     """Non-modal: the report, waveform or PDF at ``path``; ``loaded`` once shown."""
 
     loaded = Signal(object)
@@ -212,7 +210,6 @@ class ObjectViewer(QDialog):
         self.speed_box: QComboBox | None = None
         self.gain_box: QComboBox | None = None
         self.group_box: QComboBox | None = None
-        self.jobs = JobSet(self)
         self.setWindowTitle(f"{escape(self.path.name)} — reading…")
 
         self.header = QLabel("Reading the file…")
@@ -461,17 +458,6 @@ class ObjectViewer(QDialog):
 
     # -- closing ---------------------------------------------------------------------------------
 
-    def shutdown(self) -> None:
-        """Stop reading and join the worker, with a deadline."""
-        self.jobs.wait_all(timeout=5.0)
-
-    def done(self, result: int) -> None:
-        self.shutdown()
-        super().done(result)
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        self.shutdown()
-        super().closeEvent(event)
 
 
 def _report_item(item: ContentItem, *, root: bool = False) -> QTreeWidgetItem:

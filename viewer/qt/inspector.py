@@ -22,7 +22,6 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import (
-    QCloseEvent,
     QFont,
     QFontDatabase,
     QFontMetrics,
@@ -31,7 +30,6 @@ from PySide6.QtGui import (
     QShortcut,
 )
 from PySide6.QtWidgets import (
-    QDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -46,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from viewer.imaging.decode import DecodeError
 from viewer.imaging.dump import Dump, Node, Query, dump_file
-from viewer.qt.jobs import Job, JobSet
+from viewer.qt.jobs import Job, JobDialog
 from viewer.text import escape, plural
 
 COLUMNS = ("Tag", "Name", "VR", "Length", "Value")
@@ -60,7 +58,7 @@ FILTER_DELAY_MS = 150
 SHOWN_WARNINGS = 3
 
 
-class TagInspector(QDialog):
+class TagInspector(JobDialog):
     """Non-modal: the whole data set of ``path``; ``loaded`` once the tree is filled."""
 
     loaded = Signal()
@@ -73,7 +71,6 @@ class TagInspector(QDialog):
         self.setModal(False)
         self.path = Path(path)
         self.dump: Dump | None = None
-        self.jobs = JobSet(self)
         self._title(escape(self.path.name), "reading…")
 
         self.search_edit = QLineEdit()
@@ -303,15 +300,8 @@ class TagInspector(QDialog):
     def shutdown(self) -> None:
         """Stop reading (a large file on a slow disc) and join the worker, with a deadline."""
         self._filter_timer.stop()
-        self.jobs.wait_all(timeout=5.0)
+        super().shutdown()
 
-    def done(self, result: int) -> None:
-        self.shutdown()
-        super().done(result)
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        self.shutdown()
-        super().closeEvent(event)
 
 
 def _walk(nodes: list[Node]) -> Iterator[Node]:

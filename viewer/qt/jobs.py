@@ -13,7 +13,8 @@ or a dead peer is abandoned at exit (joined with a deadline), where Qt aborts th
 ``QThread`` is destroyed while it runs.
 
 A :class:`JobSet` keeps the jobs one window or dialog started: it forgets each when done, says
-whether any still runs, cancels them all, and joins them on close.
+whether any still runs, cancels them all, and joins them on close; a :class:`JobDialog` is a
+dialog that owns one and joins it however it is closed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QDialog, QWidget
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +139,27 @@ class JobSet(QObject):
             log.warning("%s did not stop within %.0f s: left behind", job.name, timeout)
         self._jobs.clear()
         return stuck
+
+
+class JobDialog(QDialog):
+    """A dialog whose reading runs in :attr:`jobs`: closed by its button, Escape or the window
+    manager, it cancels and joins them with a deadline (a large file on a slow disc)."""
+
+    #: How long closing waits for the dialog's jobs.
+    JOIN_SECONDS = 5.0
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.jobs = JobSet(self)
+
+    def shutdown(self) -> None:
+        """Stop the dialog's work and join its jobs, with a deadline."""
+        self.jobs.wait_all(timeout=self.JOIN_SECONDS)
+
+    def done(self, result: int) -> None:
+        self.shutdown()
+        super().done(result)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
