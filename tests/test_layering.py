@@ -71,6 +71,8 @@ def test_cli_help_and_version_without_qt() -> None:
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "text": frozenset(),
     "config": frozenset(),
+    "settings": frozenset({"config"}),
+    "resources": frozenset(),
     "dicom": frozenset(),
     "model": frozenset({"text"}),
     "imaging": frozenset({"dicom", "model", "text", "config"}),
@@ -81,7 +83,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "cli": frozenset({"qt", "conformance", "net", "store", "media", "imaging"})
     | frozenset({"dicom", "model", "text", "config"}),
     "qt": frozenset({"conformance", "net", "store", "media", "imaging"})
-    | frozenset({"dicom", "model", "text", "config"}),
+    | frozenset({"dicom", "model", "text", "config", "settings", "resources"}),
     "__main__": frozenset({"cli"}),
 }
 #: Imports allowed only inside a function (not when the module is imported): cli opens the GUI.

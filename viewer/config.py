@@ -1,8 +1,11 @@
-"""Where Lightbox keeps its data: the platform's user data folder, or ``$LIGHTBOX_HOME``."""
+"""Where Lightbox keeps its data: the platform's user data folder, or ``$LIGHTBOX_HOME``; and
+how its small JSON files there are written (whole, never half)."""
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -18,3 +21,16 @@ def app_home() -> Path:
     )
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def write_json(target: Path, data: object) -> None:
+    """``data`` as JSON at ``target``, replaced whole: a temporary file beside it, then a rename
+    (a crash leaves the old file or the new, never half of either)."""
+    fd, partial = tempfile.mkstemp(prefix=f".{target.stem}-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=1, ensure_ascii=False)
+        os.replace(partial, target)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise

@@ -14,12 +14,10 @@ here: the last folder is a path the reader chose, never a file name from a disc.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from viewer.config import app_home
+from viewer.config import app_home, write_json
 
 FILE_NAME = "settings.json"
 #: A settings file larger than this is not ours to read (it holds a handful of values).
@@ -57,15 +55,3 @@ def update(values: dict[str, Any], *, path: Path | None = None) -> None:
         else:
             settings[key] = value
     write_json(target, settings)
-
-
-def write_json(target: Path, data: object) -> None:
-    """``data`` as JSON at ``target``, replaced whole: a temporary file beside it, then a rename."""
-    fd, partial = tempfile.mkstemp(prefix=f".{target.stem}-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, ensure_ascii=False)
-        os.replace(partial, target)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise

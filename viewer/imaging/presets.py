@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from viewer.config import app_home
+from viewer.config import app_home, write_json
 from viewer.imaging.display import Window
-from viewer.settings import write_json
 
 FILE_NAME = "presets.json"
 MAX_PER_MODALITY = 32
