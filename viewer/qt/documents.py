@@ -459,7 +459,6 @@ class ObjectViewer(JobDialog):
     # -- closing ---------------------------------------------------------------------------------
 
 
-
 def _report_item(item: ContentItem, *, root: bool = False) -> QTreeWidgetItem:
     concept = item.concept or f"({(item.value_type or 'by reference').lower()})"
     if not root and item.relationship and item.relationship != "CONTAINS":

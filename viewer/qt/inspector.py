@@ -303,7 +303,6 @@ class TagInspector(JobDialog):
         super().shutdown()
 
 
-
 def _walk(nodes: list[Node]) -> Iterator[Node]:
     for node in nodes:
         if not node.is_item:
