@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint fuzz sysdeps venv clean
+.PHONY: run test bench lint fuzz sysdeps venv clean bundle smoke
 
 run: sysdeps $(STAMP)
 	$(VENV)/bin/lightbox
@@ -26,6 +26,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The one-folder application, dist/lightbox/lightbox (PyInstaller; packaging/README.md, Bundle).
+bundle: $(STAMP)
+	$(PY) -c 'import PyInstaller' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bundle]'
+	$(PY) -m PyInstaller --noconfirm --distpath dist --workpath build packaging/lightbox.spec
+
+# Builds the bundle in a fresh clone of HEAD and runs it without the venv (packaging/smoke.sh).
+smoke:
+	bash packaging/smoke.sh
 
 sysdeps:
 	@bash packaging/system-deps.sh
