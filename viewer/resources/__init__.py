@@ -1,7 +1,8 @@
 """What Lightbox reads at run time, shipped inside the package (a wheel or a bundle carries it):
 the application icon, the keyboard and mouse reference, the conformance statement and the
-desktop integration files. Found with :mod:`importlib.resources`, never by walking up from the
-source tree; ``docs/controls.md`` and ``docs/conformance.md`` are links to the files here.
+desktop integration files (desktop entry, icon sizes). Found with :mod:`importlib.resources`,
+never by walking up from the source tree; ``docs/controls.md`` and ``docs/conformance.md`` are
+links to the files here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ ICON = "icons/lightbox.svg"
 CONTROLS = "controls.md"
 CONFORMANCE = "conformance.md"
 DESKTOP_ENTRY = "lightbox.desktop"
-RUN_TIME = (ICON, CONTROLS, CONFORMANCE, DESKTOP_ENTRY)
+#: The icon rendered at the hicolor theme's sizes (packaging/make_icons.py writes them).
+ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
+ICON_PNGS = tuple(f"icons/{n}x{n}/lightbox.png" for n in ICON_SIZES)
+RUN_TIME = (ICON, CONTROLS, CONFORMANCE, DESKTOP_ENTRY, *ICON_PNGS)
 
 
 def resource(name: str) -> Traversable:
