@@ -338,6 +338,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_verify.add_argument("path", metavar="PATH")
     p_verify.add_argument("--profile", choices=["cd", "dvd-jpeg", "usb-jpeg"])
     p_verify.set_defaults(func=_cmd_verify)
+
+    p_desktop = sub.add_parser(
+        "desktop",
+        help="desktop integration: the menu entry and icons; DICOM files and discs open with "
+        "Lightbox from the file manager",
+        description="Install (or remove) the desktop entry, AppStream metainfo, MIME types and "
+        "icons, by default in $XDG_DATA_HOME (~/.local/share), and make Lightbox the default "
+        "application for DICOM files and media with a DICOMDIR (never for folders).",
+    )
+    p_desktop.add_argument("action", choices=["install", "uninstall"])
+    where = p_desktop.add_mutually_exclusive_group()
+    where.add_argument(
+        "--prefix", type=Path, metavar="DIR", help="into DIR/share, without setting defaults"
+    )
+    where.add_argument(
+        "--system", action="store_true", help="for every user, in /usr/local/share (as root)"
+    )
+    p_desktop.set_defaults(func=_cmd_desktop)
     return parser
 
 
@@ -952,6 +970,29 @@ def _cmd_movie(args: argparse.Namespace) -> int:
         f"{report.fps:g} fps, {report.codec}"
     )
     return EXIT_PROBLEMS if failed or problems else EXIT_OK
+
+
+def _cmd_desktop(args: argparse.Namespace) -> int:
+    from viewer import desktop
+
+    notes: list[str] = []
+    installing = args.action == "install"
+    action = desktop.install if installing else desktop.uninstall
+    try:
+        paths = action(args.prefix, system=args.system, notes=notes)
+    except desktop.DesktopError as exc:
+        for note in notes:
+            print(f"note: {escape(note)}", file=sys.stderr)
+        print(f"lightbox: {escape(str(exc))}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    for path in paths:
+        print(f"{'installed' if installing else 'removed'} {escape(str(path))}")
+    if not paths and not installing:
+        folder = desktop.target_folder(args.prefix, system=args.system)
+        print(f"nothing of Lightbox's was installed in {escape(str(folder))}")
+    for note in notes:
+        print(f"note: {escape(note)}")
+    return EXIT_OK
 
 
 def _normalise_argv(argv: Sequence[str], subcommands: Sequence[str]) -> list[str]:
