@@ -446,6 +446,23 @@ def test_a_prefix_gets_the_files_but_no_defaults(xdg: dict[str, Path], tmp_path:
     assert sorted(desktop.uninstall(prefix)) == sorted(written)
 
 
+def test_a_system_installation_gets_an_icon_cache_but_no_defaults(
+    xdg: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(desktop, "SYSTEM_PREFIX", tmp_path / "usr" / "local")
+    notes: list[str] = []
+    written = desktop.install(system=True, notes=notes)
+    share = tmp_path / "usr" / "local" / "share"
+    assert sorted(written) == sorted(desktop.files(share))
+    cache = share / "icons" / "hicolor" / "icon-theme.cache"
+    if shutil.which("gtk-update-icon-cache"):
+        assert cache.is_file()
+    else:
+        assert any(n.startswith("gtk-update-icon-cache is not installed") for n in notes)
+    assert not (xdg["config"] / "mimeapps.list").exists()
+    assert sorted(desktop.uninstall(system=True)) == sorted(written)
+
+
 def test_forget_defaults_keeps_the_rest_of_mimeapps_list(tmp_path: Path) -> None:
     mimeapps = tmp_path / "mimeapps.list"
     ours = f"{APP_ID}.desktop"
