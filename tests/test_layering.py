@@ -73,6 +73,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "config": frozenset(),
     "settings": frozenset({"config"}),
     "resources": frozenset(),
+    "desktop": frozenset({"resources"}),
     "dicom": frozenset(),
     "model": frozenset({"text"}),
     "imaging": frozenset({"dicom", "model", "text", "config"}),
@@ -80,7 +81,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "store": frozenset({"media", "imaging", "dicom", "model", "text", "config"}),
     "net": frozenset({"dicom", "text", "config"}),
     "conformance": frozenset({"net", "media", "dicom"}),
-    "cli": frozenset({"qt", "conformance", "net", "store", "media", "imaging"})
+    "cli": frozenset({"qt", "conformance", "net", "store", "media", "imaging", "desktop"})
     | frozenset({"dicom", "model", "text", "config"}),
     "qt": frozenset({"conformance", "net", "store", "media", "imaging"})
     | frozenset({"dicom", "model", "text", "config", "settings", "resources"}),

@@ -45,7 +45,7 @@ def application() -> QApplication:
     assert isinstance(app, QApplication)
     app.setApplicationName("Lightbox")
     app.setApplicationVersion(__version__)
-    app.setDesktopFileName("lightbox")
+    app.setDesktopFileName(resources.APP_ID)  # the desktop entry and, on Wayland, the app id
     icon = resources.path(resources.ICON)
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
