@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from viewer import __version__
-from viewer.text import EscapingFormatter, escape, json_safe
+from viewer.text import escape, json_safe
 
 if TYPE_CHECKING:
     from viewer.net.nodes import LocalSettings, Node
@@ -1012,26 +1012,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
         return int(exc.code or 0)
-    # Log records may quote names from discs and values from peers: the formatter escapes
-    # them (viewer.text.EscapingFormatter), for the headless commands and the GUI alike.
-    handler = logging.StreamHandler()
-    handler.setFormatter(EscapingFormatter("lightbox: %(levelname)s: %(message)s"))
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler]
-    )
+    # stderr as always (WARNING, DEBUG with -v) and the rotating log file of the app folder at
+    # the reader's level (viewer.logs); both escape what records quote from discs and peers.
+    from viewer import logs
+
+    logs.configure(verbose=args.verbose)
     func: Callable[[argparse.Namespace], int] = getattr(args, "func", _cmd_open)
     if not hasattr(args, "paths") and func is _cmd_open:
         args.paths = []
+    command = func.__name__.removeprefix("_cmd_").replace("_", " ")  # never its arguments
+    session = logging.getLogger(logs.FILE_ONLY)  # the file's record of this run, not stderr's
+    session.info("%s started (Lightbox %s)", command, __version__)
     try:
-        return func(args)
+        code = func(args)
     except KeyboardInterrupt:
         print("lightbox: interrupted", file=sys.stderr)
-        return EXIT_FAILED
+        code = EXIT_FAILED
     except Exception as exc:  # the last line of defence: a message, never a traceback
         code, message = _explain(exc)
         log.debug("failed", exc_info=True)
         print(f"lightbox: {escape(message)}", file=sys.stderr)
-        return code
+    session.info("%s ended: exit %d", command, code)
+    return code
 
 
 def _explain(exc: Exception) -> tuple[int, str]:
