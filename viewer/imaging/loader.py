@@ -335,7 +335,8 @@ class SeriesLoader:
     def _emit_problem(self, i: int, message: str) -> None:
         with self._lock:
             self.problems[i] = message
-        log.info("frame %d: %s", i + 1, message)
+        log.info("frame %d of a series not loaded (the reason at debug level)", i + 1)
+        log.debug("frame %d: %s", i + 1, message)  # names the file: it may name the patient
         if self._on_problem is not None:
             try:
                 self._on_problem(i, message)
