@@ -5,8 +5,9 @@ Every process (the GUI, each headless command) calls :func:`configure` once, fro
 ``main``. Two handlers on the root logger:
 
 - **stderr**, as the CLI always had it: ``lightbox: LEVEL: message`` at WARNING (DEBUG with
-  ``-v``); the records of :data:`FILE_ONLY` (a command's start and end) are not shown there. Like :func:`logging.basicConfig`, it is not added where the root logger already has
-  someone else's handlers (an application embedding Lightbox, pytest).
+  ``-v``); the records of :data:`FILE_ONLY` (a command's start and end) are not shown there.
+  Like :func:`logging.basicConfig`, it is not added where the root logger already has someone
+  else's handlers (an application embedding Lightbox, pytest).
 - **the file**, ``logs/lightbox.log`` rotated at :data:`MAX_BYTES` into :data:`BACKUP_COUNT`
   older files (``lightbox.log.1`` the newest of them), UTF-8, each record on one line with its
   time, level, process id and thread: several processes may write the same file (the GUI and a
