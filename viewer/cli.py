@@ -356,6 +356,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--system", action="store_true", help="for every user, in /usr/local/share (as root)"
     )
     p_desktop.set_defaults(func=_cmd_desktop)
+
+    p_diag = sub.add_parser(
+        "diagnostics",
+        help="write a diagnostic bundle (logs, configuration, versions; no patient data)",
+        description="Write a zip to attach to a bug report: about.txt (versions, platform, the "
+        "store in numbers), the log files without their DEBUG records, and the configuration "
+        "with passwords redacted. Never the store's index or a DICOM file.",
+    )
+    p_diag.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE.zip",
+        help="where to write it (a folder: a dated name in it; default: the current folder)",
+    )
+    p_diag.set_defaults(func=_cmd_diagnostics)
     return parser
 
 
@@ -992,6 +1008,19 @@ def _cmd_desktop(args: argparse.Namespace) -> int:
         print(f"nothing of Lightbox's was installed in {escape(str(folder))}")
     for note in notes:
         print(f"note: {escape(note)}")
+    return EXIT_OK
+
+
+def _cmd_diagnostics(args: argparse.Namespace) -> int:
+    from viewer.diagnostics import write_bundle
+
+    target = args.output if args.output is not None else Path.cwd()
+    try:
+        path = write_bundle(target)
+    except OSError as exc:
+        _say(f"cannot write the diagnostic bundle to {target}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    print(escape(str(path)))
     return EXIT_OK
 
 
