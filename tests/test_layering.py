@@ -74,6 +74,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "settings": frozenset({"config"}),
     "resources": frozenset(),
     "desktop": frozenset({"resources"}),
+    "logs": frozenset({"settings", "config", "text"}),
+    "diagnostics": frozenset({"logs", "store", "config"}),
     "dicom": frozenset(),
     "model": frozenset({"text"}),
     "imaging": frozenset({"dicom", "model", "text", "config"}),
@@ -82,9 +84,11 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "net": frozenset({"dicom", "text", "config"}),
     "conformance": frozenset({"net", "media", "dicom"}),
     "cli": frozenset({"qt", "conformance", "net", "store", "media", "imaging", "desktop"})
+    | frozenset({"logs", "diagnostics"})
     | frozenset({"dicom", "model", "text", "config"}),
     "qt": frozenset({"conformance", "net", "store", "media", "imaging"})
-    | frozenset({"dicom", "model", "text", "config", "settings", "resources"}),
+    | frozenset({"dicom", "model", "text", "config", "settings", "resources"})
+    | frozenset({"logs", "diagnostics"}),
     "__main__": frozenset({"cli"}),
 }
 #: Imports allowed only inside a function (not when the module is imported): cli opens the GUI.

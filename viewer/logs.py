@@ -62,7 +62,7 @@ _RECORD_START = re.compile(
 )
 #: Loggers of the DICOM libraries: their records may quote element values (a patient's name in
 #: a validation warning) or whole data sets (pynetdicom at DEBUG), so they count as DEBUG.
-_LIBRARIES = ("pydicom", "pynetdicom")
+_LIBRARIES = ("pydicom", "pynetdicom", "py")  # py.warnings: Python warnings (captured below)
 #: A logger for the file alone: what a process did (its command, its start and end) is history
 #: for the file, not news for the terminal, whose output stays as it was (``-v`` included).
 FILE_ONLY = "lightbox.session"
@@ -234,6 +234,10 @@ def configure(
     ``logs`` (the test suite's own). ``stderr``: False for no stderr handler (the test process,
     whose output pytest captures). Returns the log file, or None when none can be written."""
     root = logging.getLogger()
+    # The libraries' warnings.warn() calls (pydicom on a name's character set, say) become
+    # records of "py.warnings", debug material like the libraries' own records, instead of
+    # Python's raw "file:line: UserWarning" lines on the terminal.
+    logging.captureWarnings(True)
     if stderr:
         handler = _ours("stderr")
         foreign = [h for h in root.handlers if not getattr(h, _MARK, None)]

@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tests.qt.conftest import ct_dataset, write_series
 from viewer.qt import browser
@@ -567,3 +567,43 @@ def test_switching_series_quickly_never_waits_and_leaves_nothing(  # type: ignor
     assert window.view.corner_lines()["bottom_left"][0] == "Se: 5 Lung 1.0"
     window.close()  # joins the background closes
     assert not any(t.name == "SourceClose" and t.is_alive() for t in threading.enumerate())
+
+
+def test_help_saves_a_diagnostic_bundle_and_sets_the_log_level(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zipfile
+
+    from viewer import logs
+
+    main = MainWindow(store=Store.open(tmp_path / "store"), volume_source=list)
+    qtbot.addWidget(main)
+    try:
+        menu = main.log_level_menu
+        menu.aboutToShow.emit()
+        assert main.actions_by_name["log_level_info"].isChecked()  # the default
+        main.actions_by_name["log_level_debug"].trigger()
+        assert logs.log_level() == "DEBUG"
+        assert "debug logs may record patient names" in main.statusBar().currentMessage()
+        main.actions_by_name["log_level_warning"].trigger()
+        menu.aboutToShow.emit()
+        assert main.actions_by_name["log_level_warning"].isChecked()
+        assert not main.actions_by_name["log_level_debug"].isChecked()
+
+        target = tmp_path / "bundle.zip"
+        job = main.save_diagnostic_bundle(target)
+        assert job is not None
+        qtbot.waitUntil(lambda: "Diagnostic bundle written" in main.statusBar().currentMessage())
+        names = zipfile.ZipFile(target).namelist()
+        assert "about.txt" in names
+        assert not any(n.endswith((".dcm", ".sqlite", ".db")) for n in names)
+
+        told: list[str] = []
+        monkeypatch.setattr(QMessageBox, "warning", lambda _parent, _title, text: told.append(text))
+        (tmp_path / "a-file").write_text("")
+        job = main.save_diagnostic_bundle(tmp_path / "a-file" / "bundle.zip")
+        assert job is not None
+        qtbot.waitUntil(lambda: bool(told), timeout=10000)
+        assert told[0].startswith(f"{tmp_path / 'a-file' / 'bundle.zip'} cannot be written: ")
+    finally:
+        main.close()

@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer import model, settings
+from viewer import diagnostics, logs, model, settings
 from viewer.config import app_home
 from viewer.imaging import measure, sr_write
 from viewer.imaging import measure_tools as mt
@@ -484,6 +484,28 @@ class MainWindow(QMainWindow):
         )
         help_menu.addAction(self._action("welcome", "&Welcome…", self.show_welcome))
         help_menu.addSeparator()
+        help_menu.addAction(
+            self._action(
+                "diagnostics",
+                "Save &diagnostic bundle…",
+                lambda: self.save_diagnostic_bundle(),
+            )
+        )
+        self.log_level_menu = help_menu.addMenu("&Log level")
+        self.log_level_menu.setObjectName("log_level_menu")
+        levels = QActionGroup(self)
+        levels.setExclusive(True)
+        for level in logs.LEVELS:
+            action = self._action(
+                f"log_level_{level.lower()}",
+                level.capitalize() + (" (may record patient data)" if level == "DEBUG" else ""),
+                lambda _=False, name=level: self._on_log_level_chosen(name),
+                checkable=True,
+            )
+            levels.addAction(action)
+            self.log_level_menu.addAction(action)
+        self.log_level_menu.aboutToShow.connect(self._on_log_level_menu_about_to_show)
+        help_menu.addSeparator()
         help_menu.addAction(self._action("about", "About Lightbox…", self._show_about))
 
     def _on_file_windows_menu_about_to_show(self) -> None:
@@ -643,6 +665,51 @@ class MainWindow(QMainWindow):
             self.welcome.finished.connect(self._on_welcome_finished)
         self.welcome.show()
         self.welcome.raise_()
+
+    def save_diagnostic_bundle(self, target: Path | None = None) -> Job | None:
+        """Help > Save diagnostic bundle: logs (no debug lines), configuration (secrets
+        redacted) and versions in a zip, written on a worker; never the store's contents.
+        ``target``: the file (None: ask where)."""
+        if target is None:
+            start = Path(self.last_folder or Path.home()) / diagnostics.default_name()
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Save diagnostic bundle", str(start), "Zip archives (*.zip)"
+            )
+            if not chosen:
+                return None
+            target = Path(chosen)
+        where = target
+
+        def work(_cancel: threading.Event, _progress: Callable[..., None]) -> Path:
+            return diagnostics.write_bundle(where)
+
+        job = Job("DiagnosticBundle", work)
+        job.finished.connect(
+            lambda path: self.statusBar().showMessage(
+                f"Diagnostic bundle written: {escape(path)} (no patient data)", 15000
+            )
+        )
+        job.failed.connect(
+            lambda exc: QMessageBox.warning(
+                self, "Diagnostic bundle", f"{escape(where)} cannot be written: {escape(exc)}"
+            )
+        )
+        self.jobs.start(job)
+        return job
+
+    def _on_log_level_menu_about_to_show(self) -> None:
+        current = logs.log_level()
+        for level in logs.LEVELS:
+            self.actions_by_name[f"log_level_{level.lower()}"].setChecked(level == current)
+
+    def _on_log_level_chosen(self, level: str) -> None:
+        try:
+            logs.set_log_level(level)
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Log level", f"The log level cannot be saved: {exc}")
+            return
+        note = ": debug logs may record patient names and paths" if level == "DEBUG" else ""
+        self.statusBar().showMessage(f"Log level {level}{note}", 10000)
 
     def _on_welcome_at_start_changed(self, shown: bool) -> None:
         try:
