@@ -234,7 +234,7 @@ class ObjectViewer(JobDialog):
         def work(_cancel: threading.Event, _progress: Callable[..., None]) -> LoadedObject:
             return load_object(target)
 
-        job = Job(f"read {target.name}", work)
+        job = Job("ReadDocument", work)  # never the file's name: it names the thread in logs
         job.finished.connect(self._on_job_finished)
         job.failed.connect(self._on_job_failed)
         self.jobs.start(job)

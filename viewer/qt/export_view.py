@@ -438,8 +438,10 @@ def print_series(
             with contextlib.suppress(OSError):
                 Path(path).unlink()
         return 0
+    if skipped:  # the reasons name files (a disc's folders may bear the patient's name)
+        log.warning("%d image(s) left out of the sheet (the reasons at debug level)", len(skipped))
     for reason in skipped:
-        log.warning("left out of the sheet: %s", reason)
+        log.debug("left out of the sheet: %s", reason)
     return pages
 
 

@@ -137,7 +137,7 @@ class TagInspector(JobDialog):
         def work(cancel: threading.Event, _progress: Callable[..., None]) -> Dump:
             return dump_file(target, cancel=cancel)
 
-        job = Job(f"inspect {target.name}", work)
+        job = Job("InspectTags", work)  # never the file's name: it names the thread in logs
         job.finished.connect(self._on_job_finished)
         job.failed.connect(self._on_job_failed)
         self.jobs.start(job)
