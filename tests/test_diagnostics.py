@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli import lightbox
-from tests.conftest import patient_needles
+from tests.conftest import lightbox_home, patient_needles
 from tests.store.dicomfiles import make_dataset, write
 from viewer import __version__, diagnostics, logs, settings
 from viewer.net.nodes import Node, Tls, add_node, config_path
@@ -24,25 +22,6 @@ from viewer.store.schema import SCHEMA_VERSION
 
 NAME, PATIENT_ID, BIRTH_DATE = "Doe^Jane", "PID-4711", "19700101"
 NEEDLES = patient_needles((NAME, PATIENT_ID, BIRTH_DATE, "Doe_Jane"))
-
-
-@pytest.fixture()
-def root_logger() -> Iterator[logging.Logger]:
-    """The root logger without the suite's log handler during the test, as it was after."""
-    root = logging.getLogger()
-    saved_level = root.level
-    suite = [h for h in root.handlers if getattr(h, logs._MARK, None)]
-    for handler in suite:
-        root.removeHandler(handler)
-    yield root
-    logs.shutdown()
-    for handler in suite:
-        root.addHandler(handler)
-    root.setLevel(saved_level)
-
-
-def home() -> Path:
-    return Path(os.environ["LIGHTBOX_HOME"])
 
 
 @pytest.fixture()
@@ -77,7 +56,7 @@ def used_home(root_logger: logging.Logger, tmp_path: Path) -> Path:
     except ValueError:
         log.debug("details", exc_info=True)  # a traceback in a DEBUG record goes with it
     log.warning("a warning after it")
-    return home()
+    return lightbox_home()
 
 
 def members(path: Path) -> dict[str, bytes]:
@@ -186,8 +165,8 @@ def test_scrub_log_leaves_debug_records_out_with_their_lines() -> None:
 def test_a_damaged_or_huge_configuration_file_is_left_out_with_a_note(
     root_logger: logging.Logger, tmp_path: Path
 ) -> None:
-    (home() / "presets.json").write_text("{not json, maybe a name: Doe^Jane")
-    (home() / "big.json").write_text(json.dumps({"x": "a" * diagnostics.MAX_CONFIG_BYTES}))
+    (lightbox_home() / "presets.json").write_text("{not json, maybe a name: Doe^Jane")
+    (lightbox_home() / "big.json").write_text(json.dumps({"x": "a" * diagnostics.MAX_CONFIG_BYTES}))
     files = members(diagnostics.write_bundle(tmp_path / "b.zip"))
     assert "config/presets.json" not in files and "config/big.json" not in files
     about = files["about.txt"].decode()

@@ -11,13 +11,12 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli import lightbox
-from tests.conftest import patient_data_in_logs, patient_needles, suite_log_files
+from tests.conftest import lightbox_home, patient_data_in_logs, patient_needles, suite_log_files
 from tests.store.dicomfiles import make_dataset, write
 from viewer import logs
 
@@ -25,26 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: The named patient of these tests; tests/conftest.py's session scan looks for them too.
 NAME, PATIENT_ID, BIRTH_DATE = "Doe^Jane", "PID-4711", "19700101"
-
-
-@pytest.fixture()
-def root_logger() -> Iterator[logging.Logger]:
-    """The root logger without the suite's own log handler (tests/conftest.py) during the test,
-    and as it was afterwards: what a test configures is closed and taken off again."""
-    root = logging.getLogger()
-    saved_level = root.level
-    suite = [h for h in root.handlers if getattr(h, logs._MARK, None)]
-    for handler in suite:
-        root.removeHandler(handler)
-    yield root
-    logs.shutdown()
-    for handler in suite:
-        root.addHandler(handler)
-    root.setLevel(saved_level)
-
-
-def home() -> Path:
-    return Path(os.environ["LIGHTBOX_HOME"])
 
 
 def run_python(code: str, *, env_home: Path) -> subprocess.CompletedProcess[str]:
@@ -72,7 +51,7 @@ def test_the_file_is_in_the_app_folder_with_time_level_process_and_thread(
     root_logger: logging.Logger,
 ) -> None:
     path = logs.configure()
-    assert path == home() / "logs" / "lightbox.log"
+    assert path == lightbox_home() / "logs" / "lightbox.log"
     logging.getLogger("viewer.test").info("imported %d files", 3)
     logging.getLogger("viewer.test").debug("not at the default level")
     lines = file_records(path)
@@ -88,7 +67,7 @@ def test_the_level_is_a_setting_kept_in_settings_json(root_logger: logging.Logge
     assert path is not None
     assert logs.set_log_level("debug") == "DEBUG"  # applies at once
     logging.getLogger("viewer.test").debug("now at debug")
-    assert json.loads((home() / "settings.json").read_text()) == {"log_level": "DEBUG"}
+    assert json.loads((lightbox_home() / "settings.json").read_text()) == {"log_level": "DEBUG"}
     assert logs.log_level() == "DEBUG"
     assert any(line.endswith("viewer.test: now at debug") for line in file_records(path))
     with pytest.raises(ValueError, match="not a log level"):
@@ -96,7 +75,7 @@ def test_the_level_is_a_setting_kept_in_settings_json(root_logger: logging.Logge
     # The next process starts at the level kept; a damaged value is the default.
     logs.shutdown()
     assert logs.configure() == path and file_handler().level == logging.DEBUG
-    (home() / "settings.json").write_text(json.dumps({"log_level": 42}))
+    (lightbox_home() / "settings.json").write_text(json.dumps({"log_level": 42}))
     assert logs.log_level() == "INFO"
     assert logs.configure(level="ERROR") == path  # an explicit level wins over the setting
     assert file_handler().level == logging.ERROR
@@ -277,7 +256,7 @@ def test_the_cli_logs_no_patient_data_at_the_default_level(tmp_path: Path) -> No
         done = lightbox(*args)
         assert done.returncode in (0, 1, 3), (args, done.stderr)  # the damaged file: 3
     assert "Doe, Jane  [PID-4711]" in lightbox("store", "ls").stdout  # the work saw her
-    files = logs.log_files(home() / "logs")
+    files = logs.log_files(lightbox_home() / "logs")
     assert files, "the commands wrote no log"
     text = "".join(p.read_text(encoding="utf-8") for p in files)
     for line in ("import started (Lightbox ", "import ended: exit 1", "render ended: exit 3"):
