@@ -235,10 +235,34 @@ def target_cli(data: bytes, workdir: Path) -> None:
             out.unlink()
 
 
+def target_dump(data: bytes, workdir: Path) -> None:
+    """viewer.imaging.dump (``lightbox dump`` and the tag inspector): the tree, its text and
+    JSON, a search; every line printed free of control characters."""
+    import json
+
+    from viewer.imaging.decode import DecodeError
+    from viewer.imaging.dump import dump_file, dump_json, search, text_lines
+
+    path = _write(data, workdir)
+    with captured_stderr() as err:
+        dump = _guard("dump_file", lambda: dump_file(path), (DecodeError,))
+        _check_memory("dump_file", dump, len(data))
+        if not isinstance(dump, DecodeError):
+            lines = _guard("text_lines", lambda: list(text_lines(dump.nodes)), ())  # type: ignore[attr-defined]
+            if isinstance(lines, list):
+                for line in lines:
+                    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in line):
+                        raise Finding(f"dump printed a control character: {line[:200]!r}")
+            _guard("dump_json", lambda: json.dumps(dump_json(dump)), ())  # type: ignore[arg-type]
+            _guard("search", lambda: search(dump.nodes, "0010"), ())  # type: ignore[attr-defined]
+    _no_stderr("dump", err.getvalue())
+
+
 TARGETS: dict[str, Callable[[bytes, Path], None]] = {
     "read": target_read,
     "decode": target_decode,
     "dicomdir": target_dicomdir,
     "scan": target_scan,
     "cli": target_cli,
+    "dump": target_dump,
 }

@@ -28,7 +28,14 @@ ROOT = HERE.parent.parent
 FUZZ = HERE / "fuzz.py"
 
 #: Inputs per target in `make test` (about 10-20 s each on this 2-core machine).
-SMOKE_RUNS = {"read": 3000, "decode": 3000, "dicomdir": 2500, "scan": 1000, "cli": 700}
+SMOKE_RUNS = {
+    "read": 3000,
+    "decode": 3000,
+    "dicomdir": 2500,
+    "scan": 1000,
+    "cli": 700,
+    "dump": 1500,
+}
 
 
 def _env() -> dict[str, str]:
