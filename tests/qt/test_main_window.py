@@ -319,6 +319,7 @@ def test_a_path_opens_in_the_browser_and_shows_its_first_series(  # type: ignore
     assert opened.args == [1]
     wait_for_image(qtbot, main)
     assert main.browser.showing_media and main.browser.media_paths == [tmp_path / "disc"]
+    assert main.welcome is None  # nothing covers what the reader asked to open
     assert main.browser.studies()[0][:2] == ["Müller, Jürgen", "PID-42"]
     assert main.series_list.currentRow() == 0 and main.view.count() == 3
     with Store.open() as store:

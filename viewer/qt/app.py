@@ -84,8 +84,11 @@ def create_main_window(paths: list[str]) -> MainWindow:
     window.show()
     first_start = settings.get("welcome_at_start") is None
     if paths:
+        # Opened on a file or a disc (from the file manager, say): that is what the reader
+        # asked to see, so no welcome covers it; it waits for a start without paths.
         window.open_paths(paths)
-    elif store_is_empty(window):
+        return window
+    if store_is_empty(window):
         show_demo(window)
     if first_start or settings.get("welcome_at_start") is True:
         if first_start:  # once by itself; its box brings it back at every start
