@@ -48,6 +48,43 @@ def test_timeout_from_a_socket_that_never_answers(silent_port: int) -> None:
     assert result.seconds < 4
 
 
+def _peer_that_resets_once_then_rejects(sock: socket.socket, connections: list[str]) -> None:
+    """First connection: the request read, then a reset (SO_LINGER 0), no answer; the second:
+    an A-ASSOCIATE-RJ, rejected permanent, service user, calling AE title not recognised."""
+    import struct
+
+    for attempt in range(2):
+        conn, _ = sock.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.recv(65536)
+            if attempt == 0:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                connections.append("reset")
+            else:
+                conn.sendall(bytes([0x03, 0, 0, 0, 0, 4, 0, 0x01, 0x01, 0x03]))
+                connections.append("rejected")
+
+
+def test_a_rejection_lost_to_a_reset_is_asked_once_more(local: LocalSettings) -> None:
+    """Orthanc rejects an unknown calling AE and closes at once; now and then the reset beats
+    the A-ASSOCIATE-RJ and the association reads as aborted. echo asks once more."""
+    import threading
+
+    connections: list[str] = []
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        peer = threading.Thread(
+            target=_peer_that_resets_once_then_rejects, args=(sock, connections), daemon=True
+        )
+        peer.start()
+        result = echo(Node("n", "PEER", "127.0.0.1", int(sock.getsockname()[1])), local)
+        peer.join(10)
+    assert connections == ["reset", "rejected"]
+    assert result.code == diagnose.CALLING_AE, result.message
+
+
 def test_unknown_called_ae(orthanc_node: Node, local: LocalSettings) -> None:
     result = echo(replace(orthanc_node, ae_title="NOTORTHANC"), local)
     assert result.code == diagnose.CALLED_AE

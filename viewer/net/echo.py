@@ -7,10 +7,14 @@ from dataclasses import dataclass
 
 from pynetdicom.presentation import build_context
 
-from viewer.net import contexts
+from viewer.net import contexts, diagnose
 from viewer.net.connect import close_association, open_association
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import LocalSettings, Node
+
+
+#: Seconds before the one second try when a peer closed without answering.
+RETRY_AFTER_ABORT = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +29,18 @@ class EchoResult:
 def echo(node: Node, local: LocalSettings) -> EchoResult:
     """Associate, send one C-ECHO, release. Never raises for network trouble."""
     start = time.perf_counter()
+    requested = [build_context(contexts.VERIFICATION, list(contexts.UNCOMPRESSED))]
     try:
-        assoc = open_association(
-            node, local, [build_context(contexts.VERIFICATION, list(contexts.UNCOMPRESSED))]
-        )
+        try:
+            assoc = open_association(node, local, requested)
+        except NetError as exc:
+            if exc.code != diagnose.ABORTED:
+                raise
+            # A peer that rejects and closes at once (Orthanc refusing a calling AE title)
+            # may reset the connection before its A-ASSOCIATE-RJ is read: asked once more,
+            # it usually gives the reason itself, which is what a diagnosis is for.
+            time.sleep(RETRY_AFTER_ABORT)
+            assoc = open_association(node, local, requested)
     except NetError as exc:
         return EchoResult(False, exc.code, exc.message, time.perf_counter() - start)
     try:
