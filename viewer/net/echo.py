@@ -12,8 +12,7 @@ from viewer.net.connect import close_association, open_association
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import LocalSettings, Node
 
-
-#: Seconds before the one second try when a peer closed without answering.
+#: Seconds before the second try when a peer closed without answering.
 RETRY_AFTER_ABORT = 0.2
 
 
