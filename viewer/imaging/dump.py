@@ -254,8 +254,17 @@ class _Builder:
             self.count += 1
             try:
                 nodes.append(self._element_node(ds, BaseTag(tag), depth=depth, meta=meta))
-            except (RecursionError, MemoryError):
+            except MemoryError:
                 raise
+            except RecursionError:
+                # pydicom parses a sequence of undefined length nested in a deferred item all
+                # at once, recursing a few frames per level: hundreds of levels (a crafted
+                # file; found by make fuzz) exhaust Python's stack before MAX_DEPTH applies.
+                text = format_tag(int(tag))
+                self.warnings.append(f"element {text}: its sequences nest too deep to read")
+                nodes.append(
+                    Node(int(tag), _keyword(int(tag)), "", 0, None, "not shown: nests too deep")
+                )
             except Exception as exc:  # hostile bytes pydicom cannot make sense of
                 reason = " ".join(str(exc).split())[:MAX_VALUE_CHARS]
                 self.warnings.append(f"element {format_tag(int(tag))} cannot be read: {reason}")
