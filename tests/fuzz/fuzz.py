@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
+import hashlib
 import json
 import os
 import random
@@ -40,6 +41,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -240,6 +242,27 @@ def random_worker(
     return 0  # findings are saved; a worker that dies prints no summary line
 
 
+def _seed_folder(workdir: Path) -> Path:
+    """The seeds as files for libFuzzer, in a folder named after their contents and made whole
+    before it appears (a rename): the jobs of one target share it, and one job never deletes
+    it under another (it did, and the other's slice ended with FileNotFoundError)."""
+    files = seed_files()
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    seeds = workdir / f"seeds-{digest.hexdigest()[:16]}"
+    if seeds.is_dir():
+        return seeds
+    partial = Path(tempfile.mkdtemp(prefix=".seeds-", dir=workdir))
+    for i, path in enumerate(files):
+        shutil.copyfile(path, partial / f"{i:03d}-{path.name}")
+    try:
+        partial.rename(seeds)
+    except OSError:  # another job made it first
+        shutil.rmtree(partial, ignore_errors=True)
+    return seeds
+
+
 def atheris_worker(target: str, seconds: int, workdir: Path) -> None:
     """libFuzzer through atheris, viewer and pydicom instrumented; never returns."""
     import atheris
@@ -261,13 +284,8 @@ def atheris_worker(target: str, seconds: int, workdir: Path) -> None:
     rng = random.Random()
     mutator = Mutator(rng, pool)
     corpus = workdir / "corpus"
-    seeds = workdir / "seeds"
     corpus.mkdir(parents=True, exist_ok=True)
-    if seeds.exists():
-        shutil.rmtree(seeds)
-    seeds.mkdir(parents=True)
-    for i, path in enumerate(seed_files()):
-        shutil.copyfile(path, seeds / f"{i:03d}-{path.name}")
+    seeds = _seed_folder(workdir)
     CRASHES.mkdir(parents=True, exist_ok=True)
     scratch = workdir / f"t-{os.getpid()}"  # concurrent runs of one target must not collide
 
