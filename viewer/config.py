@@ -23,14 +23,19 @@ def app_home() -> Path:
     return home
 
 
-def write_json(target: Path, data: object) -> None:
-    """``data`` as JSON at ``target``, replaced whole: a temporary file beside it, then a rename
+def write_text(target: Path, text: str) -> None:
+    """``text`` (UTF-8) at ``target``, replaced whole: a temporary file beside it, then a rename
     (a crash leaves the old file or the new, never half of either)."""
     fd, partial = tempfile.mkstemp(prefix=f".{target.stem}-", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, ensure_ascii=False)
+            out.write(text)
         os.replace(partial, target)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
+
+
+def write_json(target: Path, data: object) -> None:
+    """``data`` as JSON at ``target``, replaced whole (:func:`write_text`)."""
+    write_text(target, json.dumps(data, indent=1, ensure_ascii=False))

@@ -11,15 +11,13 @@ hanging a worker.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from viewer.config import app_home
+from viewer.config import app_home, write_text
 
 CONFIG_NAME = "network.json"
 DEFAULT_AE_TITLE = "LIGHTBOX"
@@ -241,14 +239,7 @@ def save_config(config: NetConfig, path: Path | None = None) -> Path:
     text = json.dumps(data, indent=2) + "\n"
     with _lock:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".network-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(path, text)
     return path
 
 

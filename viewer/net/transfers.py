@@ -10,8 +10,6 @@ The file is rewritten atomically (temporary file + rename) after every change.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -20,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from viewer.config import app_home
+from viewer.config import app_home, write_text
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import LocalSettings, Node, Tls
 from viewer.net.retrieve import IsPresent, RetrieveProgress, retrieve
@@ -87,14 +85,7 @@ class TransferQueue:
     def _save(self) -> None:
         text = json.dumps({"jobs": [j.to_json() for j in self._jobs]}, indent=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".transfers-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(self.path, text)
 
     def add(
         self,
