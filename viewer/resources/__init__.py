@@ -7,7 +7,7 @@ the source tree; ``docs/controls.md`` and ``docs/conformance.md`` are links to t
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
+from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
@@ -44,9 +44,5 @@ def read_text(name: str) -> str:
 
 def path(name: str) -> Path:
     """A file-system path of the packaged file ``name`` (Qt wants paths). Installed packages
-    are plain folders (wheel, bundle); a zipped one would need :func:`as_file` kept open."""
-    node = resource(name)
-    if isinstance(node, Path):
-        return node
-    with as_file(node) as real:  # pragma: no cover - zip imports only
-        return Path(real)
+    are plain folders (wheel, bundle); from a zipped package the path names no file."""
+    return Path(str(resource(name)))
