@@ -35,7 +35,7 @@ from pathlib import Path
 from viewer import resources
 
 APP_ID = resources.APP_ID
-DESKTOP_FILE = f"{APP_ID}.desktop"
+DESKTOP_FILE = resources.DESKTOP_ENTRY  # installed under its packaged name
 #: The MIME types Lightbox becomes the default for (the second is a medium with a DICOMDIR,
 #: defined by the packaged MIME package's treemagic).
 DICOM = "application/dicom"
