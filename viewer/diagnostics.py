@@ -156,7 +156,9 @@ def about_text(
     if qt:
         lines.append(f"  Qt (running) {qt}")
     lines += ["", "local store:"]
-    lines += [f"  {line}" for line in store_summary(home / "store")]
+    from viewer.store.store import FOLDER_NAME
+
+    lines += [f"  {line}" for line in store_summary(home / FOLDER_NAME)]
     lines += ["", "logs:", f"  level: {level}"]
     if level == "DEBUG":
         lines.append(
@@ -175,9 +177,10 @@ def store_summary(root: Path) -> list[str]:
     free space on its disc. Read-only (the index is opened ``mode=ro``: nothing is migrated or
     cleaned, a store another process uses is not disturbed); never a name, never a UID."""
     from viewer.store.schema import SCHEMA_VERSION
+    from viewer.store.store import INDEX_NAME
 
     lines = [f"folder: {root}"]
-    db = root / "index.sqlite"
+    db = root / INDEX_NAME
     if not db.is_file():
         lines.append("no index yet (nothing was imported)")
     else:

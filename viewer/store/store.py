@@ -150,6 +150,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: The store's folder in the app folder, and its index's file name in the store's folder.
+FOLDER_NAME = "store"
+INDEX_NAME = "index.sqlite"
+
+
+def default_root() -> Path:
+    """Where the local store lives unless another folder is named: ``app_home()/store``."""
+    return app_home() / FOLDER_NAME
+
+
 class Store:
     """One store folder. Thread-safe: each thread gets its own SQLite connection.
 
@@ -158,7 +168,7 @@ class Store:
 
     def __init__(self, root: Path, *, quarantine_limit: int = QUARANTINE_LIMIT) -> None:
         self.root = root
-        self.db_path = root / "index.sqlite"
+        self.db_path = root / INDEX_NAME
         self.files_dir = root / "files"
         self.tmp_dir = root / "tmp"
         self.quarantine_dir = root / "quarantine"
@@ -180,7 +190,7 @@ class Store:
         written is opened read-only (:attr:`read_only`). Raises :class:`StoreError` when it
         cannot be used."""
         store = cls(
-            Path(root) if root is not None else app_home() / "store",
+            Path(root) if root is not None else default_root(),
             quarantine_limit=quarantine_limit,
         )
         if store.db_path.is_file() and not _writable(store.root):
