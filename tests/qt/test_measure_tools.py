@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -172,20 +172,33 @@ def test_angle_bidirectional_move_and_delete(  # type: ignore[no-untyped-def]
     assert view.pan != pan and len(view.measurements()) == 1
 
 
+#: The store's reader itself, also while a test slows down the window's use of it.
+_read_kept = measurements_store.load
+
+
+def draw_one_kept(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, store: Store, folder: Path
+) -> Callable[[], list[measure.Measurement]]:
+    """A 100 mm distance drawn on the phantom's first image, waited for in the store; what the
+    store keeps for that image, read on demand."""
+    view = open_phantom(qtbot, window, folder)
+    window.actions_by_name["measure_distance"].trigger()
+    drag(view, (60, 20), (60, 220))
+    key = view.measurement_key()
+    assert key is not None
+
+    def kept() -> list[measure.Measurement]:
+        return _read_kept(store, [key[0]])[0]
+
+    qtbot.waitUntil(lambda: len(kept()) == 1, timeout=10000)
+    return kept
+
+
 def test_measurements_are_kept_in_the_store_and_shown_again(  # type: ignore[no-untyped-def]
     qtbot, window: MainWindow, store: Store, tmp_path: Path
 ) -> None:
     folder = tmp_path / "ct"
-    view = open_phantom(qtbot, window, folder)
-    window.actions_by_name["measure_distance"].trigger()
-    drag(view, (60, 20), (60, 220))
-    uid = view.measurement_key()
-    assert uid is not None
-
-    def kept() -> list[measure.Measurement]:
-        return measurements_store.load(store, [uid[0]])[0]
-
-    qtbot.waitUntil(lambda: len(kept()) == 1, timeout=10000)
+    kept = draw_one_kept(qtbot, window, store, folder)
     assert kept()[0].frame_number == 1
     window.close()
 
@@ -208,18 +221,9 @@ def test_a_shape_drawn_while_the_kept_ones_are_read_keeps_both(  # type: ignore[
     """The kept measurements are read on a worker; a shape drawn before they arrive must not be
     saved alone (that would replace the kept ones in the store)."""
     folder = tmp_path / "ct"
-    view = open_phantom(qtbot, window, folder)
-    window.actions_by_name["measure_distance"].trigger()
-    drag(view, (60, 20), (60, 220))
-    key = view.measurement_key()
-    assert key is not None
-    real_load = measurements_store.load
-
-    def kept() -> list[measure.Measurement]:
-        return real_load(store, [key[0]])[0]
-
-    qtbot.waitUntil(lambda: len(kept()) == 1, timeout=10000)
+    kept = draw_one_kept(qtbot, window, store, folder)
     window.close()
+    real_load = measurements_store.load
 
     gate = threading.Event()
 
