@@ -4,7 +4,7 @@
 # install them, and goes on (the Python part still installs into .venv).
 set -euo pipefail
 packages=(
-  python3-venv orthanc dcmtk dicom3tools xvfb xauth xorriso
+  python3-venv orthanc orthanc-dicomweb dcmtk dicom3tools xvfb xauth xorriso
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xkb1
   libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libegl1 libgl1 libfontconfig1 libdbus-1-3
   fonts-dejavu-core

@@ -99,15 +99,30 @@ class Orthanc:
         stop(self.proc, signal.SIGKILL)
 
 
+#: Where Debian's orthanc and orthanc-dicomweb packages put their plugins.
+ORTHANC_PLUGINS = Path("/usr/share/orthanc/plugins")
+
+
+def orthanc_plugin(name: str) -> str:
+    """The shared library of an Orthanc plugin (``lib{name}.so``); missing -> skip, or fail in CI."""
+    path = ORTHANC_PLUGINS / f"lib{name}.so"
+    if not path.is_file():
+        missing(f"the Orthanc plugin {path} is not installed (Debian orthanc / orthanc-dicomweb)")
+    return str(path)
+
+
 def start_orthanc(
     folder: Path,
     lightbox_port: int,
     extra: dict[str, Any] | None = None,
     ports: tuple[int, int] | None = None,
+    plugins: tuple[str, ...] = (),
 ) -> Orthanc:
     """``Orthanc config.json`` with the template filled: free ports, our SCP port as LIGHTBOX.
 
-    Restarting with the same ``folder`` and ``ports`` keeps what it stored.
+    ``plugins`` names Debian's Orthanc plugins to load (``ModalityWorklists``, ``OrthancDicomWeb``),
+    each configured by ``extra``. Restarting with the same ``folder`` and ``ports`` keeps what it
+    stored.
     """
     exe = require_tool("Orthanc")
     text = _template("orthanc.json")
@@ -117,6 +132,9 @@ def start_orthanc(
     text = text.replace("@STORAGE@", str(storage))
     text = text.replace("14242", str(dicom_port)).replace("18042", str(http_port))
     text = text.replace('"Port" : 11112', f'"Port" : {lightbox_port}')
+    if plugins:
+        libraries = [orthanc_plugin(name) for name in plugins]
+        text = text.replace('"Plugins" : [ ]', f'"Plugins" : {json.dumps(libraries)}')
     if extra:
         # the template has comments (Orthanc accepts them); add keys before the last brace
         tail = text.rindex("}")
