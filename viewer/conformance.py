@@ -143,7 +143,12 @@ _HEADER = ("Service", "Abstract Syntax", "SOP Class UID", "Transfer Syntaxes", "
 def scu_contexts() -> str:
     """PS3.2 A.4.2.x: the contexts proposed when Lightbox initiates an association."""
     rows = contexts.conformance_rows()
-    initiated = [r for r in rows if r.role == "SCU" or r.service == "Storage as C-GET destination"]
+    initiated = [
+        r
+        for r in rows
+        if (r.role == "SCU" and r.service != contexts.COMMIT_REPORT)
+        or r.service == "Storage as C-GET destination"
+    ]
     text = _table(_HEADER, _context_rows(initiated, storage=False))
     storage = [r for r in initiated if r.service.startswith("Storage")]
     services = sorted(
@@ -171,7 +176,8 @@ def scp_contexts() -> str:
     rows = [
         r
         for r in contexts.conformance_rows()
-        if r.role == "SCP" and r.service != "Storage as C-GET destination"
+        if (r.role == "SCP" and r.service != "Storage as C-GET destination")
+        or r.service == contexts.COMMIT_REPORT
     ]
     _, supported = _scp_ae_facts()
     documented = {r.abstract_syntax for r in rows}

@@ -24,6 +24,7 @@ PatientRootQueryRetrieveInformationModelGet = "1.2.840.10008.5.1.4.1.2.1.3"
 StudyRootQueryRetrieveInformationModelFind = "1.2.840.10008.5.1.4.1.2.2.1"
 StudyRootQueryRetrieveInformationModelMove = "1.2.840.10008.5.1.4.1.2.2.2"
 StudyRootQueryRetrieveInformationModelGet = "1.2.840.10008.5.1.4.1.2.2.3"
+StorageCommitmentPushModel = "1.2.840.10008.1.20.1"
 
 #: PS3.8 9.3.1: a single association may carry at most 128 presentation contexts (odd IDs 1-255).
 MAX_CONTEXTS = 128
@@ -85,6 +86,11 @@ associations are split if they need more."""
 
 Role = Literal["SCU", "SCP"]
 
+#: Storage Commitment Push Model (PS3.4 J.3) as SCU: the request we send (N-ACTION), and the
+#: report (N-EVENT-REPORT) the storage SCP accepts on an association the node opens.
+COMMIT_REQUEST = "Commitment request (N-ACTION)"
+COMMIT_REPORT = "Commitment report (N-EVENT-REPORT, accepted by the storage SCP)"
+
 
 @dataclass(frozen=True, slots=True)
 class ContextRow:
@@ -128,6 +134,23 @@ def conformance_rows() -> list[ContextRow]:
     rows += [
         ContextRow("Storage (C-STORE receive)", c, SCP_TRANSFER_SYNTAXES, "SCP")
         for c in STORAGE_SOP_CLASSES
+    ]
+    rows += [
+        ContextRow(
+            COMMIT_REQUEST,
+            StorageCommitmentPushModel,
+            UNCOMPRESSED,
+            "SCU",
+            "SCP/SCU Role Selection (PS3.7 D.3.3.4): SCU and SCP role (a report on the same "
+            "association)",
+        ),
+        ContextRow(
+            COMMIT_REPORT,
+            StorageCommitmentPushModel,
+            UNCOMPRESSED,
+            "SCU",
+            "SCP/SCU Role Selection: the node's SCP role accepted",
+        ),
     ]
     return rows
 

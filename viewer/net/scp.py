@@ -67,7 +67,7 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from viewer.net import contexts, fastpath, tls
+from viewer.net import commit, contexts, fastpath, tls
 from viewer.net.connect import make_ae, set_nodelay
 from viewer.net.echo import echo
 from viewer.net.guard import (
@@ -449,8 +449,18 @@ class StorageScp:
     certificate (PS3.15 B.9).
     """
 
-    def __init__(self, local: LocalSettings, on_instance: OnInstance, folder: Path | None = None):
+    def __init__(
+        self,
+        local: LocalSettings,
+        on_instance: OnInstance,
+        folder: Path | None = None,
+        commitments: commit.PendingCommitments | None = None,
+    ):
         self.local = local
+        #: Where storage commitment reports go (default: the application's
+        #: :data:`viewer.net.commit.PENDING`, where :func:`~viewer.net.commit.request_commitment`
+        #: waits).
+        self.commitments = commitments if commitments is not None else commit.PENDING
         self.on_instance = on_instance
         # An on_instance may say where it wants the files (``scp_folder``: its own spool, so
         # that taking one over is a rename in one folder) and ask for them synced before it
@@ -472,6 +482,14 @@ class StorageScp:
         ae.add_supported_context(contexts.VERIFICATION, list(contexts.UNCOMPRESSED))
         for sop_class in contexts.STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, list(contexts.SCP_TRANSFER_SYNTAXES))
+        # Storage commitment reports (PS3.4 J.3.3) from a node we asked, on an association it
+        # opens: it proposes the SCP role, we take the report as the SCU (viewer.net.commit).
+        ae.add_supported_context(
+            contexts.StorageCommitmentPushModel,
+            list(contexts.UNCOMPRESSED),
+            scu_role=False,
+            scp_role=True,
+        )
         return ae
 
     @property
@@ -494,6 +512,7 @@ class StorageScp:
                 handlers: list[Any] = [
                     (evt.EVT_CONN_OPEN, _on_conn_open),
                     (evt.EVT_C_STORE, handle_store, [self.on_instance, self.folder, self.sync]),
+                    (evt.EVT_N_EVENT_REPORT, commit.handle_report, [self.commitments, "scp"]),
                 ]
                 ae = self._ae()
                 server = ae.make_server(
