@@ -24,6 +24,7 @@ from pathlib import Path
 
 from viewer.dicom.elements import Malformed, codec_for, parse_meta, read_elements, sniff_codec
 from viewer.dicom.part10 import executable_header
+from viewer.media import disc_image
 from viewer.media.dicomdir import (
     DIRECTORY_SOP_CLASS,
     DicomdirError,
@@ -200,10 +201,13 @@ def check_media(
     progress: Progress | None = None,
     dicomdir: DicomdirResult | None = None,
 ) -> HealthReport:
-    """The health report of the media at ``path`` (a DICOMDIR or other directory file, or a
-    folder). Pass ``dicomdir`` when it was read already. ``progress(done, total)`` counts
-    files; ``cancel`` stops early with ``cancelled`` set and what was checked so far.
+    """The health report of the media at ``path`` (a DICOMDIR or other directory file, a
+    folder, or an ISO 9660 image: read unpacked, its files named in the image). Pass
+    ``dicomdir`` when it was read already. ``progress(done, total)`` counts files; ``cancel``
+    stops early with ``cancelled`` set and what was checked so far.
     """
+    if disc_image.is_disc_image(path):
+        return _check_disc_image(Path(path), cancel=cancel, progress=progress)
     path = Path(os.path.abspath(path))
     root = path if path.is_dir() else path.parent
     directory_path = find_dicomdir(path) if path.is_dir() else path
@@ -325,3 +329,42 @@ def check_media(
         )
     report.problems = list(dict.fromkeys(report.problems))
     return report
+
+
+def _check_disc_image(
+    image_path: Path, *, cancel: threading.Event | None, progress: Progress | None
+) -> HealthReport:
+    """:func:`check_media` of the folder an ISO image unpacks to (shared with the scan that
+    unpacked it when one holds it open), every path and message said of the image."""
+    try:
+        image = disc_image.open_image(image_path, cancel=cancel, progress=progress)
+    except disc_image.DiscImageError as exc:
+        report = HealthReport(root=image_path, dicomdir=None)
+        report.unreadable.append(Problem(exc.where, exc.reason))
+        report.problems.append(Problem(exc.where, exc.reason))
+        report.cancelled = isinstance(exc, disc_image.DiscImageCancelled)
+        return report
+    with image:
+        inner = check_media(image.root, cancel=cancel, progress=progress)
+
+    def path(p: Path) -> Path:
+        return Path(image.label(p))
+
+    def problems(items: list[Problem]) -> list[Problem]:
+        return [image.relabel(p) for p in items]
+
+    return HealthReport(
+        root=path(inner.root),
+        dicomdir=path(inner.dicomdir) if inner.dicomdir is not None else None,
+        referenced=[path(p) for p in inner.referenced],
+        present=[path(p) for p in inner.present],
+        missing=[path(p) for p in inner.missing],
+        refused=problems(inner.refused),
+        unreferenced=[path(p) for p in inner.unreferenced],
+        unreadable=[*image.problems, *problems(inner.unreadable)],
+        suspicious_preambles=problems(inner.suspicious_preambles),
+        mismatches=problems(inner.mismatches),
+        other_files=[path(p) for p in inner.other_files],
+        problems=list(dict.fromkeys([*image.problems, *problems(inner.problems)])),
+        cancelled=inner.cancelled,
+    )

@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING
 
 from viewer import model
 from viewer.media import dicomdir as dicomdir_reader
-from viewer.media import links
+from viewer.media import disc_image, links
 
 if TYPE_CHECKING:  # the readers load pydicom; a listing from a DICOMDIR alone needs neither
     import pydicom
 
     from viewer.dicom.describe import Description
+    from viewer.media.disc_image import DiscImage
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,14 @@ class ScanResult:
     patients: list[model.Patient] = field(default_factory=list)
     #: The DICOMDIR the whole result was listed from, no referenced file read (``headers=False``)
     listed_from: Path | None = None
+    #: Disc images this result's files were unpacked from (:mod:`viewer.media.disc_image`):
+    #: their folders stay while the result (or another handle) keeps them; :meth:`close`.
+    discs: list[DiscImage] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Let go of the unpacked disc images (their files go when no one else holds them)."""
+        for disc in self.discs:
+            disc.close()
 
     def series(self) -> list[model.Series]:
         """Every series in the tree, for :func:`viewer.imaging.stack.build_stacks`."""
@@ -369,6 +378,10 @@ def scan(
     holds them all).
     """
     root = Path(path)
+    if disc_image.is_disc_image(root):
+        return _scan_disc_image(
+            root, cancel=cancel, progress=progress, headers=headers, problems_found=problems_found
+        )
     result = ScanResult()
     tree = _Tree()
     # Files read with non-DICOM skipped quietly, then files a DICOMDIR references (loud).
@@ -456,4 +469,42 @@ def scan(
     # each problem is listed once.
     result.problems = list(dict.fromkeys(result.problems))
     result.patients = list(tree.patients.values())
+    return result
+
+
+def _scan_disc_image(
+    image_path: Path,
+    *,
+    cancel: threading.Event | None,
+    progress: ProgressCallback | None,
+    headers: bool,
+    problems_found: Callable[[list[model.Problem]], None] | None,
+) -> ScanResult:
+    """An ISO 9660 image: unpacked (:func:`viewer.media.disc_image.open_image`, or the folder
+    an open handle holds), then scanned as the folder it holds. Problems name the image
+    (``disc.iso!/DICOM/IM1``); instances keep the unpacked paths, which the result holds."""
+    try:
+        image = disc_image.open_image(image_path, cancel=cancel, progress=progress)
+    except disc_image.DiscImageError as exc:
+        return ScanResult(problems=[model.Problem(exc.where, exc.reason)])
+    relay = None
+    if problems_found is not None:
+        found = problems_found
+
+        def relay(new: list[model.Problem]) -> None:
+            found([image.relabel(p) for p in new])
+
+        if image.problems:
+            found(image.problems)
+    try:
+        result = scan(
+            image.root, cancel=cancel, progress=progress, headers=headers, problems_found=relay
+        )
+    except BaseException:
+        image.close()
+        raise
+    result.problems = [*image.problems, *(image.relabel(p) for p in result.problems)]
+    if result.listed_from is not None:
+        result.listed_from = Path(image.label(result.listed_from))
+    result.discs.append(image)
     return result

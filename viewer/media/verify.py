@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any
 
 import pydicom
 from pydicom.uid import UID
@@ -207,50 +207,41 @@ class _Folder(_Media):
 
 
 class _Iso(_Media):
+    """An ISO 9660 image, listed and streamed by :class:`viewer.media.disc_image.DiscReader`
+    (the reader every command opens images with): names refused there are errors here."""
+
     kind = "ISO image"
 
-    def __init__(self, path: Path) -> None:
-        import pycdlib
+    def __init__(self, path: Path, report: VerifyReport | None = None) -> None:
+        from viewer.media.disc_image import DiscReader
 
-        self._iso = pycdlib.PyCdlib()
-        self._iso.open(str(path))
-        self.volume_id = self._iso.pvd.volume_identifier.decode("ascii", "replace").rstrip()
-        self._paths: dict[str, str] = {}
-        self._iso_paths: dict[str, str] = {}
-        self._dirs: list[str] = []
-        for dirpath, dirnames, filenames in self._iso.walk(iso_path="/"):
-            rel_dir = dirpath.strip("/")
-            for name in dirnames:
-                self._dirs.append(f"{rel_dir}/{name}" if rel_dir else name)
-            for name in filenames:
-                plain = name[:-2] if name.endswith(";1") else name
-                plain = plain.rstrip(".")
-                rel = f"{rel_dir}/{plain}" if rel_dir else plain
-                self._paths[rel] = name
-                self._iso_paths[rel] = f"{dirpath.rstrip('/')}/{name}"
+        self._reader = DiscReader(path)
+        self.volume_id = self._reader.volume_id
+        self._paths = {rel: m.recorded for rel, m in self._reader.members.items()}
+        if report is not None:
+            for rel, reason in self._reader.problems:
+                report.error("9", rel, reason)
 
     def paths(self) -> dict[str, str]:
         return self._paths
 
     def directories(self) -> list[str]:
-        return self._dirs
+        return self._reader.directories
 
     def read(self, rel: str) -> bytes:
-        out = io.BytesIO()
-        self._iso.get_file_from_iso_fp(out, iso_path=self._iso_paths[rel])
-        return out.getvalue()
+        return self._reader.read(rel)
 
     def _copy_to(self, rel: str, sink: _HashSink) -> None:
-        self._iso.get_file_from_iso_fp(cast(BinaryIO, sink), iso_path=self._iso_paths[rel])
+        self._reader.copy_to(rel, sink)
 
     def close(self) -> None:
-        self._iso.close()
+        self._reader.close()
 
 
 def _open(path: Path, report: VerifyReport) -> _Media:
     if path.is_dir():
         return _Folder(path, report)
-    return _Iso(path)
+    return _Iso(path, report)
 
 
 # --- Part 10 checks ------------------------------------------------------------------------

@@ -71,6 +71,7 @@ from viewer.dicom.describe import describe
 from viewer.dicom.describe import text as dataset_text
 from viewer.dicom.part10 import PREAMBLE_SIZE
 from viewer.imaging.decode import DecodeError, read_buffer
+from viewer.media import disc_image
 from viewer.media.health import walk_header
 from viewer.media.links import walk_files
 from viewer.model import Problem
@@ -830,7 +831,8 @@ def import_paths(
     """Import files and folders (recursively): media, a folder, dropped files.
 
     A DICOMDIR named directly imports the files it references (a disc: ``import
-    /media/cdrom/DICOMDIR``); a DICOMDIR met inside a folder is skipped, since the walk finds
+    /media/cdrom/DICOMDIR``); an ISO 9660 image imports as the folder it holds, its files named
+    in the image (``disc.iso!/DICOM/IM1``); a DICOMDIR met inside a folder is skipped, since the walk finds
     its files anyway, and so is any other file of a folder that is no DICOM at all (README.TXT,
     INDEX.HTM, pictures): :attr:`ImportReport.skipped`, not an error. A file named by itself
     that is no instance is rejected.
@@ -853,6 +855,8 @@ def import_paths(
     files: list[Path] = []
     walked: set[str] = set()  # met walking a folder: a file there that is no instance is skipped
     store_root = store.root.resolve()
+    images = contextlib.ExitStack()  # ISO images unpacked for this import (issue 13)
+    labels: dict[Path, str] = {}  # their files as the report names them: disc.iso!/DICOM/IM1
     for item in paths:
         path = Path(item)
         if not path.exists():
@@ -861,6 +865,11 @@ def import_paths(
         resolved = path.resolve()
         if resolved == store_root or store_root in resolved.parents:
             report.rejected.append(Problem(str(path), "inside the store itself"))
+            continue
+        if disc_image.is_disc_image(path):
+            found = _disc_image_files(path, images, labels, report, cancel)
+            walked.update(labels[f] for f in found)
+            files.extend(found)
             continue
         if path.is_file() and _is_dicomdir(path):
             files.extend(_dicomdir_files(path, report, cancel))
@@ -873,8 +882,31 @@ def import_paths(
     def opener(path: Path) -> Callable[[], IO[bytes]]:
         return lambda: _open_regular(path)
 
-    sources = ((str(f), opener(f)) for f in files)
-    return _run(store, sources, len(files), report, cancel, progress, walked=frozenset(walked))
+    sources = ((labels.get(f, str(f)), opener(f)) for f in files)
+    with images:
+        return _run(store, sources, len(files), report, cancel, progress, walked=frozenset(walked))
+
+
+def _disc_image_files(
+    path: Path,
+    images: contextlib.ExitStack,
+    labels: dict[Path, str],
+    report: ImportReport,
+    cancel: threading.Event | None,
+) -> list[Path]:
+    """The files of an ISO image, unpacked (:mod:`viewer.media.disc_image`; the folder a scan
+    holds open is reused) and walked like a folder, each labelled as in the image."""
+    try:
+        image = images.enter_context(disc_image.open_image(path, cancel=cancel))
+    except disc_image.DiscImageError as exc:
+        report.rejected.append(Problem(exc.where, exc.reason))
+        return []
+    report.rejected.extend(image.problems)
+    walk_problems: list[Problem] = []
+    found = list(walk_files(image.root, walk_problems, sort=False))
+    report.rejected.extend(image.relabel(p) for p in walk_problems)
+    labels.update((f, image.label(f)) for f in found)
+    return found
 
 
 #: The folder of the store where received instances wait, durable, for their import.
