@@ -470,7 +470,9 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     if not path.exists():
         _say(f"{path}: no such file or folder")
         return EXIT_FAILED
-    with _cancel_on_signals() as cancel:
+    with _cancel_on_signals() as cancel, contextlib.ExitStack() as held:
+        if not _hold_disc_images([path], held, cancel):
+            return EXIT_PROBLEMS if cancel.is_set() else EXIT_FAILED
         result = scan(path, cancel=cancel, headers=args.check)
         checked = args.check and not cancel.is_set()
         health = check_media(path, cancel=cancel) if checked else None
@@ -494,13 +496,40 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if len(missing) == len(paths):
         return EXIT_FAILED
     progress = _Progress("importing")
-    with _open_store() as store, _cancel_on_signals() as cancel:
-        report = import_paths(
-            store, [p for p in paths if p.exists()], cancel=cancel, progress=progress
-        )
+    with _open_store() as store, _cancel_on_signals() as cancel, contextlib.ExitStack() as held:
+        present = [p for p in paths if p.exists()]
+        usable = _hold_disc_images(present, held, cancel, progress)
+        if not usable:
+            progress.close()
+            return EXIT_FAILED
+        report = import_paths(store, usable, cancel=cancel, progress=progress)
+        complete = _import_receipt(args.receipt, usable, store, report, cancel)
     progress.close()
     print(import_summary(report))
-    return EXIT_OK if report.ok and not missing else EXIT_PROBLEMS
+    return EXIT_OK if report.ok and len(usable) == len(paths) and complete else EXIT_PROBLEMS
+
+
+def _hold_disc_images(
+    paths: list[Path],
+    held: contextlib.ExitStack,
+    cancel: threading.Event,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
+    """Unpack the ISO 9660 images among ``paths`` once, held open in ``held`` (the scan, the
+    health check and the import reuse them: viewer.media.disc_image); an image that cannot be
+    read at all is said here and left out. Returns the paths left."""
+    from viewer.media import disc_image
+
+    usable = []
+    for path in paths:
+        if disc_image.is_disc_image(path):
+            try:
+                held.enter_context(disc_image.open_image(path, cancel=cancel, progress=progress))
+            except disc_image.DiscImageError as exc:
+                _say(str(exc))
+                continue
+        usable.append(path)
+    return usable
 
 
 def _cmd_store_ls(args: argparse.Namespace) -> int:
