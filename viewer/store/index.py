@@ -569,3 +569,123 @@ def study_instance_paths(store: Store, study_instance_uid: str) -> list[Path]:
         for row in list_series(store, study_instance_uid)
         for path in instance_paths(store, row.series_instance_uid)
     ]
+
+
+# --- hand-overs (issue 13) -------------------------------------------------------------------
+
+#: The states of an instance in a hand-over: committed by the node; failed (the node's Failure
+#: Reason); missing (no report about it by the deadline); not stored (the C-STORE failed, so it
+#: was never in the request).
+HANDOVER_STATES = ("committed", "failed", "missing", "not stored")
+
+
+@dataclass(slots=True)
+class HandoverInstance:
+    sop_instance_uid: str
+    sop_class_uid: str = ""
+    state: str = "missing"
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class Handover:
+    """One attempt to hand a study over to a node (Storage Commitment, PS3.4 Annex J)."""
+
+    study_instance_uid: str
+    node: str
+    transaction_uid: str
+    requested_at: str
+    reported_at: str = ""
+    instances: list[HandoverInstance] | None = None
+    id: int = 0
+
+    @property
+    def handed_over(self) -> bool:
+        """Every instance of the study that was sent is committed."""
+        items = self.instances or []
+        return bool(items) and all(i.state == "committed" for i in items)
+
+    def count(self, state: str) -> int:
+        return sum(1 for i in self.instances or [] if i.state == state)
+
+
+def record_handover(store: Store, handover: Handover) -> int:
+    """Keep one hand-over attempt and its instances; returns its row id. A second record of the
+    same (transaction, study) replaces the first (a report that came late)."""
+    store.require_writable()
+    for item in handover.instances or []:
+        if item.state not in HANDOVER_STATES:
+            raise ValueError(f"unknown hand-over state {item.state!r}")
+    conn = store.connection()
+    with write_transaction(conn):
+        conn.execute(
+            "DELETE FROM handovers WHERE transaction_uid = ? AND study_instance_uid = ?",
+            (handover.transaction_uid, handover.study_instance_uid),
+        )
+        cur = conn.execute(
+            "INSERT INTO handovers (study_instance_uid, node, transaction_uid, requested_at,"
+            " reported_at) VALUES (?, ?, ?, ?, ?)",
+            (
+                handover.study_instance_uid,
+                handover.node,
+                handover.transaction_uid,
+                handover.requested_at,
+                handover.reported_at,
+            ),
+        )
+        row_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT OR REPLACE INTO handover_instances (handover_ref, sop_instance_uid,"
+            " sop_class_uid, state, reason) VALUES (?, ?, ?, ?, ?)",
+            [
+                (row_id, i.sop_instance_uid, i.sop_class_uid, i.state, i.reason)
+                for i in handover.instances or []
+            ],
+        )
+    handover.id = row_id
+    return row_id
+
+
+def list_handovers(store: Store, study_instance_uid: str | None = None) -> list[Handover]:
+    """Hand-over attempts, oldest first (of one study when given), with their instances."""
+    conn = store.connection()
+    sql = (
+        "SELECT id, study_instance_uid, node, transaction_uid, requested_at, reported_at"
+        " FROM handovers"
+    )
+    args: tuple[str, ...] = ()
+    if study_instance_uid is not None:
+        sql += " WHERE study_instance_uid = ?"
+        args = (study_instance_uid,)
+    out: list[Handover] = []
+    for row_id, study, node, transaction, requested, reported in conn.execute(
+        sql + " ORDER BY requested_at, id", args
+    ).fetchall():
+        items = [
+            HandoverInstance(str(uid), str(cls), str(state), str(reason))
+            for uid, cls, state, reason in conn.execute(
+                "SELECT sop_instance_uid, sop_class_uid, state, reason FROM handover_instances"
+                " WHERE handover_ref = ? ORDER BY rowid",
+                (row_id,),
+            )
+        ]
+        out.append(
+            Handover(
+                str(study),
+                str(node),
+                str(transaction),
+                str(requested),
+                str(reported),
+                items,
+                int(row_id),
+            )
+        )
+    return out
+
+
+def handed_over(store: Store, study_instance_uid: str, node: str | None = None) -> bool:
+    """Has an attempt (to ``node``, when given) handed the whole study over?"""
+    return any(
+        h.handed_over and (node is None or h.node == node)
+        for h in list_handovers(store, study_instance_uid)
+    )

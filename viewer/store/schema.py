@@ -115,7 +115,31 @@ _V3 = [
     )""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+#: Version 4: hand-overs (issue 13): each attempt to hand a study over to a node with Storage
+#: Commitment (PS3.4 Annex J), its transaction, and the state of each instance sent. A study is
+#: handed over by an attempt only when every instance of it that was sent is committed.
+_V4 = [
+    """CREATE TABLE handovers (
+        id INTEGER PRIMARY KEY,
+        study_instance_uid TEXT NOT NULL,
+        node TEXT NOT NULL,
+        transaction_uid TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        reported_at TEXT NOT NULL DEFAULT '',
+        UNIQUE (transaction_uid, study_instance_uid)
+    )""",
+    "CREATE INDEX handovers_study ON handovers(study_instance_uid)",
+    """CREATE TABLE handover_instances (
+        handover_ref INTEGER NOT NULL REFERENCES handovers(id) ON DELETE CASCADE,
+        sop_instance_uid TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (handover_ref, sop_instance_uid)
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
