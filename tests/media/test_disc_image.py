@@ -272,3 +272,25 @@ def test_holding_keeps_the_folder_after_the_scan_is_closed(disc: tuple[Path, Pat
     root = held[0].root
     held[0].close()
     assert wait_gone(root)
+
+
+def test_two_openers_at_once_share_one_unpacking(disc: tuple[Path, Path]) -> None:
+    _folder, image = disc
+    handles: list[disc_image.DiscImage] = []
+    start = threading.Barrier(2)
+
+    def opener() -> None:
+        start.wait()
+        handles.append(open_image(image))
+
+    threads = [threading.Thread(target=opener) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(handles) == 2 and handles[0].root == handles[1].root
+    root = handles[0].root
+    handles[0].close()
+    assert (root / "DICOMDIR").is_file()  # the other handle keeps it
+    handles[1].close()
+    assert wait_gone(root)

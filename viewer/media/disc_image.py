@@ -340,7 +340,7 @@ class _Entry:
     error: DiscImageError | None = None
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a finalizer may run inside a locked block (GC)
 _entries: dict[tuple[str, int, int], _Entry] = {}
 _folders: set[str] = set()  # every folder made and not yet removed (removed at exit)
 
@@ -366,10 +366,10 @@ def _release(entry: _Entry) -> None:
             del _entries[entry.key]
         root = entry.root
     if root is not None:
-        # A disc's thousands of files: removed beside the caller (often the GUI thread).
-        threading.Thread(
-            target=_remove, args=(str(root),), name="disc-image-rm", daemon=True
-        ).start()
+        # Removed here, by whoever lets go last: no thread left behind (a CD's few thousand
+        # files take a fraction of a second; the GUI lets go when another medium has been read
+        # or the window closes).
+        _remove(str(root))
 
 
 class DiscImage:
@@ -482,6 +482,9 @@ def open_image(
                 entry.error = (
                     exc if isinstance(exc, DiscImageError) else DiscImageError(image, str(exc))
                 )
+                with _lock:  # a failed unpacking is not shared: the next opener tries anew
+                    if _entries.get(key) is entry:
+                        del _entries[key]
                 _release(entry)
                 entry.ready.set()
                 raise

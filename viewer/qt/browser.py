@@ -120,6 +120,7 @@ def merge_scans(results: list[ScanResult]) -> ScanResult:
     for result in results:
         merged.instances.extend(result.instances)
         merged.problems.extend(result.problems)
+        merged.discs.extend(result.discs)  # unpacked ISO images stay while the merge holds them
         for patient in result.patients:
             pkey = (patient.patient_id, patient.patient_name)
             into = one(pkey, patient, "studies", merged.patients)
@@ -436,7 +437,8 @@ class BrowserWidget(QWidget):
         has_media = bool(self._media_paths) and self._media is not None
         self.import_button.setEnabled(has_media and not busy and self._store is not None)
         folder_like = any(
-            p.is_dir() or p.name.upper().startswith("DICOMDIR") for p in self._media_paths
+            p.is_dir() or p.name.upper().startswith("DICOMDIR") or p.suffix.lower() == ".iso"
+            for p in self._media_paths
         )
         self.health_button.setEnabled(has_media and folder_like)
 

@@ -261,7 +261,7 @@ class MainWindow(QMainWindow):
         open_folder.setShortcut(QKeySequence("Ctrl+Shift+O"))
         quit_action = self._action("quit", "&Quit", self.close)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        open_file.setToolTip("Open DICOM files or a DICOMDIR in the browser")
+        open_file.setToolTip("Open DICOM files, a DICOMDIR or a disc image (.iso) in the browser")
         open_folder.setToolTip("Open a folder or a disc in the browser")
         file_menu.addActions([open_file, open_folder])
         file_menu.addSeparator()
@@ -599,7 +599,12 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- opening
     def ask_files(self) -> list[str]:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files", self.last_folder)
+        files, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Open DICOM files, a DICOMDIR or a disc image",
+            self.last_folder,
+            "All files (*);;Disc images (*.iso *.ISO);;DICOMDIR (DICOMDIR dicomdir)",
+        )
         if files:
             self.last_folder = str(Path(files[0]).parent)
         return files

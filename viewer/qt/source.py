@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from PySide6.QtCore import QObject, Signal
 
 from viewer.imaging.stack import Stack
+from viewer.media import disc_image
 from viewer.text import plural
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class LoaderSource(FrameSource):
         from viewer.imaging.loader import SeriesLoader  # imported late: it may start processes
 
         self._stack = stack
+        # A series of an ISO image is read from the image's unpacked folder: the source keeps
+        # it (viewer.media.disc_image) until closed, whatever the browser opens meanwhile.
+        self._discs = disc_image.holding(dict.fromkeys(str(f.path) for f in stack.frames))
         self._problems: dict[int, str] = {}
         self._headers: dict[str, Dataset | None] = {}
         self._lock = threading.Lock()
@@ -113,6 +117,8 @@ class LoaderSource(FrameSource):
             self._closed = True
         self._loader.cancel()
         self._loader.close()
+        for disc in self._discs:
+            disc.close()
 
     def _remember(self, position: int, message: str) -> bool:
         with self._lock:

@@ -60,12 +60,19 @@ class StoreStudies:
 
 
 class MediaStudies:
-    """An opened medium (a disc, a folder, files): rows from what its scan found."""
+    """An opened medium (a disc, a folder, files, an ISO image): rows from what its scan found.
+
+    For an ISO image the scan's result holds the image's unpacked folder
+    (:attr:`viewer.media.scan.ScanResult.discs`): it stays while this source (or a series shown
+    from it) is open; :meth:`close` lets go of it."""
 
     def __init__(self, result: ScanResult, label: str) -> None:
         self.result = result
         self.label = label
         self.rows = media_studies(result)
+
+    def close(self) -> None:
+        self.result.close()
 
     def studies(self, where: StudyFilter) -> list[tuple[StudyRow, object]]:
         return [(r, k) for k, (r, _study) in enumerate(self.rows) if study_matches(r, where)]
