@@ -135,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         "conflicts / rejected (with reasons). Ctrl+C cancels and leaves the store consistent.",
     )
     p_import.add_argument("paths", nargs="+", metavar="PATH")
+    p_import.add_argument(
+        "--receipt",
+        metavar="FILE.html",
+        help="write a printable receipt: what the disc listed, what was stored, SHA-256 per file",
+    )
     p_import.set_defaults(func=_cmd_import)
 
     p_store = sub.add_parser("store", help="the local store: ls, rm, check")
@@ -150,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_schk.add_argument("--repair", action="store_true", help="fix what can be fixed")
     p_schk.set_defaults(func=_cmd_store_check)
+    p_shand = store_sub.add_parser(
+        "handovers", help="hand-overs with storage commitment: per study, node and instance"
+    )
+    p_shand.add_argument("--study", metavar="UID", help="only this study")
+    p_shand.add_argument("--json", action="store_true", help="print JSON")
+    p_shand.set_defaults(func=_cmd_store_handovers)
 
     # -- network (issue 4) --------------------------------------------------------------------
     net_common = argparse.ArgumentParser(add_help=False)
@@ -194,6 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--study", metavar="UID", help="a study of the local store")
     what.add_argument("--series", metavar="UID", help="a series of the local store")
     what.add_argument("paths", nargs="*", metavar="PATH", default=[])
+    p_send.add_argument(
+        "--commit",
+        action="store_true",
+        help="then ask the node to commit what it stored (Storage Commitment) and wait",
+    )
+    p_send.add_argument(
+        "--commit-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait for the commitment report (default 60)",
+    )
+    p_send.add_argument(
+        "--receipt", metavar="FILE.html", help="with --commit: write a printable receipt"
+    )
     p_send.set_defaults(func=_cmd_send)
 
     p_listen = sub.add_parser(
@@ -503,9 +529,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
             progress.close()
             return EXIT_FAILED
         report = import_paths(store, usable, cancel=cancel, progress=progress)
+        complete = _import_receipt(args.receipt, usable, store, report, cancel)
     progress.close()
     print(import_summary(report))
-    return EXIT_OK if report.ok and len(usable) == len(paths) else EXIT_PROBLEMS
+    return EXIT_OK if report.ok and len(usable) == len(paths) and complete else EXIT_PROBLEMS
 
 
 def _hold_disc_images(
@@ -565,6 +592,89 @@ def _cmd_store_check(args: argparse.Namespace) -> int:
     progress.close()
     print(check_summary(report))
     return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _cmd_store_handovers(args: argparse.Namespace) -> int:
+    from viewer.store.index import list_handovers
+
+    with _open_store() as store:
+        handovers = list_handovers(store, args.study)
+    if args.json:
+        print(
+            _json(
+                [
+                    {
+                        "study_instance_uid": h.study_instance_uid,
+                        "node": h.node,
+                        "transaction_uid": h.transaction_uid,
+                        "requested_at": h.requested_at,
+                        "reported_at": h.reported_at,
+                        "handed_over": h.handed_over,
+                        "instances": [
+                            {
+                                "sop_instance_uid": i.sop_instance_uid,
+                                "sop_class_uid": i.sop_class_uid,
+                                "state": i.state,
+                                "reason": i.reason,
+                            }
+                            for i in h.instances or []
+                        ],
+                    }
+                    for h in handovers
+                ]
+            )
+        )
+        return EXIT_OK
+    for h in handovers:
+        counts = ", ".join(
+            f"{state} {h.count(state)}"
+            for state in ("committed", "failed", "missing", "not stored")
+            if h.count(state)
+        )
+        verdict = "HANDED OVER" if h.handed_over else "not handed over"
+        print(
+            f"{escape(h.requested_at or '-')}  {escape(h.study_instance_uid)}  to "
+            f"{escape(h.node)}: {verdict} ({counts or 'nothing sent'})"
+            + (f"  transaction {escape(h.transaction_uid)}" if h.transaction_uid else "")
+        )
+        for i in h.instances or []:
+            if i.state != "committed":
+                print(
+                    f"    {i.state}: {escape(i.sop_instance_uid)}"
+                    + (f" ({escape(i.reason)})" if i.reason else "")
+                )
+    if not handovers:
+        print("no hand-overs", file=sys.stderr)
+    return EXIT_OK
+
+
+def _import_receipt(
+    target: str | None, paths: list[Path], store: Store, report: Any, cancel: threading.Event
+) -> bool:
+    """``import --receipt``: what each path listed (its DICOMDIR's records, else its files'
+    headers) matched with the import's report, written as HTML; True when there is no receipt
+    to write or it is complete (else it says INCOMPLETE and the exit code is 1)."""
+    if not target:
+        return True
+    from viewer.media import receipt as rc
+    from viewer.store import has_instance
+
+    listed: list[rc.ReceiptItem] = []
+    sources: list[str] = []
+    for path in paths:
+        items, how = rc.listed_items(path, cancel)
+        listed += items
+        sources.append(f"{path}: {how}")
+    receipt = rc.import_receipt(
+        ", ".join(str(p) for p in paths),
+        listed,
+        report,
+        listed_from="; ".join(sources),
+        in_store=lambda uid: has_instance(store, uid),
+    )
+    rc.write_receipt(receipt, Path(target))
+    print(f"receipt: {escape(target)}" + ("" if receipt.complete else " (INCOMPLETE)"))
+    return receipt.complete
 
 
 # -- network (issue 4) -------------------------------------------------------------------------
@@ -696,6 +806,9 @@ def _paths_of(args: argparse.Namespace) -> list[Path]:
 def _cmd_send(args: argparse.Namespace) -> int:
     from viewer.net.send import send
 
+    if args.receipt and not args.commit:
+        _say("--receipt needs --commit (a receipt says what the node committed)")
+        return EXIT_USAGE
     try:
         paths = _paths_of(args)
     except (OSError, ValueError) as exc:
@@ -705,15 +818,130 @@ def _cmd_send(args: argparse.Namespace) -> int:
     progress = _Progress("sending")
     with _cancel_on_signals() as cancel:
         result = send(node, local, paths, cancel=cancel, progress=progress)
-    progress.close()
-    print(
-        f"sent: {result.sent}, warnings: {result.warnings}, failed: {len(result.failed)}"
-        + (", cancelled" if result.cancelled else "")
-    )
-    for item in result.failed:
-        status = "no answer" if item.status is None else f"status 0x{item.status:04X}"
-        print(f"  {escape(item.path)}: {status} {escape(item.message)}".rstrip())
+        progress.close()
+        print(
+            f"sent: {result.sent}, warnings: {result.warnings}, failed: {len(result.failed)}"
+            + (", cancelled" if result.cancelled else "")
+        )
+        for item in result.failed:
+            status = "no answer" if item.status is None else f"status 0x{item.status:04X}"
+            print(f"  {escape(item.path)}: {status} {escape(item.message)}".rstrip())
+        if args.commit:
+            return _commit_sent(args, node, local, result, cancel)
     return EXIT_OK if not result.failed and not result.cancelled else EXIT_PROBLEMS
+
+
+def _commit_sent(
+    args: argparse.Namespace, node: Node, local: LocalSettings, result: Any, cancel: threading.Event
+) -> int:
+    """Storage Commitment (issue 13) for what ``send`` stored: the report is awaited on the
+    association and on our storage SCP (started here unless another Lightbox process answers
+    for our AE: then only a report on the association can reach us); the hand-over is kept in
+    the store; a receipt when asked. 0: all committed; 1: some failed, missing or not stored;
+    3: the node refused the request or could not be reached."""
+    from viewer.media import receipt as rc
+    from viewer.net import commit
+    from viewer.net.diagnose import NetError
+    from viewer.net.scp import ensure_scp
+    from viewer.store.index import Handover, HandoverInstance, record_handover
+
+    stored = [i for i in result.instances if i.ok]
+    for i in result.instances:  # a file that was no DICOM is named by its path
+        i.sop_instance_uid = i.sop_instance_uid or str(i.path)
+    states: dict[str, tuple[str, str]] = {
+        i.sop_instance_uid: (rc.NOT_STORED, i.message or "not stored")
+        for i in result.instances
+        if not i.ok
+    }
+    outcome: commit.CommitResult | None = None
+    with _open_store() as store, _store_receiver(store) as receiver:
+        if stored and not cancel.is_set():
+            handle, scp = ensure_scp(local, receiver)
+            if scp is None:
+                _say(
+                    f"another process answers as {local.ae_title} on port {handle.port}: a "
+                    "report the node sends there does not reach this command"
+                )
+            try:
+                print(
+                    f"requesting storage commitment of {len(stored)} instance(s) from "
+                    f"{escape(node)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                outcome = commit.request_commitment(
+                    node,
+                    local,
+                    [(i.sop_class_uid, i.sop_instance_uid) for i in stored],
+                    timeout=args.commit_timeout,
+                    cancel=cancel,
+                )
+            except NetError as exc:
+                _say(f"{node}: {exc.message}")
+                return EXIT_FAILED
+            finally:
+                if scp is not None:
+                    scp.stop()
+            for item in outcome.items:
+                states[item.sop_instance_uid] = (
+                    item.state,
+                    item.reason_text if item.state == commit.FAILED else "",
+                )
+        # What each file holds (patient, study, series) for the hand-over and the receipt.
+        sent = [(i, rc.item_from_file(i.path, i.sop_instance_uid)) for i in result.instances]
+        by_study: dict[str, list[tuple[Any, rc.ReceiptItem]]] = {}
+        for status, row in sent:
+            by_study.setdefault(row.study_instance_uid, []).append((status, row))
+        transaction = outcome.transaction_uid if outcome else ""
+        requested = outcome.requested_at if outcome else ""
+        try:
+            for study_uid, rows in by_study.items():
+                record_handover(
+                    store,
+                    Handover(
+                        study_uid,
+                        str(node),
+                        transaction,
+                        requested,
+                        outcome.reported_at if outcome else "",
+                        [
+                            HandoverInstance(
+                                r.sop_instance_uid,
+                                i.sop_class_uid,
+                                *states.get(r.sop_instance_uid, (rc.MISSING, "")),
+                            )
+                            for i, r in rows
+                        ],
+                    ),
+                )
+        except Exception as exc:  # the store may be read-only: the hand-over itself happened
+            _say(f"the hand-over could not be kept in the local store: {exc}")
+    tally: dict[str, int] = {}
+    for state, _ in states.values():
+        tally[state] = tally.get(state, 0) + 1
+    committed = tally.get(rc.COMMITTED, 0)
+    print(
+        f"committed: {committed}, failed: {tally.get(rc.FAILED, 0)}, "
+        f"missing: {tally.get(rc.MISSING, 0)}, not stored: {tally.get(rc.NOT_STORED, 0)}"
+        + (", cancelled" if outcome is not None and outcome.cancelled else "")
+        + (f" (transaction {outcome.transaction_uid})" if outcome else "")
+    )
+    for uid, (state, reason) in states.items():
+        if state != rc.COMMITTED:
+            print(f"  {state}: {escape(uid)}" + (f" ({escape(reason)})" if reason else ""))
+    if args.receipt:
+        receipt = rc.handover_receipt(
+            str(node),
+            [row for _, row in sent],
+            states,
+            transaction_uid=transaction,
+            requested_at=requested,
+            cancelled=bool(outcome and outcome.cancelled),
+        )
+        rc.write_receipt(receipt, Path(args.receipt))
+        print(f"receipt: {escape(args.receipt)}" + ("" if receipt.complete else " (INCOMPLETE)"))
+    everything = bool(states) and committed == len(states)
+    return EXIT_OK if everything else EXIT_PROBLEMS
 
 
 def _cmd_listen(args: argparse.Namespace) -> int:
