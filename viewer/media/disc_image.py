@@ -22,9 +22,10 @@ The image is untrusted, like any disc:
 Unpacked images are shared: :func:`open_image` hands out a :class:`DiscImage` handle, and a
 second opening of the same image (same file, size and modification time) while a handle is open
 reuses its folder instead of unpacking again (the GUI lists, reads, checks and imports one disc
-in four jobs). The folder is removed when the last handle is closed (or garbage collected), and
-at exit. :class:`DiscReader` is the listing and the streaming underneath, which ``lightbox
-verify`` reads images with too.
+in four jobs). The folder is removed when the last handle is closed, and at exit (a handle
+that is only dropped keeps it until then: paths taken from a result stay readable).
+:class:`DiscReader` is the listing and the streaming underneath, which ``lightbox verify``
+reads images with too.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import shutil
 import struct
 import tempfile
 import threading
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,7 +340,7 @@ class _Entry:
     error: DiscImageError | None = None
 
 
-_lock = threading.RLock()  # re-entrant: a finalizer may run inside a locked block (GC)
+_lock = threading.Lock()
 _entries: dict[tuple[str, int, int], _Entry] = {}
 _folders: set[str] = set()  # every folder made and not yet removed (removed at exit)
 
@@ -375,15 +375,17 @@ def _release(entry: _Entry) -> None:
 class DiscImage:
     """A handle on an unpacked image: ``root`` is the private folder holding its files.
 
-    Close it (or use it as a context manager) when done; the folder goes with the last handle.
-    ``problems`` are the members refused while unpacking, named in the image."""
+    Close it (or use it as a context manager) when done; the folder goes with the last handle
+    closed, and at exit. A handle merely dropped keeps the folder until the process ends: a
+    caller that kept the paths of a result it let go of still reads them. ``problems`` are the
+    members refused while unpacking, named in the image."""
 
     def __init__(self, entry: _Entry, image: Path) -> None:
         assert entry.root is not None
         self.image = image
         self.root: Path = entry.root
         self._entry = entry
-        self._finalizer = weakref.finalize(self, _release, entry)
+        self._closed = False
 
     @property
     def problems(self) -> list[Problem]:
@@ -427,11 +429,15 @@ class DiscImage:
         return DiscImage(self._entry, self.image)
 
     def close(self) -> None:
-        self._finalizer()
+        with _lock:
+            if self._closed:
+                return
+            self._closed = True
+        _release(self._entry)
 
     @property
     def closed(self) -> bool:
-        return not self._finalizer.alive
+        return self._closed
 
     def __enter__(self) -> DiscImage:
         return self

@@ -66,7 +66,7 @@ class ScanResult:
     #: The DICOMDIR the whole result was listed from, no referenced file read (``headers=False``)
     listed_from: Path | None = None
     #: Disc images this result's files were unpacked from (:mod:`viewer.media.disc_image`):
-    #: their folders stay while the result (or another handle) keeps them; :meth:`close`.
+    #: their folders stay until :meth:`close` (and no other handle keeps them) or the exit.
     discs: list[DiscImage] = field(default_factory=list)
 
     def close(self) -> None:

@@ -774,6 +774,8 @@ class BrowserWidget(QWidget):
         assert isinstance(result, ScanResult)
         # the study the reader chose while the files were read stays chosen
         chosen = self._selected_study_uid() if self._listed else None
+        if self._media is not None and self._media is not result:
+            self._media.close()  # an ISO image's folder goes (unless a series shown holds it)
         self._media = result
         self._media_source = MediaStudies(result, self._media_label(self._media_paths))
         label = f"Medium: {self._media_label(self._media_paths)}"
@@ -1068,6 +1070,8 @@ class BrowserWidget(QWidget):
         self.jobs.wait_all(timeout=60.0)
         self._scan_job = self._import_job = self._health_job = self._volumes_job = None
         self.thumbnails.stop()
+        if self._media is not None:
+            self._media.close()  # an opened ISO image's unpacked folder
         if self.progress_dialog is not None:
             self.progress_dialog.reset()
             self.progress_dialog.deleteLater()

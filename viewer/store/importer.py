@@ -832,10 +832,10 @@ def import_paths(
 
     A DICOMDIR named directly imports the files it references (a disc: ``import
     /media/cdrom/DICOMDIR``); an ISO 9660 image imports as the folder it holds, its files named
-    in the image (``disc.iso!/DICOM/IM1``); a DICOMDIR met inside a folder is skipped, since the walk finds
-    its files anyway, and so is any other file of a folder that is no DICOM at all (README.TXT,
-    INDEX.HTM, pictures): :attr:`ImportReport.skipped`, not an error. A file named by itself
-    that is no instance is rejected.
+    in the image (``disc.iso!/DICOM/IM1``); a DICOMDIR met inside a folder is skipped, since
+    the walk finds its files anyway, and so is any other file of a folder that is no DICOM at
+    all (README.TXT, INDEX.HTM, pictures): :attr:`ImportReport.skipped`, not an error. A file
+    named by itself that is no instance is rejected.
 
     ``spooled=True`` is for :class:`viewer.store.receiver.Receiver` only: every path must be a
     file in the store's ``incoming/`` folder, already synced to disc and never written again;
