@@ -872,7 +872,7 @@ def _commit_sent(
                 outcome = commit.request_commitment(
                     node,
                     local,
-                    [(i.sop_class_uid, i.sop_instance_uid) for i in stored],
+                    result.stored,
                     timeout=args.commit_timeout,
                     cancel=cancel,
                 )

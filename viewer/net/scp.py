@@ -13,6 +13,12 @@ C-STORE response status (PS3.4 B.2.3: 0x0000 success, 0xA7xx out of resources, 0
 set does not match SOP Class, 0xCxxx cannot understand), with its Error Comment (0000,0902) when
 ``on_instance`` answers ``(status, comment)``.
 
+The SCP also takes Storage Commitment reports (N-EVENT-REPORT, PS3.4 J.3.3) from a node we
+asked to commit instances, on an association that node opens in the SCP role: they go to the
+registry of pending transactions (:data:`viewer.net.commit.PENDING`), only from the node the
+request went to; a report for a transaction nobody waits for is answered with success and
+logged.
+
 Every peer is untrusted (issue 9). What the listener accepts, and the knobs
 (:class:`~viewer.net.nodes.LocalSettings`):
 

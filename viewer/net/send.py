@@ -73,6 +73,13 @@ class SendResult:
     def warnings(self) -> int:
         return sum(1 for i in self.instances if i.status in WARNING_STATUSES)
 
+    @property
+    def stored(self) -> list[tuple[str, str]]:
+        """(SOP Class UID, SOP Instance UID) of every instance the peer stored (success or a
+        warning status): what a storage commitment request (:mod:`viewer.net.commit`) asks
+        the peer to commit."""
+        return [(i.sop_class_uid, i.sop_instance_uid) for i in self.instances if i.ok]
+
 
 def _describe(path: Path) -> InstanceStatus:
     """What to propose for ``path``, from its File Meta Information (PS3.10 7.1) when it has
