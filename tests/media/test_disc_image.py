@@ -59,19 +59,19 @@ def hostile_iso(
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=4, vol_ident="HOSTILE", rock_ridge="1.09" if rock_ridge else None)
     ct = CT.read_bytes()
-    rr = {"rr_name": "IM1"} if rock_ridge else {}
-    iso.add_fp(io.BytesIO(ct), len(ct), "/IM1;1", **rr)
+
+    def rr(name: str) -> str | None:
+        return name if rock_ridge else None
+
+    iso.add_fp(io.BytesIO(ct), len(ct), "/IM1;1", rr_name=rr("IM1"))
     for name, size in (("AB", 10), ("CDEF", 10), ("BIG", 3000)):
-        rr = {"rr_name": name} if rock_ridge else {}
-        iso.add_fp(io.BytesIO(b"x" * size), size, f"/{name};1", **rr)
+        iso.add_fp(io.BytesIO(b"x" * size), size, f"/{name};1", rr_name=rr(name))
     path = ""
     for level in range(depth):
         path += f"/D{level}"
-        iso.add_directory(path, **({"rr_name": f"D{level}"} if rock_ridge else {}))
+        iso.add_directory(path, rr_name=rr(f"D{level}"))
     if depth:
-        iso.add_fp(
-            io.BytesIO(ct), len(ct), f"{path}/DEEP;1", **({"rr_name": "DEEP"} if rock_ridge else {})
-        )
+        iso.add_fp(io.BytesIO(ct), len(ct), f"{path}/DEEP;1", rr_name=rr("DEEP"))
     iso.write(str(target))
     iso.close()
     raw = bytearray(target.read_bytes())

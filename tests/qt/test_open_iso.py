@@ -64,6 +64,7 @@ def test_an_iso_opens_shows_checks_and_imports_like_a_disc(  # type: ignore[no-u
     qtbot.waitUntil(lambda: browser._health_report is not None, timeout=60000)
     assert browser.health_button.isEnabled()
     report = browser._health_report
+    assert report is not None
     assert str(report.root) == f"{image}!" and len(report.present) == 31
     # import from the opened image: every instance once
     with qtbot.waitSignal(browser.import_finished, timeout=60000) as finished:
@@ -71,7 +72,9 @@ def test_an_iso_opens_shows_checks_and_imports_like_a_disc(  # type: ignore[no-u
     imported = finished.args[0]
     assert len(imported.imported) == 31 and not imported.rejected
     assert all(s.startswith(f"{image}!/") for s in imported.imported)
-    assert sum(r.num_instances for r in list_studies(browser._store)) == 31
+    assert browser._store is not None
+    stored = [r.num_instances for r in list_studies(browser._store)]
+    assert sum(stored, 0) == 31
     # listed, read, checked and imported from one unpacking, done on a worker
     assert len(unpacking) == 1 and unpacking[0] != threading.main_thread().name
     # the series shown keeps its files when the browser lets the image go (LoaderSource)
