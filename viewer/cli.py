@@ -883,10 +883,11 @@ def _commit_sent(
                 if scp is not None:
                     scp.stop()
             for item in outcome.items:
-                states[item.sop_instance_uid] = (
-                    item.state,
-                    item.reason_text if item.state == commit.FAILED else "",
-                )
+                reason = {
+                    commit.FAILED: item.reason_text,
+                    commit.MISSING: "cancelled" if outcome.cancelled else "no report in time",
+                }.get(item.state, "")
+                states[item.sop_instance_uid] = (item.state, reason)
         # What each file holds (patient, study, series) for the hand-over and the receipt.
         sent = [(i, rc.item_from_file(i.path, i.sop_instance_uid)) for i in result.instances]
         by_study: dict[str, list[tuple[Any, rc.ReceiptItem]]] = {}

@@ -69,8 +69,9 @@ def test_send_commit_without_a_report_lists_what_is_missing(
     )
     assert run.returncode == 1, run.stdout + run.stderr
     assert "committed: 0, failed: 0, missing: 2" in run.stdout
+    assert "no report in time" in run.stdout
     for uid in study.sop_instance_uids[:2]:
-        assert f"missing: {uid}" in run.stdout
+        assert f"missing: {uid} (no report in time)" in run.stdout
     assert 'id="incomplete"' in receipt.read_text()
     listed = json.loads(lightbox("store", "handovers", "--json").stdout)
     assert listed[0]["handed_over"] is False

@@ -344,8 +344,7 @@ td.num { text-align: right; }
             text-align: center; padding: .3em; margin: .6em 0; }
 tr.bad td { background: #fdd; }
 .facts th { width: 12em; }
-.sign { margin-top: 2em; }
-.sign td { height: 3em; border: none; border-bottom: 1px solid #000; }
+.sign { margin-top: 3em; }
 @page { size: A4; margin: 12mm; }
 @media print {
   body { margin: 0; }
@@ -441,7 +440,7 @@ def render_html(receipt: Receipt) -> str:
         if not receipt.items:
             why.append("nothing was listed")
         parts.append(
-            '<div class="banner" id="incomplete">INCOMPLETE'
+            '<div class="banner" id="incomplete">INCOMPLETE<br>'
             f"<small>{html.escape('; '.join(why))}</small></div>\n"
         )
     facts = [("Created", receipt.created_at), *receipt.facts]
@@ -500,8 +499,8 @@ def render_html(receipt: Receipt) -> str:
             )
         )
     parts.append(
-        '<table class="sign"><tbody><tr><th>Checked by</th><td></td>'
-        "<th>Signature</th><td></td></tr></tbody></table>\n</body>\n</html>\n"
+        '<p class="sign">Checked by: ______________________________ '
+        "Signature: ______________________________</p>\n</body>\n</html>\n"
     )
     return "".join(parts)
 
