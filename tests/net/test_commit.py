@@ -204,3 +204,26 @@ def test_a_report_on_the_same_association(local: LocalSettings) -> None:
         assert result.ok and result.reported_via == "association"
     finally:
         server.shutdown()
+
+
+def test_a_report_that_cannot_be_read_is_refused_and_not_delivered(
+    local: LocalSettings, received: object
+) -> None:
+    registry = commit.PendingCommitments()
+    scp = StorageScp(local, received, commitments=registry)  # type: ignore[arg-type]
+    scp.start()
+    try:
+        node = Node("pacs", "PACS", "127.0.0.1", 104)
+        transaction = generate_uid()
+        pending = registry.expect(transaction, node)
+        no_uid = Dataset()
+        no_uid.ReferencedSOPSequence = DicomSequence([])
+        assert _send_report(scp.port, "PACS", no_uid) == commit.STATUS_INVALID_ARGUMENT
+        wrong_event = _report(transaction, [])
+        assert _send_report(scp.port, "PACS", wrong_event, event_type=7) == 0x0113
+        assert pending.report is None
+        # the association still serves a good one afterwards
+        assert _send_report(scp.port, "PACS", _report(transaction, [])) == 0
+        assert pending.arrived.wait(5)
+    finally:
+        scp.stop()
