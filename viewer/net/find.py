@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
@@ -73,6 +73,7 @@ RETURN_KEYS: dict[str, tuple[str, ...]] = {
 
 _DATE = re.compile(r"\d{8}")
 Progress = Callable[[int], None]
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -234,7 +235,33 @@ def run_find(
     limit: int | None = None,
     grace: float = 3.0,
 ) -> tuple[list[dict[str, str]], bool]:
-    """One C-FIND on an open association; (matches, cancelled).
+    """One C-FIND on an open association; (matches, cancelled): :func:`run_find_as` with
+    :func:`identifier_to_dict`."""
+    return run_find_as(
+        identifier_to_dict,
+        assoc,
+        model,
+        identifier,
+        cancel=cancel,
+        progress=progress,
+        limit=limit,
+        grace=grace,
+    )
+
+
+def run_find_as(
+    convert: Callable[[Dataset], _T],
+    assoc: Association,
+    model: str,
+    identifier: Dataset,
+    *,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+    limit: int | None = None,
+    grace: float = 3.0,
+) -> tuple[list[_T], bool]:
+    """One C-FIND on an open association; (matches, cancelled), each match ``convert(identifier)``
+    (a worklist keeps its sequences, :mod:`viewer.net.worklist`).
 
     At most ``limit`` matches (None: :data:`MAX_MATCHES`) are kept: at that many the query is
     cancelled, and whatever the peer still sends is dropped unread until it stops (or is
@@ -243,7 +270,7 @@ def run_find(
     if cancel is not None and cancel.is_set():
         return [], True
     limit = MAX_MATCHES if limit is None else limit
-    matches: list[dict[str, str]] = []
+    matches: list[_T] = []
     msg_id = _next_msg_id()
     local_cancel = threading.Event()
     with CancelWatch(assoc, [cancel, local_cancel], msg_id, model, grace) as watch:
@@ -253,7 +280,7 @@ def run_find(
                 if local_cancel.is_set():
                     continue  # past the limit: dropped until the peer stops or is aborted
                 if ident is not None:
-                    matches.append(identifier_to_dict(ident))
+                    matches.append(convert(ident))
                 if progress is not None:
                     progress(len(matches))
                 if len(matches) >= limit:
