@@ -186,6 +186,45 @@ def build_parser() -> argparse.ArgumentParser:
     p_find.add_argument("--json", action="store_true", help="print a JSON list keyed by keyword")
     p_find.set_defaults(func=_cmd_find)
 
+    # -- the worklist and reconciling an outside study (issue 13) ----------------------------
+    wl_query = argparse.ArgumentParser(add_help=False)
+    wl_query.add_argument("--patient-id", metavar="ID", default="")
+    wl_query.add_argument("--name", metavar="NAME", default="", help="patient name (* ? wildcards)")
+    wl_query.add_argument("--accession", metavar="NUMBER", default="")
+    wl_query.add_argument(
+        "--date", metavar="FROM[-TO]", default="", help="scheduled date or range, YYYYMMDD"
+    )
+    wl_query.add_argument("--modality", metavar="MOD", default="")
+    wl_query.add_argument("--station", metavar="AET", default="", help="scheduled station AE")
+    wl_query.add_argument("--json", action="store_true", help="print JSON")
+    p_wl = sub.add_parser(
+        "worklist", parents=[net_common, wl_query], help="list a node's Modality Worklist items"
+    )
+    p_wl.add_argument("node", metavar="NODE", help=node_help)
+    p_wl.set_defaults(func=_cmd_worklist)
+    p_rec = sub.add_parser(
+        "reconcile",
+        parents=[net_common, wl_query],
+        help="coerce a stored outside study to the hospital's patient (copies to send)",
+        description="Copies of a stored study with the hospital's Patient ID, name, birth date, "
+        "sex and accession: from a worklist item (--worklist NODE with a query) or typed in "
+        "(--patient-id ID and the rest). The study in the store is not changed.",
+    )
+    p_rec.add_argument("study", metavar="STUDY_UID")
+    p_rec.add_argument("--worklist", metavar="NODE", help="take the identity from this worklist")
+    p_rec.add_argument("--choose", type=_positive_int, metavar="N", help="the Nth listed item")
+    p_rec.add_argument("--issuer", metavar="ISSUER", default="", help="Issuer of Patient ID")
+    p_rec.add_argument("--birth-date", metavar="YYYYMMDD", default="")
+    p_rec.add_argument("--sex", choices=["M", "F", "O"], default="")
+    p_rec.add_argument("--description", metavar="TEXT", default="", help="study description")
+    p_rec.add_argument("--reason", choices=["COERCE", "CORRECT"], default="COERCE")
+    p_rec.add_argument(
+        "--new-uids", action="store_true", help="new Study/Series/SOP Instance UIDs in the copies"
+    )
+    p_rec.add_argument("--out", type=Path, metavar="DIR", help="staging folder (empty or new)")
+    p_rec.add_argument("--yes", action="store_true", help="write the copies without asking")
+    p_rec.set_defaults(func=_cmd_reconcile)
+
     p_get = sub.add_parser(
         "get", parents=[net_common], help="retrieve a study or series into the local store"
     )
@@ -1279,6 +1318,170 @@ def _cmd_diagnostics(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(escape(str(path)))
     return EXIT_OK
+
+
+# -- the worklist and reconciliation (issue 13) ---------------------------------------------
+
+
+def _worklist_query(args: argparse.Namespace) -> Any:
+    from viewer.net.worklist import WorklistQuery
+
+    first, _, last = args.date.partition("-")
+    return WorklistQuery(
+        patient_name=args.name,
+        patient_id=args.patient_id,
+        accession_number=args.accession,
+        date_from=first,
+        date_to=last if "-" in args.date else first,
+        modality=args.modality,
+        station_ae=args.station,
+    )
+
+
+def _cmd_worklist(args: argparse.Namespace) -> int:
+    from viewer.net.worklist import query_worklist
+
+    try:
+        query = _worklist_query(args)
+    except ValueError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
+    node, local = _net_setup(args)
+    with _cancel_on_signals() as cancel:
+        result = query_worklist(node, local, query, cancel=cancel)
+    if args.json:
+        print(_json([item.to_dict() for item in result.items]))
+    else:
+        for number, item in enumerate(result.items, start=1):
+            print(f"{number}. {escape(item.summary())}")
+        print(f"{len(result.items)} worklist item(s)", file=sys.stderr)
+    if result.note:
+        _say(f"{node}: {result.note}")
+    return EXIT_PROBLEMS if result.cancelled or result.stopped_at else EXIT_OK
+
+
+def _reconcile_target(args: argparse.Namespace) -> tuple[Any, Any, int]:
+    """(Identity, the worklist item or None, exit code when there is no identity)."""
+    from viewer.store.reconcile import Identity
+
+    if not args.worklist:
+        if not args.patient_id:
+            _say("reconcile needs --worklist NODE (with a query) or --patient-id ID")
+            return None, None, EXIT_USAGE
+        if args.choose or args.date or args.modality or args.station:
+            _say("--choose, --date, --modality and --station query a worklist: add --worklist")
+            return None, None, EXIT_USAGE
+        identity = Identity(
+            patient_id=args.patient_id,
+            issuer_of_patient_id=args.issuer,
+            patient_name=args.name,
+            birth_date=args.birth_date,
+            sex=args.sex,
+            accession_number=args.accession,
+            study_description=args.description,
+        )
+        return identity, None, EXIT_OK
+    if args.issuer or args.birth_date or args.sex:
+        _say("--issuer, --birth-date and --sex come from the worklist item with --worklist")
+        return None, None, EXIT_USAGE
+    from viewer.net.nodes import load_config, with_overrides
+    from viewer.net.worklist import query_worklist
+
+    query = _worklist_query(args)
+    config = load_config()
+    node = config.node(args.worklist)
+    local = with_overrides(config.local, args.aet, args.scp_port)
+    with _cancel_on_signals() as cancel:
+        result = query_worklist(node, local, query, cancel=cancel)
+    items = result.items
+    if result.cancelled:
+        _say("the worklist query was cancelled")
+        return None, None, EXIT_PROBLEMS
+    if not items:
+        _say(f"{node}: no worklist item matches the query")
+        return None, None, EXIT_PROBLEMS
+    if args.choose and args.choose > len(items):
+        _say(f"--choose {args.choose}: the worklist listed {len(items)} item(s)")
+        return None, None, EXIT_USAGE
+    if len(items) > 1 and not args.choose:
+        print(f"{len(items)} worklist items match:", file=sys.stderr)
+        for number, item in enumerate(items, start=1):
+            print(f"  {number}. {escape(item.summary())}", file=sys.stderr)
+        _say("narrow the query (--patient-id, --accession, --date...) or pick one with --choose N")
+        return None, None, EXIT_PROBLEMS
+    item = items[(args.choose or 1) - 1]
+    try:
+        identity = Identity(
+            patient_id=item.patient_id,
+            issuer_of_patient_id=item.issuer_of_patient_id,
+            patient_name=item.patient_name,
+            birth_date=item.birth_date if len(item.birth_date) == 8 else "",
+            sex=item.sex if item.sex in ("M", "F", "O") else "",
+            accession_number=item.accession_number,
+            study_description=args.description or item.requested_procedure_description,
+            study_instance_uid=item.study_instance_uid,
+        )
+    except ValueError as exc:  # the worklist's own values (an order without a Patient ID)
+        _say(f"{node}: the worklist item cannot be used: {exc}")
+        return None, None, EXIT_PROBLEMS
+    return identity, item, EXIT_OK
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    import time
+
+    from viewer.config import app_home
+    from viewer.store.reconcile import plan, write
+
+    try:
+        identity, item, code = _reconcile_target(args)
+    except ValueError as exc:  # a bad date, sex or ID typed, an unknown node
+        _say(str(exc))
+        return EXIT_USAGE
+    if identity is None:
+        return code
+    out = args.out or app_home() / "staging" / time.strftime("reconcile-%Y%m%d-%H%M%S")
+    with _open_store() as store:
+        rec = plan(store, args.study, identity, new_uids=args.new_uids, reason=args.reason)
+        go = args.yes
+        if not args.json:
+            print(f"study {escape(rec.study_instance_uid)}: {rec.instances} instance(s)")
+            for change in rec.changes:
+                old = " | ".join(escape(v) or "(empty)" for v in change.old)
+                mark = "" if change.changes else "  (unchanged)"
+                print(f"  {change.keyword}: {old} -> {escape(change.new)}{mark}")
+            for other_id, issuer in rec.other_ids:
+                kept = escape(other_id) + (f" ({escape(issuer)})" if issuer else "")
+                print(f"  OtherPatientIDsSequence: + {kept}")
+            if rec.new_uids:
+                print(f"  StudyInstanceUID: -> {escape(rec.new_study_instance_uid)} (new UIDs)")
+            if not go and sys.stdin.isatty():
+                question = f"write {rec.instances} reconciled copies to {escape(out)}? [y/N] "
+                with contextlib.suppress(EOFError):
+                    go = input(question).strip().lower() in ("y", "yes")
+        report = None
+        if go:
+            progress = _Progress("reconciling")
+            with _cancel_on_signals() as cancel:
+                report = write(store, rec, out, cancel=cancel, progress=progress)
+            progress.close()
+    problems = rec.problems + (report.problems if report else [])
+    if args.json:
+        data: dict[str, Any] = {"plan": rec.to_dict(), "worklist_item": None, "out": None}
+        if item is not None:
+            data["worklist_item"] = item.to_dict()
+        if report is not None:
+            data |= {"out": str(out), "written": len(report.written), "problems": problems}
+        print(_json(data))
+    elif report is not None:
+        print(f"{len(report.written)} reconciled copies in {escape(out)}")
+    else:
+        print("nothing written: add --yes to write the copies")
+    for problem in problems:
+        _say(problem)
+    if report is not None and report.cancelled:
+        _say("cancelled: the staging folder is incomplete")
+    return EXIT_PROBLEMS if problems or (report is not None and report.cancelled) else EXIT_OK
 
 
 def _normalise_argv(argv: Sequence[str], subcommands: Sequence[str]) -> list[str]:
