@@ -14,179 +14,28 @@ not stop within a grace period.
 from __future__ import annotations
 
 import itertools
-import re
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom.association import Association
 from pynetdicom.presentation import build_context
 
 from viewer.net import contexts, diagnose
+from viewer.net.common import LEVELS as LEVELS
+from viewer.net.common import MAX_MATCHES as MAX_MATCHES
+from viewer.net.common import RETURN_KEYS as RETURN_KEYS
+from viewer.net.common import FindQuery as FindQuery
+from viewer.net.common import FindResult as FindResult
 from viewer.net.connect import CancelWatch, close_association, open_association
 from viewer.net.diagnose import NetError
 from viewer.net.nodes import LocalSettings, Node
 
-LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-
-RETURN_KEYS: dict[str, tuple[str, ...]] = {
-    "PATIENT": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"),
-    "STUDY": (
-        "StudyInstanceUID",
-        "PatientName",
-        "PatientID",
-        "PatientBirthDate",
-        "PatientSex",
-        "StudyDate",
-        "StudyTime",
-        "AccessionNumber",
-        "StudyID",
-        "StudyDescription",
-        "ReferringPhysicianName",
-        "ModalitiesInStudy",
-        "NumberOfStudyRelatedSeries",
-        "NumberOfStudyRelatedInstances",
-    ),
-    "SERIES": (
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-        "Modality",
-        "SeriesNumber",
-        "SeriesDescription",
-        "SeriesDate",
-        "SeriesTime",
-        "BodyPartExamined",
-        "NumberOfSeriesRelatedInstances",
-    ),
-    "IMAGE": (
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-        "SOPInstanceUID",
-        "SOPClassUID",
-        "InstanceNumber",
-    ),
-}
-
-_DATE = re.compile(r"\d{8}")
 Progress = Callable[[int], None]
 _T = TypeVar("_T")
-
-
-@dataclass(slots=True)
-class FindQuery:
-    """What to look for; empty filters match everything (universal matching, PS3.4 C.2.2.2.3)."""
-
-    level: str = "STUDY"
-    patient_name: str = ""
-    patient_id: str = ""
-    accession_number: str = ""
-    study_date_from: str = ""
-    study_date_to: str = ""
-    modality: str = ""
-    study_description: str = ""
-    study_instance_uid: str = ""
-    series_instance_uid: str = ""
-    #: Any further keys by keyword (``-k KEYWORD=VALUE``): a filter, or an empty return key.
-    keys: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.level = self.level.upper()
-        if self.level not in LEVELS:
-            raise ValueError(f"query level must be one of {', '.join(LEVELS)}, not {self.level!r}")
-        for value in (self.study_date_from, self.study_date_to):
-            if value and not _DATE.fullmatch(value):
-                raise ValueError(f"study date {value!r} is not YYYYMMDD")
-        for keyword in self.keys:
-            if tag_for_keyword(keyword) is None:
-                raise ValueError(f"{keyword!r} is not a DICOM keyword")
-        if self.level in ("SERIES", "IMAGE") and not self.study_instance_uid:
-            raise ValueError(f"a {self.level.lower()} level query needs a StudyInstanceUID")
-        if self.level == "IMAGE" and not self.series_instance_uid:
-            raise ValueError("an image level query needs a SeriesInstanceUID")
-
-    @classmethod
-    def from_keys(cls, level: str, keys: Mapping[str, str]) -> FindQuery:
-        """From ``KEYWORD=VALUE`` pairs as the command line gives them."""
-        rest = dict(keys)
-        uid_study = rest.pop("StudyInstanceUID", "")
-        uid_series = rest.pop("SeriesInstanceUID", "")
-        return cls(
-            level=level, study_instance_uid=uid_study, series_instance_uid=uid_series, keys=rest
-        )
-
-    def study_date(self) -> str:
-        """PS3.4 C.2.2.2.5 range matching: ``A-B``, ``A-``, ``-B``, or one date."""
-        a, b = self.study_date_from, self.study_date_to
-        if a and b and a == b:
-            return a
-        return f"{a}-{b}" if (a or b) else ""
-
-    def identifier(self, level: str | None = None) -> Dataset:
-        level = level or self.level
-        ds = Dataset()
-        ds.QueryRetrieveLevel = level
-        for keyword in RETURN_KEYS[level]:
-            setattr(ds, keyword, "" if dictionary_VR(keyword) != "SQ" else [])
-        filters = {
-            "PatientName": self.patient_name,
-            "PatientID": self.patient_id,
-        }
-        if level != "PATIENT":
-            filters |= {
-                "AccessionNumber": self.accession_number,
-                "StudyDate": self.study_date(),
-                "StudyDescription": self.study_description,
-                "StudyInstanceUID": self.study_instance_uid,
-            }
-            if level == "STUDY":
-                filters["ModalitiesInStudy"] = self.modality
-            else:
-                filters["Modality"] = self.modality
-        if level == "IMAGE":
-            filters["SeriesInstanceUID"] = self.series_instance_uid
-        if level in ("SERIES", "IMAGE"):
-            # Hierarchical query (C.4.1.2.1): above the query level only unique keys are allowed.
-            for keyword in ("PatientName", "AccessionNumber", "StudyDate", "StudyDescription"):
-                filters.pop(keyword, None)
-                if keyword in ds:
-                    del ds[keyword]
-        if level == "IMAGE":
-            filters.pop("Modality", None)
-        for keyword, value in {**filters, **self.keys}.items():
-            if value or keyword not in ds:
-                setattr(ds, keyword, value)
-        return ds
-
-
-#: The most matches one query keeps when the caller sets no limit: a PACS that sends pending
-#: matches without end must not grow our memory without bound (issue 9). At that many the
-#: query is cancelled (C-CANCEL, PS3.7 9.1.2.1.4; an A-ABORT if the peer goes on).
-MAX_MATCHES = 10_000
-
-
-@dataclass(slots=True)
-class FindResult:
-    matches: list[dict[str, str]]
-    cancelled: bool = False
-    #: Study Root or Patient Root C-FIND SOP Class used.
-    model: str = ""
-    #: The query was stopped at this many matches (its limit, :data:`MAX_MATCHES` by
-    #: default): the peer had more. 0: the answer is complete.
-    stopped_at: int = 0
-
-    @property
-    def note(self) -> str:
-        """What to tell the user when the answer is incomplete (empty otherwise)."""
-        if not self.stopped_at:
-            return ""
-        return (
-            f"stopped after {self.stopped_at} matches: the peer had more; narrow the query "
-            "(patient, date, modality)"
-        )
 
 
 def _text(value: Any) -> str:
@@ -317,11 +166,16 @@ def find(
     models: tuple[str, ...] = contexts.FIND_MODELS,
 ) -> FindResult:
     """Query ``node``; blocks; raises :class:`NetError` with a diagnosis on failure.
+    A DICOMweb node is searched with QIDO-RS (:func:`viewer.net.dicomweb.find`).
 
     ``models``: the query models to propose, preferred first (Study Root, then Patient Root).
     ``limit``: the most matches kept (None: :data:`MAX_MATCHES`); ``stopped_at`` of the
     result says when the query was stopped there.
     """
+    if node.is_web:  # QIDO-RS: the same query, the same result
+        from viewer.net import dicomweb
+
+        return dicomweb.find(node, local, query, cancel=cancel, progress=progress, limit=limit)
     limit = MAX_MATCHES if limit is None else limit
     requested = [build_context(m, list(contexts.UNCOMPRESSED)) for m in models]
     assoc = open_association(node, local, requested)

@@ -6,13 +6,21 @@ A node is what PS3.8 calls a remote Application Entity: an AE title (PS3.5 6.2, 
 local AE: its title, the storage SCP's port and bind address, whether the storage service starts
 with the application, which callers it accepts, and the timeouts that keep a dead peer from
 hanging a worker.
+
+A node may instead be a DICOMweb origin server (PS3.18): its base URL (``https://host/dicom-web``)
+with an authentication (none, HTTP basic with a user and a password, or a bearer token) and TLS
+verified against the system's CAs or ``tls.ca`` (``insecure`` turns verification off, and every
+connection says so in the log). The password or token is kept in ``network.json``, which is
+written with mode 0600 and whose secrets ``lightbox nodes ls`` never prints.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
+import urllib.parse
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +39,8 @@ DEFAULT_SCP_MAX_PER_HOST = 8
 DEFAULT_SCP_IDLE_TIMEOUT = 60.0
 
 RetrieveMethod = Literal["move", "get"]
+Auth = Literal["none", "basic", "bearer"]
+AUTHS = ("none", "basic", "bearer")
 
 _AE_BAD = re.compile(r"[\\\x00-\x1f\x7f]")
 _lock = threading.Lock()
@@ -88,18 +98,64 @@ class Tls:
         return bool(self.ca or self.cert)
 
 
+def check_url(url: str) -> urllib.parse.SplitResult:
+    """A DICOMweb base URL: http or https, a host, no credentials, query or fragment."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{url!r} is not a URL ({exc})") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{url!r} is not an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "put no user or password in the URL: give them as the node's authentication"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{url!r}: a DICOMweb base URL has no query or fragment")
+    return parts
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A remote AE we talk to as an SCU (echo, find, move/get, store)."""
+    """A remote AE we talk to as an SCU (echo, find, move/get, store), or a DICOMweb server
+    (``url`` set: QIDO-RS, WADO-RS, STOW-RS; ``host`` and ``port`` then come from the URL)."""
 
     name: str
-    ae_title: str
-    host: str
-    port: int
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
     tls: Tls = field(default_factory=Tls)
     retrieve_method: RetrieveMethod = "move"
+    #: DICOMweb base URL (the part before ``/studies``); empty for a DIMSE node.
+    url: str = ""
+    auth: Auth = "none"
+    user: str = ""
+    #: The password (basic) or token (bearer); never printed, never in ``repr``.
+    secret: str = field(default="", repr=False)
+    #: Do not verify the server's TLS certificate (``--insecure``): warned at every connection.
+    insecure: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.tls, dict):  # from a JSON copy (the transfer queue)
+            object.__setattr__(self, "tls", Tls(**self.tls))
+        if self.url:
+            parts = check_url(self.url)
+            object.__setattr__(self, "url", self.url.strip().rstrip("/"))
+            object.__setattr__(self, "host", parts.hostname or "")
+            default = 443 if parts.scheme == "https" else 80
+            object.__setattr__(self, "port", parts.port or default)
+            if self.ae_title:
+                object.__setattr__(self, "ae_title", check_ae_title(self.ae_title))
+            if self.auth not in AUTHS:
+                raise ConfigError(f"node {self.name!r}: auth must be one of {', '.join(AUTHS)}")
+            if self.auth == "basic" and not self.user:
+                raise ConfigError(f"node {self.name!r}: basic authentication needs a user")
+            if self.auth != "none" and not self.secret:
+                raise ConfigError(f"node {self.name!r}: {self.auth} authentication needs a secret")
+            if ":" in self.user:
+                raise ConfigError(f"node {self.name!r}: a basic-auth user has no colon")
+            return
         object.__setattr__(self, "ae_title", check_ae_title(self.ae_title, "called AE title"))
         check_port(self.port)
         if not self.host.strip():
@@ -107,7 +163,32 @@ class Node:
         if self.retrieve_method not in ("move", "get"):
             raise ConfigError(f"node {self.name!r}: retrieve method must be 'move' or 'get'")
 
+    @property
+    def is_web(self) -> bool:
+        """A DICOMweb node (QIDO-RS, WADO-RS, STOW-RS) rather than a DIMSE one."""
+        return bool(self.url)
+
+    def describe(self) -> str:
+        """One line for ``nodes ls`` and the GUI: never the secret."""
+        if not self.is_web:
+            tls = " TLS" if self.tls.enabled else ""
+            return f"{self} ({self.retrieve_method}){tls}"
+        auth = {"none": "no auth", "basic": f"basic auth as {self.user}", "bearer": "bearer token"}
+        if self.url.startswith("https:"):
+            tls = (
+                "TLS NOT VERIFIED (--insecure)"
+                if self.insecure
+                else f"TLS verified with {self.tls.ca}"
+                if self.tls.ca
+                else "TLS verified"
+            )
+        else:
+            tls = "no TLS"
+        return f"{self} (DICOMweb, {auth[self.auth]}, {tls})"
+
     def __str__(self) -> str:
+        if self.url:
+            return self.url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.ae_title}@{host}:{self.port}"
 
@@ -155,10 +236,15 @@ class NetConfig:
         """A configured node by name, or ``AET@HOST:PORT`` (IPv6: ``AET@[::1]:PORT``)."""
         if name_or_spec in self.nodes:
             return self.nodes[name_or_spec]
+        if name_or_spec.startswith(("http://", "https://")):
+            return Node(name_or_spec, url=name_or_spec)
         if "@" in name_or_spec:
             return parse_node_spec(name_or_spec)
         known = ", ".join(sorted(self.nodes)) or "none configured"
-        raise ConfigError(f"unknown node {name_or_spec!r} (known: {known}; or give AET@HOST:PORT)")
+        raise ConfigError(
+            f"unknown node {name_or_spec!r} (known: {known}; or give AET@HOST:PORT or a "
+            "DICOMweb URL)"
+        )
 
 
 def parse_node_spec(spec: str, name: str = "") -> Node:
@@ -214,11 +300,16 @@ def load_config(path: Path | None = None) -> NetConfig:
         for name, raw in data.get("nodes", {}).items():
             nodes[name] = Node(
                 name=name,
-                ae_title=str(raw["ae_title"]),
-                host=str(raw["host"]),
-                port=int(raw["port"]),
+                ae_title=str(raw.get("ae_title", "")),
+                host=str(raw.get("host", "")),
+                port=int(raw.get("port", 0)),
                 tls=_tls_from(raw.get("tls")),
                 retrieve_method=raw.get("retrieve_method", "move"),
+                url=str(raw.get("url", "")),
+                auth=raw.get("auth", "none"),
+                user=str(raw.get("user", "")),
+                secret=str(raw.get("secret", "")),
+                insecure=bool(raw.get("insecure", False)),
             )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: cannot read the network settings ({exc})") from exc
@@ -236,10 +327,14 @@ def save_config(config: NetConfig, path: Path | None = None) -> Path:
     }
     for node in data["nodes"].values():
         node.pop("name", None)
+        if not node["url"]:  # a DIMSE node: no DICOMweb keys
+            for key in ("url", "auth", "user", "secret", "insecure"):
+                node.pop(key, None)
     text = json.dumps(data, indent=2) + "\n"
     with _lock:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, text)
+        write_text(path, text)  # a temporary file made with mode 0600, renamed
+        os.chmod(path, 0o600)  # the secrets of DICOMweb nodes: for this user only
     return path
 
 

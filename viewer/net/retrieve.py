@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +30,9 @@ from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context, build_role
 
 from viewer.net import contexts, diagnose
+from viewer.net.common import IsPresent as IsPresent
+from viewer.net.common import RetrieveProgress as RetrieveProgress
+from viewer.net.common import RetrieveResult as RetrieveResult
 from viewer.net.connect import CancelWatch, close_association, open_association
 from viewer.net.diagnose import NetError
 from viewer.net.find import MAX_MATCHES, FindQuery, _next_msg_id, _pick_model, _text, run_find
@@ -37,36 +40,7 @@ from viewer.net.guard import spool_dir
 from viewer.net.nodes import LocalSettings, Node
 from viewer.net.scp import OnInstance, StoreResult, ensure_scp, handle_store
 
-IsPresent = Callable[[str], bool]
 UID_BATCH = 200
-
-
-@dataclass(slots=True)
-class RetrieveProgress:
-    """Counts so far; ``total`` is the number of instances to fetch (from C-FIND), 0 if unknown."""
-
-    completed: int = 0
-    failed: int = 0
-    warning: int = 0
-    remaining: int = 0
-    total: int = 0
-    skipped: int = 0
-
-
-@dataclass(slots=True)
-class RetrieveResult:
-    completed: int = 0
-    failed: int = 0
-    warning: int = 0
-    #: Already present, not fetched again.
-    skipped: int = 0
-    cancelled: bool = False
-    #: Failed SOP Instance UIDs the peer named (PS3.4 C.4.2.1.4.2), when it did.
-    failed_uids: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.cancelled and self.failed == 0
 
 
 Progress = Callable[[RetrieveProgress], None]
@@ -265,7 +239,21 @@ def retrieve(
     progress: Progress | None = None,
     grace: float = 3.0,
 ) -> RetrieveResult:
-    """Fetch a study (or one series) from ``node``; blocks; raises :class:`NetError`."""
+    """Fetch a study (or one series) from ``node``; blocks; raises :class:`NetError`.
+    A DICOMweb node is retrieved with WADO-RS (:func:`viewer.net.dicomweb.retrieve`)."""
+    if node.is_web:
+        from viewer.net import dicomweb
+
+        return dicomweb.retrieve(
+            node,
+            local,
+            study_uid,
+            series_uid,
+            on_instance=on_instance,
+            is_present=is_present,
+            cancel=cancel,
+            progress=progress,
+        )
     method = method or node.retrieve_method
     plan, skipped = _plan(node, local, study_uid, series_uid, is_present, cancel)
     total = sum(len(s.missing) for s in plan) if plan is not None else 0
