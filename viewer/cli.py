@@ -272,15 +272,30 @@ def build_parser() -> argparse.ArgumentParser:
     nodes_sub = p_nodes.add_subparsers(dest="nodes_command", metavar="NODES_COMMAND", required=True)
     p_nadd = nodes_sub.add_parser("add", help="add or replace a node")
     p_nadd.add_argument("name", metavar="NAME")
-    p_nadd.add_argument("aet", metavar="AET")
-    p_nadd.add_argument("host", metavar="HOST")
-    p_nadd.add_argument("port", type=int, metavar="PORT")
+    p_nadd.add_argument("aet", metavar="AET|URL", help="AE title, or a DICOMweb base URL")
+    p_nadd.add_argument("host", metavar="HOST", nargs="?")
+    p_nadd.add_argument("port", type=int, metavar="PORT", nargs="?")
     p_nadd.add_argument(
         "--method", choices=["move", "get"], default="move", help="preferred retrieve method"
     )
-    p_nadd.add_argument("--tls-ca", metavar="FILE")
+    p_nadd.add_argument("--tls-ca", metavar="FILE", help="CA file to verify the node (TLS)")
     p_nadd.add_argument("--tls-cert", metavar="FILE")
     p_nadd.add_argument("--tls-key", metavar="FILE")
+    web_auth = p_nadd.add_mutually_exclusive_group()
+    web_auth.add_argument("--user", metavar="USER", help="DICOMweb: HTTP basic authentication")
+    web_auth.add_argument(
+        "--bearer", action="store_true", help="DICOMweb: a bearer token authenticates"
+    )
+    p_nadd.add_argument(
+        "--secret-file",
+        metavar="FILE",
+        help="DICOMweb: the password or token's file (else $LIGHTBOX_SECRET, else asked)",
+    )
+    p_nadd.add_argument(
+        "--insecure",
+        action="store_true",
+        help="DICOMweb over https: do NOT verify the server's certificate (warned at each use)",
+    )
     p_nadd.set_defaults(func=_cmd_nodes_add)
     p_nls = nodes_sub.add_parser("ls", help="list nodes")
     p_nls.set_defaults(func=_cmd_nodes_ls)
@@ -741,6 +756,12 @@ def _cmd_echo(args: argparse.Namespace) -> int:
     from viewer.net.echo import echo
 
     node, local = _net_setup(args)
+    if node.is_web:  # DICOMweb: a one-study QIDO-RS search answers for the server
+        from viewer.net import dicomweb
+
+        ok, message, _seconds = dicomweb.echo(node, local)
+        print(escape(message)) if ok else _say(message)
+        return EXIT_OK if ok else EXIT_FAILED
     result = echo(node, local)
     if result.ok:
         print(f"{escape(node)}: C-ECHO OK ({result.seconds * 1e3:.0f} ms)")
@@ -855,8 +876,16 @@ def _cmd_send(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     node, local = _net_setup(args)
     progress = _Progress("sending")
+    if node.is_web and args.commit:
+        _say(f"{node}: storage commitment is a DIMSE service; a DICOMweb node cannot commit")
+        return EXIT_USAGE
     with _cancel_on_signals() as cancel:
-        result = send(node, local, paths, cancel=cancel, progress=progress)
+        if not node.is_web:
+            result = send(node, local, paths, cancel=cancel, progress=progress)
+        else:  # STOW-RS (viewer.net.dicomweb), the same per-instance result
+            from viewer.net import dicomweb
+
+            result = dicomweb.send(node, local, paths, cancel=cancel, progress=progress)
         progress.close()
         print(
             f"sent: {result.sent}, warnings: {result.warnings}, failed: {len(result.failed)}"
@@ -1010,17 +1039,56 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _web_secret(args: argparse.Namespace) -> str:
+    """A DICOMweb node's password or token: from a file, $LIGHTBOX_SECRET, or asked (never an
+    argument: a command line is visible to every user of the computer)."""
+    import getpass
+    import os
+
+    if args.secret_file:
+        return Path(args.secret_file).read_text(encoding="utf-8").strip()
+    if os.environ.get("LIGHTBOX_SECRET"):
+        return os.environ["LIGHTBOX_SECRET"]
+    if not sys.stdin.isatty():
+        return ""
+    return getpass.getpass("token: " if args.bearer else f"password for {args.user}: ")
+
+
 def _cmd_nodes_add(args: argparse.Namespace) -> int:
-    from viewer.net.nodes import Node, Tls, add_node
+    from viewer.net.nodes import Auth, Node, Tls, add_node
 
     tls = Tls(ca=args.tls_ca or "", cert=args.tls_cert or "", key=args.tls_key or "")
     for label, value in (("--tls-ca", tls.ca), ("--tls-cert", tls.cert), ("--tls-key", tls.key)):
         if value and not Path(value).is_file():
             _say(f"{label} {value}: no such file")
             return EXIT_USAGE
-    node = Node(args.name, args.aet, args.host, args.port, tls=tls, retrieve_method=args.method)
+    if args.aet.startswith(("http://", "https://")):  # a DICOMweb node (issue 13)
+        if args.host or args.port:
+            _say("a DICOMweb node is its URL alone: no HOST or PORT")
+            return EXIT_USAGE
+        auth: Auth = "basic" if args.user else "bearer" if args.bearer else "none"
+        secret = _web_secret(args) if auth != "none" else ""
+        node = Node(
+            args.name,
+            url=args.aet,
+            tls=tls,
+            auth=auth,
+            user=args.user or "",
+            secret=secret,
+            insecure=args.insecure,
+        )
+        if args.insecure:
+            _say(f"{node}: the server's TLS certificate will NOT be verified (--insecure)")
+    else:
+        if args.host is None or args.port is None:
+            _say("a DIMSE node needs AET HOST PORT (or give a DICOMweb URL)")
+            return EXIT_USAGE
+        if args.user or args.bearer or args.insecure or args.secret_file:
+            _say("--user, --bearer, --secret-file and --insecure are for DICOMweb nodes")
+            return EXIT_USAGE
+        node = Node(args.name, args.aet, args.host, args.port, tls=tls, retrieve_method=args.method)
     add_node(node)
-    print(f"{args.name}: {node}")
+    print(f"{escape(args.name)}: {escape(node.describe())}")
     return EXIT_OK
 
 
@@ -1030,9 +1098,8 @@ def _cmd_nodes_ls(args: argparse.Namespace) -> int:
     config = load_config()
     local = config.local
     print(f"our AE: {local.ae_title}, storage SCP port {local.scp_port}")
-    for name, node in sorted(config.nodes.items()):
-        tls = " TLS" if node.tls.enabled else ""
-        print(f"{name}: {node} ({node.retrieve_method}){tls}")
+    for name, node in sorted(config.nodes.items()):  # never a DICOMweb node's secret
+        print(f"{escape(name)}: {escape(node.describe())}")
     return EXIT_OK
 
 
