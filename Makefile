@@ -14,6 +14,7 @@ test: sysdeps $(STAMP)
 
 bench: sysdeps $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/run.py $(BENCH_ARGS)
+	$(if $(BENCH_ARGS),,$(PY) benchmarks/run.py stow_300)
 
 # Coverage-guided fuzzing of the readers (tests/fuzz/fuzz.py): crashes go to tests/fuzz/.crashes/,
 # exit 1 if any. `make fuzz FUZZ_SECONDS=600 FUZZ_JOBS=1 FUZZ_ARGS="--targets decode,cli"`.
