@@ -25,6 +25,7 @@ StudyRootQueryRetrieveInformationModelFind = "1.2.840.10008.5.1.4.1.2.2.1"
 StudyRootQueryRetrieveInformationModelMove = "1.2.840.10008.5.1.4.1.2.2.2"
 StudyRootQueryRetrieveInformationModelGet = "1.2.840.10008.5.1.4.1.2.2.3"
 StorageCommitmentPushModel = "1.2.840.10008.1.20.1"
+ModalityWorklistInformationModelFind = "1.2.840.10008.5.1.4.31"
 
 #: PS3.8 9.3.1: a single association may carry at most 128 presentation contexts (odd IDs 1-255).
 MAX_CONTEXTS = 128
@@ -110,6 +111,9 @@ def conformance_rows() -> list[ContextRow]:
         ContextRow("Verification", VERIFICATION, UNCOMPRESSED, "SCP"),
     ]
     rows += [ContextRow("Query (C-FIND)", m, UNCOMPRESSED, "SCU") for m in FIND_MODELS]
+    rows.append(
+        ContextRow("Worklist (C-FIND)", ModalityWorklistInformationModelFind, UNCOMPRESSED, "SCU")
+    )
     rows += [ContextRow("Retrieve (C-MOVE)", m, UNCOMPRESSED, "SCU") for m in MOVE_MODELS]
     rows += [ContextRow("Retrieve (C-GET)", m, UNCOMPRESSED, "SCU") for m in GET_MODELS]
     rows += [

@@ -32,7 +32,7 @@ from viewer.net.diagnose import NetError
 from viewer.net.find import MAX_MATCHES, _pick_model, _text, run_find_as
 from viewer.net.nodes import LocalSettings, Node
 
-ModalityWorklistInformationModelFind = "1.2.840.10008.5.1.4.31"
+ModalityWorklistInformationModelFind = contexts.ModalityWorklistInformationModelFind
 
 #: The most worklist items one query keeps (then C-CANCEL): a worklist query should name a
 #: patient or a day; a longer answer is not read to its end.
