@@ -4,6 +4,11 @@ Add, edit and remove nodes (AE title, host, port, TLS files, preferred retrieve 
 runs C-ECHO (PS3.4 Annex A) on a worker and shows the diagnosis in plain words (connection
 refused, timeout, AE title not recognised...) from :func:`viewer.net.echo.echo`. The node
 tested is the one in the form, saved or not, so a setting can be tried before it is kept.
+
+A node with a DICOMweb URL (issue 13) is a DICOMweb server: its authentication (none, basic
+with a user and password, a bearer token) and TLS (the CA file; "do not verify" only when
+ticked, and said so) are in the same form; "Test" then runs a one-study QIDO-RS search
+(:func:`viewer.net.dicomweb.echo`). The password or token field never shows what it holds.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -28,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.net import dicomweb
 from viewer.net.echo import EchoResult, echo
 from viewer.net.nodes import ConfigError, NetConfig, Node, Tls
 from viewer.qt.jobs import Job, JobSet
@@ -81,6 +88,28 @@ class NodesDialog(QDialog):
         form.addRow("TLS CA", self.tls_ca)
         form.addRow("TLS certificate", self.tls_cert)
         form.addRow("TLS key", self.tls_key)
+        # DICOMweb (issue 13): a URL makes the node a DICOMweb server; AE title, host, port
+        # and retrieve method are then not used.
+        self.url = QLineEdit()
+        self.url.setObjectName("node_url")
+        self.url.setPlaceholderText("https://host/dicom-web (empty: a DIMSE node)")
+        self.auth = QComboBox()
+        self.auth.setObjectName("node_auth")
+        self.auth.addItem("None", "none")
+        self.auth.addItem("Basic (user and password)", "basic")
+        self.auth.addItem("Bearer token", "bearer")
+        self.user = QLineEdit()
+        self.user.setObjectName("node_user")
+        self.secret = QLineEdit()
+        self.secret.setObjectName("node_secret")
+        self.secret.setEchoMode(QLineEdit.EchoMode.Password)
+        self.insecure = QCheckBox("Do not verify the server's certificate (insecure)")
+        self.insecure.setObjectName("node_insecure")
+        form.addRow("DICOMweb URL", self.url)
+        form.addRow("Authentication", self.auth)
+        form.addRow("User", self.user)
+        form.addRow("Password or token", self.secret)
+        form.addRow("", self.insecure)
 
         self.new_button = self._button("new_button", "New", self._on_new_clicked)
         self.save_button = self._button("save_button", "Save node", self._on_save_clicked)
@@ -136,12 +165,28 @@ class NodesDialog(QDialog):
         self.tls_ca.setText(node.tls.ca if node else "")
         self.tls_cert.setText(node.tls.cert if node else "")
         self.tls_key.setText(node.tls.key if node else "")
+        self.url.setText(node.url if node else "")
+        self.auth.setCurrentIndex(max(0, self.auth.findData(node.auth if node else "none")))
+        self.user.setText(node.user if node else "")
+        self.secret.setText(node.secret if node else "")
+        self.insecure.setChecked(bool(node and node.insecure))
 
     def node(self) -> Node:
         """The node in the form; raises :class:`ConfigError` naming the bad field."""
         name = self.name.text().strip()
         if not name:
             raise ConfigError("the node needs a name")
+        tls = Tls(self.tls_ca.text(), self.tls_cert.text(), self.tls_key.text())
+        if self.url.text().strip():
+            return Node(
+                name=name,
+                url=self.url.text().strip(),
+                tls=tls,
+                auth=self.auth.currentData(),
+                user=self.user.text().strip(),
+                secret=self.secret.text(),
+                insecure=self.insecure.isChecked(),
+            )
         return Node(
             name=name,
             ae_title=self.ae_title.text(),
@@ -206,6 +251,9 @@ class NodesDialog(QDialog):
         local = self.service.local
 
         def job(_cancel: threading.Event, _report: Callable[[object], None]) -> EchoResult:
+            if node.is_web:
+                ok, message, seconds = dicomweb.echo(node, local)
+                return EchoResult(ok, "ok" if ok else "failed", message, seconds)
             return echo(node, local)
 
         worker = Job("EchoWorker", job)

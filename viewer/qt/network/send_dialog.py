@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.net import dicomweb
 from viewer.net.nodes import ConfigError
 from viewer.net.send import WARNING_STATUSES, SendResult, send
 from viewer.qt.jobs import Job, JobSet
@@ -172,6 +173,10 @@ class SendDialog(QDialog):
         local = self.service.local
 
         def job(cancel: threading.Event, report: Callable[[object], None]) -> SendResult:
+            if node.is_web:  # STOW-RS (issue 13): the same per-instance result
+                return dicomweb.send(
+                    node, local, paths, cancel=cancel, progress=lambda d, t: report((d, t))
+                )
             return send(node, local, paths, cancel=cancel, progress=lambda d, t: report((d, t)))
 
         worker = Job("SendWorker", job)
