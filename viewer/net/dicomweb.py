@@ -34,6 +34,7 @@ was wrong; the server's words are escaped (:func:`viewer.text.escape`) before th
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import logging
@@ -686,8 +687,10 @@ def fetch_instances(
         for leftover in current:
             leftover.unlink(missing_ok=True)
         raise
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        rsp.read(MAX_ERROR_BODY)  # the epilogue after the close delimiter, if any (bounded)
     if rsp.will_close or not rsp.isclosed():
-        client.close()  # what follows the close delimiter is not read: a fresh connection
+        client.close()  # more than that after the close delimiter: a fresh connection
     return stored, failed
 
 
