@@ -78,6 +78,16 @@ def test_reconcile_needs_one_worklist_item(
     assert several.returncode == 1
     assert "2 worklist items match" in several.stderr and "--choose" in several.stderr
     assert "1. " in several.stderr and "2. " in several.stderr
+    picked = lightbox(
+        "reconcile", study, "--worklist", _node(ris), "--modality", "CT", "--choose", "2", "--json"
+    )
+    assert picked.returncode == 0, picked.stderr
+    shown = json.loads(picked.stdout)
+    assert shown["worklist_item"]["patient_id"] in ("LB003", "LB010")
+    assert shown["out"] is None  # without --yes: the mapping only
+    assert shown["plan"]["changes"][0]["new"] == shown["worklist_item"]["patient_id"]
+    beyond = lightbox("reconcile", study, "--worklist", _node(ris), "--choose", "9")
+    assert beyond.returncode == 2 and "listed 3 item(s)" in beyond.stderr
     none = lightbox("reconcile", study, "--worklist", _node(ris), "--patient-id", "NOBODY")
     assert none.returncode == 1 and "no worklist item" in none.stderr
     chosen = lightbox(
