@@ -60,7 +60,7 @@ def main() -> None:
         dimse = Node("dimse", orthanc.aet, "127.0.0.1", orthanc.dicom_port)
 
         def stow() -> None:
-            result = dicomweb.send(web, local, files, skip_present=False)
+            result = dicomweb.send(web, local, files)  # as `lightbox send` does (resume check too)
             assert result.sent == 300, [i.message for i in result.failed[:3]]
 
         def cstore() -> None:
