@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pynetdicom.dsutils import split_dataset
@@ -378,11 +378,14 @@ class _Liar(http.server.BaseHTTPRequestHandler):
 
     mode = "huge"
     protocol_version = "HTTP/1.1"
+    #: The Authorization header of each request, as received.
+    seen_auth: ClassVar[list[str]] = []
 
     def log_message(self, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
+        self.seen_auth.append(self.headers.get("Authorization", ""))
         if self.path.startswith(f"/dw/studies/{STUDY}/instances"):
             if self.mode == "bigjson":
                 body = b"[" + b"{}," * 400_000 + b"{}]"
@@ -472,6 +475,18 @@ def test_hostile_multipart_is_bounded(
     assert node.url in failed.value.message
     assert peak < 16 << 20, f"{peak} bytes held for a hostile answer"
     assert not list(received.folder.iterdir()) and not list(received.folder.glob(".*"))
+
+
+def test_bearer_token_is_sent_and_never_shown(
+    liar: http.server.ThreadingHTTPServer, local: LocalSettings
+) -> None:
+    _Liar.mode, _Liar.seen_auth = "huge", []
+    node = Node(
+        "liar", url=f"http://127.0.0.1:{liar.server_address[1]}/dw", auth="bearer", secret="t0k"
+    )
+    assert dicomweb.echo(node, local)[0] is False  # the answer to /studies is not JSON
+    assert _Liar.seen_auth == ["Bearer t0k"]
+    assert "t0k" not in repr(node) + node.describe() + str(node)
 
 
 def test_multipart_reader_across_chunks() -> None:

@@ -71,7 +71,9 @@ def test_query_dialog_finds_and_retrieves_by_dicomweb(qtbot, web, study, scp_por
     item = top(dialog, 0)
     assert item.text(0) == "DOE, JOHN" and item.text(7) == "6"
     dialog.results.expandItem(item)
-    qtbot.waitUntil(lambda: item.childCount() == 3 and item.child(0).text(0) != "loading series…")
+    qtbot.waitUntil(
+        lambda: item.childCount() == 3 and item.child(0).text(0) != "loading series…"  # type: ignore[union-attr]
+    )
     dialog.results.setCurrentItem(item)
     qtbot.mouseClick(dialog.retrieve_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: application.opened == [study.study_instance_uid], timeout=30_000)
