@@ -1079,6 +1079,8 @@ def _cmd_nodes_add(args: argparse.Namespace) -> int:
         )
         if args.insecure:
             _say(f"{node}: the server's TLS certificate will NOT be verified (--insecure)")
+        if auth != "none" and node.url.startswith("http:"):
+            _say(f"{node}: without https the {auth} credentials cross the network unencrypted")
     else:
         if args.host is None or args.port is None:
             _say("a DIMSE node needs AET HOST PORT (or give a DICOMweb URL)")
