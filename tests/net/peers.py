@@ -104,7 +104,7 @@ ORTHANC_PLUGINS = Path("/usr/share/orthanc/plugins")
 
 
 def orthanc_plugin(name: str) -> str:
-    """The shared library of an Orthanc plugin (``lib{name}.so``); missing -> skip, or fail in CI."""
+    """The shared library of an Orthanc plugin (``lib{name}.so``); missing: skip, in CI fail."""
     path = ORTHANC_PLUGINS / f"lib{name}.so"
     if not path.is_file():
         missing(f"the Orthanc plugin {path} is not installed (Debian orthanc / orthanc-dicomweb)")
