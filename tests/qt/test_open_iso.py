@@ -5,7 +5,6 @@ the medium or a series of it is open."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from tests.conftest import copy_pydicom_dicomdir_media
 from viewer.media import disc_image
 from viewer.media.iso import make_iso
 from viewer.qt.main_window import MainWindow
-from viewer.store import Store, list_studies
+from viewer.store import list_studies
 
 
 @pytest.fixture
@@ -27,16 +26,8 @@ def image(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    store = Store.open(tmp_path / "store")
-    main = MainWindow(store=store, volume_source=list)
-    qtbot.addWidget(main)
-    main.resize(1200, 900)
-    main.show()
-    qtbot.waitExposed(main)
-    yield main
-    main.close()
-    store.close()
+def window(store_window: MainWindow) -> MainWindow:
+    return store_window
 
 
 def test_an_iso_opens_shows_checks_and_imports_like_a_disc(  # type: ignore[no-untyped-def]
