@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_send.add_argument(
         "--commit",
         action="store_true",
-        help="then ask the node to commit what it stored (Storage Commitment) and wait",
+        help="then ask the node to commit what it stored (Storage Commitment) and wait; a "
+        "DICOMweb node: check with QIDO-RS that it lists each instance",
     )
     p_send.add_argument(
         "--commit-timeout",
@@ -649,7 +650,7 @@ def _cmd_store_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_store_handovers(args: argparse.Namespace) -> int:
-    from viewer.store.index import list_handovers
+    from viewer.store.index import HANDOVER_STATES, HELD_STATES, list_handovers
 
     with _open_store() as store:
         handovers = list_handovers(store, args.study)
@@ -681,9 +682,7 @@ def _cmd_store_handovers(args: argparse.Namespace) -> int:
         return EXIT_OK
     for h in handovers:
         counts = ", ".join(
-            f"{state} {h.count(state)}"
-            for state in ("committed", "failed", "missing", "not stored")
-            if h.count(state)
+            f"{state} {h.count(state)}" for state in HANDOVER_STATES if h.count(state)
         )
         verdict = "HANDED OVER" if h.handed_over else "not handed over"
         print(
@@ -692,7 +691,7 @@ def _cmd_store_handovers(args: argparse.Namespace) -> int:
             + (f"  transaction {escape(h.transaction_uid)}" if h.transaction_uid else "")
         )
         for i in h.instances or []:
-            if i.state != "committed":
+            if i.state not in HELD_STATES:
                 print(
                     f"    {i.state}: {escape(i.sop_instance_uid)}"
                     + (f" ({escape(i.reason)})" if i.reason else "")
@@ -876,9 +875,6 @@ def _cmd_send(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     node, local = _net_setup(args)
     progress = _Progress("sending")
-    if node.is_web and args.commit:
-        _say(f"{node}: storage commitment is a DIMSE service; a DICOMweb node cannot commit")
-        return EXIT_USAGE
     with _cancel_on_signals() as cancel:
         if not node.is_web:
             result = send(node, local, paths, cancel=cancel, progress=progress)
@@ -902,115 +898,49 @@ def _cmd_send(args: argparse.Namespace) -> int:
 def _commit_sent(
     args: argparse.Namespace, node: Node, local: LocalSettings, result: Any, cancel: threading.Event
 ) -> int:
-    """Storage Commitment (issue 13) for what ``send`` stored: the report is awaited on the
-    association and on our storage SCP (started here unless another Lightbox process answers
-    for our AE: then only a report on the association can reach us); the hand-over is kept in
+    """``send --commit`` (issue 13, :mod:`viewer.net.handover`): Storage Commitment of what
+    ``send`` stored (a DICOMweb node: a QIDO-RS check that it lists each instance), kept in
     the store; a receipt when asked. 0: all committed; 1: some failed, missing or not stored;
     3: the node refused the request or could not be reached."""
-    from viewer.media import receipt as rc
-    from viewer.net import commit
     from viewer.net.diagnose import NetError
-    from viewer.net.scp import ensure_scp
-    from viewer.store.index import Handover, HandoverInstance, record_handover
+    from viewer.net.handover import confirm
 
-    stored = [i for i in result.instances if i.ok]
-    for i in result.instances:  # a file that was no DICOM is named by its path
-        i.sop_instance_uid = i.sop_instance_uid or str(i.path)
-    states: dict[str, tuple[str, str]] = {
-        i.sop_instance_uid: (rc.NOT_STORED, i.message or "not stored")
-        for i in result.instances
-        if not i.ok
-    }
-    outcome: commit.CommitResult | None = None
-    with _open_store() as store, _store_receiver(store) as receiver:
-        if stored and not cancel.is_set():
-            handle, scp = ensure_scp(local, receiver)
-            if scp is None:
-                _say(
-                    f"another process answers as {local.ae_title} on port {handle.port}: a "
-                    "report the node sends there does not reach this command"
-                )
-            try:
-                print(
-                    f"requesting storage commitment of {len(stored)} instance(s) from "
-                    f"{escape(node)}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                outcome = commit.request_commitment(
-                    node,
-                    local,
-                    result.stored,
-                    timeout=args.commit_timeout,
-                    cancel=cancel,
-                )
-            except NetError as exc:
-                _say(f"{node}: {exc.message}")
-                return EXIT_FAILED
-            finally:
-                if scp is not None:
-                    scp.stop()
-            for item in outcome.items:
-                reason = {
-                    commit.FAILED: item.reason_text,
-                    commit.MISSING: "cancelled" if outcome.cancelled else "no report in time",
-                }.get(item.state, "")
-                states[item.sop_instance_uid] = (item.state, reason)
-        # What each file holds (patient, study, series) for the hand-over and the receipt.
-        sent = [(i, rc.item_from_file(i.path, i.sop_instance_uid)) for i in result.instances]
-        by_study: dict[str, list[tuple[Any, rc.ReceiptItem]]] = {}
-        for status, row in sent:
-            by_study.setdefault(row.study_instance_uid, []).append((status, row))
-        transaction = outcome.transaction_uid if outcome else ""
-        requested = outcome.requested_at if outcome else ""
-        try:
-            for study_uid, rows in by_study.items():
-                record_handover(
-                    store,
-                    Handover(
-                        study_uid,
-                        str(node),
-                        transaction,
-                        requested,
-                        outcome.reported_at if outcome else "",
-                        [
-                            HandoverInstance(
-                                r.sop_instance_uid,
-                                i.sop_class_uid,
-                                *states.get(r.sop_instance_uid, (rc.MISSING, "")),
-                            )
-                            for i, r in rows
-                        ],
-                    ),
-                )
-        except Exception as exc:  # the store may be read-only: the hand-over itself happened
-            _say(f"the hand-over could not be kept in the local store: {exc}")
-    tally: dict[str, int] = {}
-    for state, _ in states.values():
-        tally[state] = tally.get(state, 0) + 1
-    committed = tally.get(rc.COMMITTED, 0)
-    print(
-        f"committed: {committed}, failed: {tally.get(rc.FAILED, 0)}, "
-        f"missing: {tally.get(rc.MISSING, 0)}, not stored: {tally.get(rc.NOT_STORED, 0)}"
-        + (", cancelled" if outcome is not None and outcome.cancelled else "")
-        + (f" (transaction {outcome.transaction_uid})" if outcome else "")
-    )
-    for uid, (state, reason) in states.items():
-        if state != rc.COMMITTED:
-            print(f"  {state}: {escape(uid)}" + (f" ({escape(reason)})" if reason else ""))
-    if args.receipt:
-        receipt = rc.handover_receipt(
-            str(node),
-            [row for _, row in sent],
-            states,
-            transaction_uid=transaction,
-            requested_at=requested,
-            cancelled=bool(outcome and outcome.cancelled),
+    how = "a QIDO-RS check" if node.is_web else "storage commitment"
+    if result.stored and not cancel.is_set():
+        print(
+            f"requesting {how} of {len(result.stored)} instance(s) from {escape(node)}",
+            file=sys.stderr,
+            flush=True,
         )
+    with _open_store() as store, _store_receiver(store) as receiver:
+        try:
+            outcome = confirm(
+                node,
+                local,
+                result,
+                store,
+                on_instance=receiver,
+                timeout=args.commit_timeout,
+                cancel=cancel,
+            )
+        except NetError as exc:
+            _say(f"{node}: {exc.message}")
+            return EXIT_FAILED
+    for note in outcome.notes:
+        _say(note)
+    if outcome.not_kept:
+        _say(f"the hand-over could not be kept in the local store: {outcome.not_kept}")
+    transaction = outcome.commitment.transaction_uid if outcome.commitment else ""
+    print(outcome.summary() + (f" (transaction {transaction})" if transaction else ""))
+    for uid, state, reason in outcome.problems():
+        print(f"  {state}: {escape(uid)}" + (f" ({escape(reason)})" if reason else ""))
+    if args.receipt:
+        from viewer.media import receipt as rc
+
+        receipt = outcome.receipt()
         rc.write_receipt(receipt, Path(args.receipt))
         print(f"receipt: {escape(args.receipt)}" + ("" if receipt.complete else " (INCOMPLETE)"))
-    everything = bool(states) and committed == len(states)
-    return EXIT_OK if everything else EXIT_PROBLEMS
+    return EXIT_OK if outcome.complete else EXIT_PROBLEMS
 
 
 def _cmd_listen(args: argparse.Namespace) -> int:

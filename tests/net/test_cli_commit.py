@@ -91,3 +91,31 @@ def test_send_commit_to_an_unreachable_node_exits_3(study: peers.StudyFiles) -> 
 def test_receipt_needs_commit(study: peers.StudyFiles, tmp_path: Path) -> None:
     run = lightbox("send", "X@127.0.0.1:1", str(study.files[0]), "--receipt", str(tmp_path / "r"))
     assert run.returncode == 2 and "--commit" in run.stderr
+
+
+def test_send_commit_to_a_dicomweb_node_checks_with_qido(
+    scp_port: int, study: peers.StudyFiles, tmp_path: Path
+) -> None:
+    """DICOMweb has no commitment service: ``--commit`` there is a QIDO-RS check of each
+    instance after the STOW-RS, said so in the output and on the receipt."""
+    web = peers.start_orthanc(
+        tmp_path / "orthanc-web",
+        scp_port,
+        extra={"DicomWeb": {"Enable": True, "Root": "/dicom-web/"}},
+        plugins=("OrthancDicomWeb",),
+    )
+    try:
+        url = f"http://127.0.0.1:{web.http_port}/dicom-web"
+        assert lightbox("nodes", "add", "web", url).returncode == 0
+        receipt = tmp_path / "web.html"
+        run = lightbox("send", "web", *map(str, study.files), "--commit", "--receipt", str(receipt))
+    finally:
+        web.stop()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "a QIDO-RS check of 6 instance(s)" in run.stderr
+    assert "verified: 6, failed: 0, missing: 0, not stored: 0" in run.stdout
+    html = receipt.read_text()
+    assert "COMPLETE" in html and "QIDO-RS" in html
+    [handover] = json.loads(lightbox("store", "handovers", "--json").stdout)
+    assert handover["handed_over"] is True
+    assert {i["state"] for i in handover["instances"]} == {"verified"}

@@ -38,12 +38,14 @@ LOG = logging.getLogger(__name__)
 STORED = "stored"
 DUPLICATE = "already in the store"
 COMMITTED = "committed"
+#: Listed by a DICOMweb node (QIDO-RS) after the STOW-RS: DICOMweb has no commitment service.
+VERIFIED = "verified"
 #: Bad ones: the receipt is INCOMPLETE.
 REJECTED = "rejected"
 NOT_STORED = "not stored"
 FAILED = "failed"
 MISSING = "missing"
-GOOD_STATES = frozenset({STORED, DUPLICATE, COMMITTED})
+GOOD_STATES = frozenset({STORED, DUPLICATE, COMMITTED, VERIFIED})
 
 _CHUNK = 1024 * 1024
 
@@ -420,6 +422,8 @@ def render_html(receipt: Receipt) -> str:
     """The receipt as one self-contained HTML page."""
     title = "Import receipt" if receipt.kind == "import" else "Hand-over receipt"
     good_word = "stored" if receipt.kind == "import" else "committed"
+    if receipt.kind != "import" and receipt.count(VERIFIED):
+        good_word = "committed or verified" if receipt.count(COMMITTED) else "verified"
     parts = [
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n",

@@ -546,6 +546,7 @@ class StorageScp:
                 thread.start()
                 ae._servers.append(server)
                 self.server = server
+                _RUNNING.add(self.port)
             return ScpHandle(self.port, True, self.server)
 
     def stop(self) -> None:
@@ -554,6 +555,7 @@ class StorageScp:
         with self._lock:
             server, self.server = self.server, None
         if server is not None:
+            _RUNNING.discard(int(server.server_address[1]))
             _shutdown(server)
 
     def __enter__(self) -> StorageScp:
@@ -562,6 +564,16 @@ class StorageScp:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+#: The ports this process's storage SCPs listen on: a commitment report reaching one of them
+#: reaches this process's :data:`viewer.net.commit.PENDING`.
+_RUNNING: set[int] = set()
+
+
+def running_ports() -> frozenset[int]:
+    """The ports of the storage SCPs running in this process."""
+    return frozenset(_RUNNING)
 
 
 def scp_answers(local: LocalSettings, host: str = "") -> bool:

@@ -573,10 +573,14 @@ def study_instance_paths(store: Store, study_instance_uid: str) -> list[Path]:
 
 # --- hand-overs (issue 13) -------------------------------------------------------------------
 
-#: The states of an instance in a hand-over: committed by the node; failed (the node's Failure
+#: The states of an instance in a hand-over: committed by the node (or verified: listed by a
+#: DICOMweb node after the STOW-RS); failed (the node's Failure
 #: Reason); missing (no report about it by the deadline); not stored (the C-STORE failed, so it
 #: was never in the request).
-HANDOVER_STATES = ("committed", "failed", "missing", "not stored")
+HANDOVER_STATES = ("committed", "verified", "failed", "missing", "not stored")
+#: The states that mean the node holds the instance: committed (Storage Commitment) or verified
+#: (a DICOMweb node listed it after the STOW-RS: DICOMweb has no commitment service).
+HELD_STATES = ("committed", "verified")
 
 
 @dataclass(slots=True)
@@ -601,9 +605,9 @@ class Handover:
 
     @property
     def handed_over(self) -> bool:
-        """Every instance of the study that was sent is committed."""
+        """Every instance of the study that was sent is committed (or verified)."""
         items = self.instances or []
-        return bool(items) and all(i.state == "committed" for i in items)
+        return bool(items) and all(i.state in HELD_STATES for i in items)
 
     def count(self, state: str) -> int:
         return sum(1 for i in self.instances or [] if i.state == state)
