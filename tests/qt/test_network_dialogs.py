@@ -66,11 +66,17 @@ def app(qtbot) -> Iterator[App]:  # type: ignore[no-untyped-def]
     application.service.shutdown()
 
 
-def test_the_menu_has_the_four_entries(app: App) -> None:
+def test_the_menu_has_the_five_entries(app: App) -> None:
     menus = [a.text() for a in app.window.menuBar().actions()]
     assert "&Network" in menus
     texts = [a.text() for a in app.service.menu.actions() if a.text()]  # type: ignore[union-attr]
-    assert texts == ["&Query/Retrieve…", "&Send selection…", "&Nodes…", "S&ettings…"]
+    assert texts == [
+        "&Query/Retrieve…",
+        "&Send selection…",
+        "Reconcile and &hand over…",
+        "&Nodes…",
+        "S&ettings…",
+    ]
 
 
 def test_nodes_test_button_diagnoses_and_passes(qtbot, orthanc_node, scp_port) -> None:  # type: ignore[no-untyped-def]

@@ -549,7 +549,12 @@ class BrowserWidget(QWidget):
                 image = f"Im {inst.instance_number}" if inst.instance_number is not None else ""
                 label = " · ".join(p for p in (f"{number} {series.modality}".strip(), image) if p)
                 items.append((inst.path, label))
-        return Selection(title.rstrip(" ·"), tuple(items))
+        return Selection(
+            title.rstrip(" ·"),
+            tuple(items),
+            str(index.data(KEY_ROLE) or ""),
+            self.source_combo.currentIndex() == 0,
+        )
 
     # ----------------------------------------------------------------- series strip
     def _on_table_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:

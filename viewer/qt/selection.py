@@ -15,6 +15,10 @@ class Selection:
     """``NAME (ID ...) · DATE DESCRIPTION``; empty when nothing is selected."""
     items: tuple[tuple[Path, str], ...] = field(default_factory=tuple)
     """(file, label such as ``Se 2 CT · Im 14``) in series and instance order."""
+    study_instance_uid: str = ""
+    """The selected study's UID ("" for loose files)."""
+    in_store: bool = False
+    """The study is one of the local store's (not an opened disc's or folder's)."""
 
     @property
     def paths(self) -> list[Path]:

@@ -1,7 +1,7 @@
 """The network in the GUI: the Network menu, its dialogs and the application-wide service.
 
 The main window calls :func:`install_network_menu` once; it adds a "Network" menu (Query/Retrieve,
-Send selection, Nodes, Settings) to any ``QMainWindow`` and returns the
+Send selection, Reconcile and hand over, Nodes, Settings) to any ``QMainWindow`` and returns the
 :class:`~viewer.qt.network.service.NetworkService` that owns the storage SCP (started now when the
 settings say so, stopped on quit) and signals ``study_received(study_uid)`` for the browser.
 
@@ -44,6 +44,7 @@ class NetworkMenu(QMenu):
         for name, text, slot in (
             ("network_query", "&Query/Retrieve…", self.show_query),
             ("network_send", "&Send selection…", self.show_send),
+            ("network_handover", "Reconcile and &hand over…", self.show_handover),
             ("network_nodes", "&Nodes…", self.show_nodes),
             ("network_settings", "S&ettings…", self.show_settings),
         ):
@@ -52,7 +53,7 @@ class NetworkMenu(QMenu):
             action.triggered.connect(slot)
             self.addAction(action)
             self.actions_by_name[name] = action
-            if name == "network_send":
+            if name == "network_handover":
                 self.addSeparator()
 
     def _dialog(self, name: str, make: Callable[[], QDialog]) -> QDialog:
@@ -83,6 +84,19 @@ class NetworkMenu(QMenu):
         assert isinstance(dialog, SendDialog)
         if dialog.selection != chosen and dialog.send_button.isEnabled():
             dialog.set_selection(chosen)  # not while a send runs: its rows stay
+        _raise(dialog)
+        return dialog
+
+    def show_handover(self) -> QDialog:
+        from viewer.qt.network.handover_dialog import HandoverDialog
+
+        chosen = self.selection()
+        dialog = self._dialog(
+            "handover", lambda: HandoverDialog(self.service, chosen, self.window_)
+        )
+        assert isinstance(dialog, HandoverDialog)
+        if dialog.selection != chosen and dialog.idle:
+            dialog.set_selection(chosen)  # not while a hand-over runs: its rows stay
         _raise(dialog)
         return dialog
 

@@ -194,6 +194,11 @@ class NetworkService(QObject):
                 self._receiver = Receiver(store, on_committed=self._studies_committed)
             return self._receiver
 
+    def receiver(self) -> Receiver:
+        """What our storage SCP hands received instances to (the store's receiver): also what
+        an SCP started for a while (to hear a storage commitment report) uses."""
+        return self._receiver_for_scp()
+
     def wait_received(self, timeout: float = 60.0) -> bool:
         """Block (a worker, never the GUI thread) until every instance our SCP acknowledged is
         indexed: a C-MOVE is complete for the PACS before its last instances are."""
