@@ -76,7 +76,8 @@ def test_dicomweb_hand_over_is_verified_by_qido(
     assert result.complete, result.summary()
     assert result.summary().startswith("verified: 6, failed: 0, missing: 0")
     assert handed_over(store, study.study_instance_uid, str(node))
-    assert "verified" in rc.render_html(result.receipt())
+    html = rc.render_html(result.receipt())
+    assert "Verified" in html and "COMPLETE: all 6 instance(s) verified" in html
 
 
 def test_dicomweb_instance_gone_before_the_check_is_missing(

@@ -75,7 +75,7 @@ def _dialog(qtbot, request, hospital: peers.Orthanc, outside: peers.StudyFiles, 
     application = App(qtbot)
     request.addfinalizer(application.service.shutdown)
     chosen = Selection(
-        "OUTSIDE^PAT (ID EXT-77) · 20240102 CHEST CT",
+        "OUTSIDE, PAT (ID EXT-77) · 2024-01-02 CHEST CT",
         tuple((p, p.name) for p in outside.files),
         outside.study_instance_uid,
         in_store=True,
@@ -112,7 +112,7 @@ def _mapping(dialog: HandoverDialog) -> dict[str, tuple[str, str]]:
 
 def _states(dialog: HandoverDialog) -> list[str]:
     rows = [dialog.instances.topLevelItem(i) for i in range(dialog.instances.topLevelItemCount())]
-    return [r.text(1) for r in rows if r is not None]
+    return [r.text(2) for r in rows if r is not None]
 
 
 def test_reconcile_and_hand_over_with_commitment_then_over_dicomweb(  # type: ignore[no-untyped-def]
@@ -120,7 +120,7 @@ def test_reconcile_and_hand_over_with_commitment_then_over_dicomweb(  # type: ig
 ) -> None:
     application, dialog = _dialog(qtbot, request, hospital, outside, scp_port)
     assert dialog.study_label.text() == (
-        "Outside study: OUTSIDE^PAT (ID EXT-77) · 20240102 CHEST CT"
+        "Outside study: OUTSIDE, PAT (ID EXT-77) · 2024-01-02 CHEST CT"
     )
     assert not dialog.handover_button.isEnabled()
     _choose_and_map(qtbot, dialog)

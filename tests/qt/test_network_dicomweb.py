@@ -42,7 +42,9 @@ def test_nodes_dialog_edits_and_tests_a_dicomweb_node(qtbot, web, scp_port) -> N
     assert isinstance(dialog, NodesDialog)
     dialog.name.setText("web")
     url = f"http://127.0.0.1:{web.http_port}/dicom-web"
+    assert dialog.test_button.text() == "Test (C-ECHO)"
     dialog.url.setText(url)
+    assert dialog.test_button.text() == "Test (QIDO-RS)"
     dialog.auth.setCurrentIndex(dialog.auth.findData("bearer"))
     dialog.secret.setText("t0ken")
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)

@@ -458,7 +458,7 @@ def render_html(receipt: Receipt) -> str:
         [STORED, DUPLICATE, REJECTED, NOT_STORED]
         if receipt.kind == "import"
         else [
-            COMMITTED,
+            VERIFIED if receipt.count(VERIFIED) and not receipt.count(COMMITTED) else COMMITTED,
             FAILED,
             MISSING,
             NOT_STORED,

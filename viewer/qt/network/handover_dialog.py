@@ -104,7 +104,7 @@ class HandoverDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Reconcile and hand over")
         self.setObjectName("network_handover_dialog")
-        self.resize(980, 760)
+        self.resize(1000, 900)
         self.service = service
         self.workers = JobSet(self)
         self._worker: Job | None = None
@@ -192,6 +192,7 @@ class HandoverDialog(QDialog):
         self.mapping.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.mapping.setColumnWidth(0, 220)
         self.mapping.setColumnWidth(1, 330)
+        self.mapping.setMinimumHeight(170)  # every attribute at once, no scrolling to check
         self.confirm_box = QCheckBox("This is the same patient: hand over under the hospital's ID")
         self.confirm_box.setObjectName("confirm_box")
         self.confirm_box.setEnabled(False)
@@ -218,12 +219,14 @@ class HandoverDialog(QDialog):
         send_row.addRow("Send to", self.node_combo)
         self.instances = QTreeWidget()
         self.instances.setObjectName("instances")
-        self.instances.setHeaderLabels(["SOP Instance UID", "State", "Reason"])
+        self.instances.setHeaderLabels(["Series", "SOP Instance UID", "State", "Reason"])
         self.instances.setRootIsDecorated(False)
         self.instances.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.instances.setColumnWidth(0, 420)
-        self.instances.setColumnWidth(1, 110)
-        self.instances.header().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.instances.setColumnWidth(0, 170)
+        self.instances.setColumnWidth(1, 400)
+        self.instances.setColumnWidth(2, 90)
+        self.instances.setMinimumHeight(110)
+        self.instances.header().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.progress = QProgressBar()
         self.progress.setObjectName("progress")
         self.verdict = QLabel()
@@ -252,7 +255,7 @@ class HandoverDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.study_label)
         layout.addWidget(target_box)
-        layout.addWidget(mapping_box, 1)
+        layout.addWidget(mapping_box, 2)
         layout.addWidget(send_box, 1)
         layout.addWidget(self.status_label)
         layout.addLayout(buttons)
@@ -533,6 +536,7 @@ class HandoverDialog(QDialog):
         assert isinstance(outcome, Outcome)
         self.outcome = outcome
         result = outcome.result
+        self.progress.setFormat("done")
         problems = list(outcome.problems)
         if result is None:
             self.verdict.setText(
@@ -544,8 +548,11 @@ class HandoverDialog(QDialog):
             return
         for row in result.rows:
             state, reason = result.states.get(row.sop_instance_uid, (rc.MISSING, ""))
-            item = QTreeWidgetItem([escape(row.sop_instance_uid), state, escape(reason)])
-            item.setForeground(1, GOOD if state in HANDED_OVER else BAD)
+            series = " ".join(v for v in (row.modality, row.series_description) if v)
+            item = QTreeWidgetItem(
+                [escape(series), escape(row.sop_instance_uid), state, escape(reason)]
+            )
+            item.setForeground(2, GOOD if state in HANDED_OVER else BAD)
             self.instances.addTopLevelItem(item)
         total = len(result.states)
         if result.complete and not problems:

@@ -115,6 +115,12 @@ class NodesDialog(QDialog):
         self.save_button = self._button("save_button", "Save node", self._on_save_clicked)
         self.remove_button = self._button("remove_button", "Remove", self._on_remove_clicked)
         self.test_button = self._button("test_button", "Test (C-ECHO)", self._on_test_clicked)
+        # what Test does follows the form: C-ECHO, or a QIDO-RS search for a DICOMweb URL
+        self.url.textChanged.connect(
+            lambda text: self.test_button.setText(
+                "Test (QIDO-RS)" if text.strip() else "Test (C-ECHO)"
+            )
+        )
         buttons = QHBoxLayout()
         for b in (self.new_button, self.save_button, self.remove_button, self.test_button):
             buttons.addWidget(b)
