@@ -64,14 +64,20 @@ def outside(tmp_path: Path) -> peers.StudyFiles:
 
 
 def _dialog(qtbot, request, hospital: peers.Orthanc, outside: peers.StudyFiles, scp_port: int):  # type: ignore[no-untyped-def]
-    configure(
-        scp_port,
+    return _dialog_with(
+        qtbot,
+        request,
         [
             Node("ris", hospital.aet, "127.0.0.1", hospital.dicom_port),
             Node("web", url=f"http://127.0.0.1:{hospital.http_port}/dicom-web"),
         ],
-        service_on=True,
+        outside,
+        scp_port,
     )
+
+
+def _dialog_with(qtbot, request, nodes: list[Node], outside: peers.StudyFiles, scp_port: int):  # type: ignore[no-untyped-def]
+    configure(scp_port, nodes, service_on=True)
     application = App(qtbot)
     request.addfinalizer(application.service.shutdown)
     chosen = Selection(
@@ -235,3 +241,36 @@ def test_the_browser_names_the_study_to_reconcile(qtbot, store_window, tmp_path)
     assert dialog.study_label.text() == "Outside study: (none chosen)"
     assert not dialog.plan_button.isEnabled() and "local store" in dialog.status_label.text()
     dialog.close()
+
+
+def test_typed_identity_and_cancel_while_waiting_for_commitment(  # type: ignore[no-untyped-def]
+    qtbot, request, outside, scp_port, tmp_path
+) -> None:
+    """No worklist: the identity typed in. The node commits but reports to another port, so the
+    wait would last the timeout; Cancel ends it, and the verdict lists every instance missing."""
+    deaf = peers.start_orthanc(tmp_path / "deaf", peers.free_port())
+    request.addfinalizer(deaf.stop)
+    node = Node("deaf", deaf.aet, "127.0.0.1", deaf.dicom_port)
+    _application, dialog = _dialog_with(qtbot, request, [node], outside, scp_port)
+    qtbot.mouseClick(dialog.plan_button, Qt.MouseButton.LeftButton)
+    assert "Patient ID" in dialog.status_label.text()  # nothing typed yet: said, not run
+    qtbot.keyClicks(dialog.fields["patient_id"], "H-1")
+    qtbot.keyClicks(dialog.fields["birth_date"], "1.1.1960")
+    qtbot.mouseClick(dialog.plan_button, Qt.MouseButton.LeftButton)
+    assert "YYYYMMDD" in dialog.status_label.text() and dialog.plan is None
+    dialog.fields["birth_date"].setText("19600101")
+    qtbot.mouseClick(dialog.plan_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, dialog)
+    assert _mapping(dialog)["PatientID"] == ("EXT-77", "H-1")
+    dialog.confirm_box.setChecked(True)
+    qtbot.mouseClick(dialog.handover_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "waiting for the node" in dialog.status_label.text(), timeout=30_000)
+    assert dialog.cancel_button.isEnabled() and not dialog.handover_button.isEnabled()
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, dialog)
+    assert dialog.verdict.text().startswith("INCOMPLETE: 3 of 3 instance(s) not confirmed"), (
+        dialog.verdict.text()
+    )
+    assert _states(dialog) == ["missing"] * 3
+    with Store.open() as store:
+        assert not handed_over(store, outside.study_instance_uid)
