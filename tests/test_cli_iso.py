@@ -116,3 +116,30 @@ def test_an_unreadable_image_is_refused_with_exit_3(tmp_path: Path) -> None:
         assert done.returncode == 3, (command, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr
         assert done.stderr.startswith(f"lightbox: {broken}: not a readable ISO 9660 image")
+
+
+def test_ctrl_c_while_an_image_is_unpacked_imports_nothing_and_exits_1(
+    twins: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real SIGINT to this process as the first file of the image is copied (the command's
+    own handler turns it into a cancel): done with a problem said, not "could not do it"."""
+    import os
+    import signal
+
+    from viewer import cli
+    from viewer.store import Store, list_studies
+
+    _folder, image = twins
+    sent: list[int] = []
+
+    def ctrl_c(self: object, done: int, total: int) -> None:
+        if not sent:
+            sent.append(done)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(cli._Progress, "__call__", ctrl_c)
+    code = cli.main(["import", str(image)])
+    assert code == 1 and sent
+    assert "cancelled: nothing was imported" in capsys.readouterr().err
+    with Store.open() as store:
+        assert list_studies(store) == []

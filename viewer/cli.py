@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p_open = sub.add_parser("open", help="open the viewer on a file, folder or DICOMDIR")
+    p_open = sub.add_parser(
+        "open", help="open the viewer on a file, folder, DICOMDIR or disc image (.iso)"
+    )
     p_open.add_argument("paths", nargs="*", metavar="PATH")
     p_open.add_argument(
         "--quit-when-shown",
@@ -114,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     # -- media and the local store (issue 3) --------------------------------------------------
     p_ls = sub.add_parser(
         "ls",
-        help="list what is on media or in a folder, without importing",
-        description="List the patients, studies and series on media (DICOMDIR) or in a folder, "
-        "and every problem of the media health report. Nothing is imported.",
+        help="list what is on media, a disc image (.iso) or a folder, without importing",
+        description="List the patients, studies and series on media (DICOMDIR), in an ISO 9660 "
+        "disc image (read without mounting) or in a folder, and every problem of the media "
+        "health report. Nothing is imported.",
     )
     p_ls.add_argument("path", metavar="PATH")
     p_ls.add_argument("--json", action="store_true", help="print JSON (see the README)")
@@ -130,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_import = sub.add_parser(
         "import",
-        help="import files, folders or media into the local store",
+        help="import files, folders, media or disc images (.iso) into the local store",
         description="Import into the local store; prints imported / already present / "
         "conflicts / rejected (with reasons). Ctrl+C cancels and leaves the store consistent.",
     )
@@ -580,6 +583,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
     with _open_store() as store, _cancel_on_signals() as cancel, contextlib.ExitStack() as held:
         present = [p for p in paths if p.exists()]
         usable = _hold_disc_images(present, held, cancel, progress)
+        if cancel.is_set():  # Ctrl+C while an image was unpacked: nothing imported, said so
+            progress.close()
+            _say("cancelled: nothing was imported")
+            return EXIT_PROBLEMS
         if not usable:
             progress.close()
             return EXIT_FAILED
