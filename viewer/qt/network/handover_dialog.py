@@ -436,7 +436,10 @@ class HandoverDialog(QDialog):
         new_uids, reason = self.new_uids.isChecked(), self.reason.currentText()
 
         def work(_cancel: threading.Event, _report: Callable[..., None]) -> Reconciliation:
-            return plan(store, study, target, new_uids=new_uids, reason=reason)
+            try:
+                return plan(store, study, target, new_uids=new_uids, reason=reason)
+            finally:
+                store.release_connection()  # this thread's SQLite connection ends with it
 
         self._forget_plan()
         if self._run("PlanWorker", work, self._on_plan):
@@ -491,6 +494,12 @@ class HandoverDialog(QDialog):
         label = node.name if node.name == str(node) else f"{node.name} ({node})"
 
         def work(cancel: threading.Event, report: Callable[..., None]) -> Outcome:
+            try:
+                return copy_and_hand_over(cancel, report)
+            finally:
+                store.release_connection()  # this thread's SQLite connection ends with it
+
+        def copy_and_hand_over(cancel: threading.Event, report: Callable[..., None]) -> Outcome:
             root = app_home() / "staging"
             root.mkdir(parents=True, exist_ok=True)
             prefix = time.strftime("handover-%Y%m%d-%H%M%S-")
@@ -563,8 +572,8 @@ class HandoverDialog(QDialog):
         else:
             missing = len(result.problems()) + len(problems)
             self.verdict.setText(
-                f"INCOMPLETE: {missing} of {total} instance(s) not confirmed by {escape(outcome.node)} "
-                f"({result.summary()}); the study is not handed over"
+                f"INCOMPLETE: {missing} of {total} instance(s) not confirmed by "
+                f"{escape(outcome.node)} ({result.summary()}); the study is not handed over"
             )
         self._paint_verdict(result.complete and not problems)
         notes = list(result.notes)
