@@ -17,6 +17,7 @@ import ssl
 import stat
 import subprocess
 import threading
+import time
 import tracemalloc
 import urllib.request
 from collections.abc import Iterator
@@ -474,6 +475,89 @@ def test_hostile_multipart_is_bounded(
         tracemalloc.stop()
     assert node.url in failed.value.message
     assert peak < 16 << 20, f"{peak} bytes held for a hostile answer"
+    assert not list(received.folder.iterdir()) and not list(received.folder.glob(".*"))
+
+
+class _Trickler(http.server.BaseHTTPRequestHandler):
+    """A server that answers, but one byte every ``PACE`` seconds: never idle long enough for
+    the network timeout. ``where`` says what trickles: the WADO-RS ``body`` (after honest
+    headers) or the QIDO-RS answer's status line and ``headers``."""
+
+    PACE = 0.2
+    where = "body"
+    stop = threading.Event()
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _trickle(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            for byte in data:
+                if self.stop.wait(self.PACE):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+
+    def do_GET(self) -> None:
+        if self.path.startswith(f"/dw/studies/{STUDY}/instances"):
+            body = json.dumps(
+                [
+                    {
+                        "0020000E": {"vr": "UI", "Value": [SERIES]},
+                        "00080018": {"vr": "UI", "Value": [SOP]},
+                    }
+                ]
+            ).encode()
+            head = (
+                "HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            if self.where == "headers":
+                self._trickle(head + body)
+                self.close_connection = True
+                return
+            self.wfile.write(head + body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", 'multipart/related; type="application/dicom"; boundary=B')
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self._trickle(b"--B\r\nContent-Type: application/dicom\r\n\r\n" + b"\0" * 10_000)
+
+
+@pytest.fixture
+def trickler() -> Iterator[http.server.ThreadingHTTPServer]:
+    _Trickler.stop = threading.Event()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    _Trickler.stop.set()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_trickling_server_meets_the_overall_deadline(
+    trickler: http.server.ThreadingHTTPServer, local: LocalSettings, received: Received, where: str
+) -> None:
+    """A byte every 0.2 s never trips the 30 s network timeout; the 2 s deadline ends the
+    retrieve (the WADO-RS body trickles) or its QIDO-RS listing (the headers trickle)."""
+    _Trickler.where = where
+    node = Node("slow", url=f"http://127.0.0.1:{trickler.server_address[1]}/dw")
+    start = time.monotonic()
+    with pytest.raises(dicomweb.DeadlineError) as stopped:
+        dicomweb.retrieve(node, local, STUDY, on_instance=received, deadline=2.0)
+    took = time.monotonic() - start
+    assert 2.0 <= took < 4.0, took
+    message = stopped.value.message
+    assert stopped.value.code == "timeout"
+    assert f"GET {node.url}/studies/{STUDY}" in message
+    if where == "body":
+        assert f"/instances/{SOP}: not finished after 2" in message
+    assert "the server answers too slowly" in message
     assert not list(received.folder.iterdir()) and not list(received.folder.glob(".*"))
 
 

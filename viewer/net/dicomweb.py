@@ -27,6 +27,16 @@ shapes, a streaming multipart reader and a streamed request body, all a few line
   sending, QIDO-RS asks which of the instances the server already has: those are skipped (a
   resumed send re-sends only the rest).
 
+Every request also has an overall deadline (:class:`Deadline`): the node's network timeout bounds
+each wait for bytes, but a server that trickles a byte every few seconds never trips it, and a
+retrieve (or search, or send) would never end. A request (one WADO-RS instance, one QIDO-RS page,
+one STOW-RS batch) must finish within :data:`DEADLINE` seconds plus one second per
+:data:`FLOOR_RATE` bytes moved so far: the size of an instance is not known before it arrives, so
+the allowance grows with what came, and only a transfer slower than the floor rate on average
+(after a generous start) is stopped. Checked before every read from the socket (each wait is
+also cut to what is left), so it holds for the status line and headers too, and between the
+chunks of a STOW-RS body. Past it: :class:`DeadlineError` (code ``timeout``) naming the request.
+
 Errors are :class:`~viewer.net.diagnose.NetError` naming the URL (never credentials) and what
 was wrong; the server's words are escaped (:func:`viewer.text.escape`) before they are quoted.
 """
@@ -35,7 +45,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import http.client
+import io
 import json
 import logging
 import os
@@ -49,7 +61,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from pydicom.datadict import keyword_for_tag
 from pydicom.filereader import read_file_meta_info
@@ -91,6 +103,11 @@ STOW_BATCH_BYTES = 256 << 20
 ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 DICOM_JSON = "application/dicom+json"
 UA = "Lightbox DICOMweb"
+#: The overall deadline of one request, seconds, before its allowance for the bytes moved.
+DEADLINE = 300.0
+#: Bytes per second a request must average past :data:`DEADLINE` (64 KiB/s: a 1 GiB instance
+#: may take 300 s + 4.5 h).
+FLOOR_RATE = 64 << 10
 
 Progress = Callable[[RetrieveProgress], None]
 SendProgress = Callable[[int, int], None]
@@ -104,6 +121,89 @@ class HttpError(NetError):
         self.status = status
 
 
+class DeadlineError(NetError):
+    """A request did not finish within its overall deadline (:class:`Deadline`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(diagnose.TIMEOUT, message)
+
+
+class Deadline:
+    """The overall deadline of the current request: ``seconds`` plus one second per
+    ``floor_rate`` bytes moved since :meth:`restart`."""
+
+    def __init__(self, seconds: float = DEADLINE, floor_rate: int = FLOOR_RATE) -> None:
+        self.seconds = seconds
+        self.floor_rate = floor_rate
+        self.what = ""
+        self.start = time.monotonic()
+        self.moved = 0
+
+    def restart(self, what: str) -> None:
+        self.what, self.start, self.moved = what, time.monotonic(), 0
+
+    def left(self) -> float:
+        """Seconds left; :class:`DeadlineError` when none are."""
+        left = self.start + self.seconds + self.moved / self.floor_rate - time.monotonic()
+        if left <= 0:
+            raise self.error()
+        return left
+
+    def error(self) -> DeadlineError:
+        return DeadlineError(
+            f"{self.what}: not finished after {time.monotonic() - self.start:.1f} s "
+            f"({self.moved} bytes moved; the deadline is {self.seconds:g} s plus 1 s per "
+            f"{self.floor_rate} bytes): the server answers too slowly, stopped"
+        )
+
+
+class _PacedReader(io.RawIOBase):
+    """The socket as an HTTP response reads it, each read under the request's deadline: the
+    wait is cut to what is left of it (or the network timeout, if shorter)."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline, network: float) -> None:
+        super().__init__()
+        self._raw = sock.makefile("rb", buffering=0)
+        self._sock = sock
+        self._deadline = deadline
+        self._network = network
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline.left()
+        self._sock.settimeout(min(self._network, left))
+        try:
+            n = self._raw.readinto(buffer) or 0
+        except TimeoutError as exc:
+            if left < self._network:  # the deadline cut this wait short, not the idle timeout
+                raise self._deadline.error() from exc
+            raise
+        self._deadline.moved += n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _Response(http.client.HTTPResponse):
+    def __init__(
+        self,
+        sock: socket.socket,
+        debuglevel: int = 0,
+        method: str | None = None,
+        url: str | None = None,
+        *,
+        deadline: Deadline,
+        network: float,
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        self.fp.close()  # nothing read from it yet: read through the deadline instead
+        self.fp = io.BufferedReader(_PacedReader(sock, deadline, network))
+
+
 def _ssl_context(node: Node) -> ssl.SSLContext:
     ctx = tls.client_context(node.tls)
     if node.insecure:
@@ -115,7 +215,14 @@ def _ssl_context(node: Node) -> ssl.SSLContext:
 class Client:
     """One keep-alive connection to a DICOMweb node; reconnects when the server closed it."""
 
-    def __init__(self, node: Node, local: LocalSettings, cancel: threading.Event | None = None):
+    def __init__(
+        self,
+        node: Node,
+        local: LocalSettings,
+        cancel: threading.Event | None = None,
+        *,
+        deadline: float = DEADLINE,
+    ):
         if not node.is_web:
             raise ConfigError(f"{node} is not a DICOMweb node")
         self.node = node
@@ -127,6 +234,7 @@ class Client:
         self._ctx = _ssl_context(node) if self.https else None
         self._conn: http.client.HTTPConnection | None = None
         self._used = 0.0
+        self.deadline = Deadline(deadline)
         self._headers = {"User-Agent": UA}
         if node.auth == "basic":
             token = base64.b64encode(f"{node.user}:{node.secret}".encode()).decode("ascii")
@@ -157,6 +265,10 @@ class Client:
         assert conn.sock is not None
         conn.sock.settimeout(t.network)
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.response_class = cast(
+            "type[http.client.HTTPResponse]",
+            functools.partial(_Response, deadline=self.deadline, network=t.network),
+        )
         self._conn = conn
         return conn
 
@@ -208,8 +320,9 @@ class Client:
         body: Iterable[bytes] | bytes | None = None,
         ok: Sequence[int] = (200,),
     ) -> http.client.HTTPResponse:
-        """Send one request; the response (status in ``ok``) is the caller's to read whole.
-        A reused connection the server closed meanwhile is opened again once (GET only)."""
+        """Send one request; the response (status in ``ok``) is the caller's to read whole,
+        under the request's :attr:`deadline` (restarted here). A reused connection the server
+        closed meanwhile is opened again once (GET only)."""
         target = self.base + path
         if params:
             # Wildcards and name separators as they are (RFC 3986 allows them in a query):
@@ -219,12 +332,18 @@ class Client:
         all_headers = {**self._headers, **(headers or {})}
         if method != "GET" and self._conn is not None and time.monotonic() - self._used > 1.0:
             self.close()  # a body cannot be sent twice: no request on a connection gone stale
+        self.deadline.restart(f"{method} {shown}")
         for attempt in (0, 1):
             reused = self._conn is not None
             conn = self._connect()
             try:
+                assert conn.sock is not None
+                conn.sock.settimeout(self.timeouts.network)  # a read may have cut it shorter
                 conn.request(method, target, body=body, headers=all_headers)
                 rsp = conn.getresponse()
+            except NetError:
+                self.close()
+                raise
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 self.close()
                 if reused and attempt == 0 and method == "GET":
@@ -252,7 +371,7 @@ class Client:
     def _refusal(self, method: str, shown: str, rsp: http.client.HTTPResponse) -> HttpError:
         try:
             said = rsp.read(MAX_ERROR_BODY).decode("utf-8", "replace").strip()
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException, NetError):
             said = ""
         self.close()
         said = escape(" ".join(said.split())[:300])
@@ -282,6 +401,9 @@ class Client:
     def _read_json(self, rsp: http.client.HTTPResponse, what: str) -> Any:
         try:
             data = _read_capped(rsp, MAX_JSON, self.cancel)
+        except DeadlineError:
+            self.close()
+            raise  # names the request already
         except NetError as exc:
             self.close()
             raise NetError(exc.code, f"{what}: {exc.message}") from exc
@@ -401,15 +523,17 @@ def find(
     cancel: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
     limit: int | None = None,
+    deadline: float = DEADLINE,
 ) -> FindResult:
-    """QIDO-RS search on ``node``; the same result as :func:`viewer.net.find.find`."""
+    """QIDO-RS search on ``node``; the same result as :func:`viewer.net.find.find`.
+    ``deadline``: the request's overall deadline (:class:`Deadline`)."""
     limit = MAX_MATCHES if limit is None else limit
     level = query.level
     path, params = qido_params(query, "STUDY" if level == "PATIENT" else level)
     params.append(("limit", str(limit + 1)))
     if cancel is not None and cancel.is_set():
         return FindResult([], True, "QIDO-RS")
-    with Client(node, local, cancel) as client:
+    with Client(node, local, cancel, deadline=deadline) as client:
         try:
             answer = client.get_json(path, params)
         except NetError as exc:
@@ -687,7 +811,7 @@ def fetch_instances(
         for leftover in current:
             leftover.unlink(missing_ok=True)
         raise
-    with contextlib.suppress(OSError, http.client.HTTPException):
+    with contextlib.suppress(OSError, http.client.HTTPException, NetError):
         rsp.read(MAX_ERROR_BODY)  # the epilogue after the close delimiter, if any (bounded)
     if rsp.will_close or not rsp.isclosed():
         client.close()  # more than that after the close delimiter: a fresh connection
@@ -717,11 +841,14 @@ def retrieve(
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
     max_instance: int = MAX_INSTANCE,
+    deadline: float = DEADLINE,
 ) -> RetrieveResult:
-    """WADO-RS of a study or series into ``on_instance``, only what is not present."""
+    """WADO-RS of a study or series into ``on_instance``, only what is not present.
+    ``deadline``: each request's (each instance's) overall deadline (:class:`Deadline`);
+    past it the retrieve stops with :class:`DeadlineError`."""
     folder = Path(getattr(on_instance, "scp_folder", None) or spool_dir())
     result = RetrieveResult()
-    with Client(node, local, cancel) as client:
+    with Client(node, local, cancel, deadline=deadline) as client:
         try:
             listed = list_instances(client, study_uid, series_uid)
         except NetError as exc:
@@ -809,9 +936,13 @@ class _Cancelled(Exception):
 
 
 def _body(
-    items: Sequence[InstanceStatus], boundary: str, cancel: threading.Event | None
+    items: Sequence[InstanceStatus],
+    boundary: str,
+    cancel: threading.Event | None,
+    deadline: Deadline | None = None,
 ) -> tuple[int, Iterator[bytes]]:
-    """The multipart request body's exact length and its chunks, read from the files."""
+    """The multipart request body's exact length and its chunks, read from the files; the
+    request's ``deadline`` is looked at between chunks."""
     heads = [
         f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode("ascii") for _ in items
     ]
@@ -827,10 +958,14 @@ def _body(
                 while sent < sizes[index]:
                     if cancel is not None and cancel.is_set():
                         raise _Cancelled
+                    if deadline is not None:
+                        deadline.left()
                     chunk = fh.read(min(CHUNK, sizes[index] - sent))
                     if not chunk:
                         raise OSError(f"{item.path}: the file shrank while it was sent")
                     sent += len(chunk)
+                    if deadline is not None:
+                        deadline.moved += len(chunk)
                     yield chunk
         yield tail
 
@@ -843,7 +978,7 @@ def _stow_batch(client: Client, items: list[InstanceStatus], study_uid: str = ""
     path = "/studies" + (f"/{_uid(study_uid)}" if study_uid else "")
     shown = f"POST {node.url}{path}"
     boundary = uuid.uuid4().hex
-    length, body = _body(items, boundary, client.cancel)
+    length, body = _body(items, boundary, client.cancel, client.deadline)
     headers = {
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
         "Content-Length": str(length),
@@ -891,10 +1026,12 @@ def send(
     cancel: threading.Event | None = None,
     progress: SendProgress | None = None,
     skip_present: bool = True,
+    deadline: float = DEADLINE,
 ) -> StowResult:
     """STOW-RS of ``paths`` (Part 10 files) to ``node``; per-instance statuses in the result
     (the same :class:`viewer.net.send.SendResult` shape as C-STORE). Raises
-    :class:`NetError` when the node cannot be reached or refuses us (401/403)."""
+    :class:`NetError` when the node cannot be reached or refuses us (401/403). ``deadline``:
+    each request's (each batch's) overall deadline (:class:`Deadline`); a batch past it fails."""
     items = [_describe(Path(p)) for p in paths]
     result = StowResult(items)
     total = len(items)
@@ -921,7 +1058,7 @@ def send(
             item.message = "cancelled"
         result.cancelled = True
         return result
-    with Client(node, local, cancel) as client:
+    with Client(node, local, cancel, deadline=deadline) as client:
         if skip_present and todo:
             studies = {id(item): _study_of(item.path) for item in todo}
             try:
