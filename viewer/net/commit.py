@@ -12,7 +12,10 @@ it, PS3.7 D.3.3.4), or on a new association to our AE, i.e. our storage SCP
 :data:`PENDING` is a thread-safe registry of the transactions waiting for their report, keyed
 by Transaction UID; a report is taken only from the node the request went to (its AE title and
 address), and a report for a transaction we do not know is answered with success (the node has
-nothing to retry) and logged. :func:`request_commitment` waits for the report until a deadline
+nothing to retry) and logged. A report is read only as far as the request went: one listing
+more instances than the transaction asked about is refused (Invalid Argument, logged) and
+leaves them missing, and the instances it names that the request did not are dropped (logged),
+never counted as committed. :func:`request_commitment` waits for the report until a deadline
 and returns, per instance, committed, failed (with the reason) or missing (no answer in time).
 """
 
@@ -146,7 +149,8 @@ class CommitResult:
         return bool(self.items) and all(i.state == COMMITTED for i in self.items)
 
     def apply(self, report: CommitReport) -> None:
-        """Set each item's state from ``report``; instances it does not list stay missing."""
+        """Set each item's state from ``report``; instances it does not list stay missing, and
+        what it lists that is not one of ours changes nothing."""
         committed = {inst: cls for cls, inst in report.committed}
         failed = {inst: (cls, reason) for cls, inst, reason in report.failed}
         for item in self.items:
@@ -174,8 +178,10 @@ def _addresses(host: str) -> set[str]:
 
 
 class _Pending:
-    def __init__(self, transaction_uid: str, node: Node) -> None:
+    def __init__(self, transaction_uid: str, node: Node, requested: Iterable[str]) -> None:
         self.transaction_uid = transaction_uid
+        #: The SOP Instance UIDs the request named: all a report may speak of.
+        self.requested = frozenset(requested)
         self.ae_title = node.ae_title.strip()
         self.addresses = _addresses(node.host)
         self.node = str(node)
@@ -191,8 +197,10 @@ class PendingCommitments:
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
 
-    def expect(self, transaction_uid: str, node: Node) -> _Pending:
-        pending = _Pending(transaction_uid, node)
+    def expect(self, transaction_uid: str, node: Node, requested: Iterable[str]) -> _Pending:
+        """Wait for ``transaction_uid``'s report from ``node`` about the SOP Instance UIDs
+        ``requested``."""
+        pending = _Pending(transaction_uid, node, requested)
         with self._lock:
             self._pending[transaction_uid] = pending
         return pending
@@ -204,6 +212,14 @@ class PendingCommitments:
     def __contains__(self, transaction_uid: object) -> bool:
         with self._lock:
             return transaction_uid in self._pending
+
+    def limit(self, transaction_uid: str) -> int:
+        """How many instances a report for ``transaction_uid`` may list: as many as its
+        request named (:data:`MAX_INSTANCES` for a transaction we are not waiting for, whose
+        report is only logged)."""
+        with self._lock:
+            pending = self._pending.get(transaction_uid)
+        return MAX_INSTANCES if pending is None else len(pending.requested)
 
     def deliver(self, report: CommitReport) -> bool:
         """Hand ``report`` to its waiting transaction; False (and one log line) when there is
@@ -232,12 +248,29 @@ class PendingCommitments:
                 peer_text(pending.node),
             )
             return False
+        _drop_unrequested(report, pending.requested, who)
         with self._lock:
             if pending.report is not None:
                 return True  # a second report for the same transaction: the first stands
             pending.report = report
         pending.arrived.set()
         return True
+
+
+def _drop_unrequested(report: CommitReport, requested: frozenset[str], who: str) -> None:
+    """Keep in ``report`` only the instances the request named (one log line for the rest)."""
+    committed = [pair for pair in report.committed if pair[1] in requested]
+    failed = [row for row in report.failed if row[1] in requested]
+    dropped = len(report.committed) - len(committed) + len(report.failed) - len(failed)
+    if dropped:
+        LOG.warning(
+            "%s: the storage commitment report for transaction %s names %d instance(s) the "
+            "request did not: ignored",
+            who,
+            peer_text(report.transaction_uid),
+            dropped,
+        )
+        report.committed, report.failed = committed, failed
 
 
 #: The application's registry: :class:`viewer.net.scp.StorageScp` delivers reports here.
@@ -252,18 +285,31 @@ def _uid(value: Any) -> str:
     return text if 0 < len(text) <= 64 else ""
 
 
-def parse_report(info: Dataset, event_type: int, calling_ae: str, address: str) -> CommitReport:
+def parse_report(
+    info: Dataset,
+    event_type: int,
+    calling_ae: str,
+    address: str,
+    *,
+    limit: int = MAX_INSTANCES,
+) -> CommitReport:
     """The Event Information of a Storage Commitment N-EVENT-REPORT (PS3.4 Table J.3-2).
 
-    Raises ValueError when it has no Transaction UID or lists too many instances."""
+    Raises ValueError when it has no Transaction UID or its Referenced SOP Sequence and Failed
+    SOP Sequence together list more than ``limit`` items (the request named no more; the
+    SCP's data-set limit alone would let through millions)."""
     transaction = _uid(info.get("TransactionUID", ""))
     if not transaction:
         raise ValueError("no Transaction UID")
     report = CommitReport(transaction, event_type, calling_ae, address)
     committed = info.get("ReferencedSOPSequence") or []
     failed = info.get("FailedSOPSequence") or []
-    if len(committed) + len(failed) > MAX_INSTANCES:
-        raise ValueError("more instances than a request of ours ever lists")
+    listed = len(committed) + len(failed)
+    if listed > min(limit, MAX_INSTANCES):
+        raise ValueError(
+            f"it lists {listed} instances, more than the {min(limit, MAX_INSTANCES)} "
+            "the request named"
+        )
     for item in committed:
         inst = _uid(item.get("ReferencedSOPInstanceUID", ""))
         if inst:
@@ -306,7 +352,8 @@ def handle_report(
             calling, address = str(assoc.acceptor.ae_title), str(assoc.acceptor.address)
         else:
             calling, address = str(assoc.requestor.ae_title), str(assoc.requestor.address)
-        report = parse_report(info, event_type, calling.strip(), address)
+        limit = registry.limit(_uid(info.get("TransactionUID", "")))
+        report = parse_report(info, event_type, calling.strip(), address, limit=limit)
     except Exception as exc:
         LOG.warning(
             "%s: a storage commitment report that cannot be read (%s): refused",
@@ -374,7 +421,7 @@ def request_commitment(
     result = CommitResult(str(node), transaction, _now(), [CommitItem(c, i) for c, i in instances])
     if not result.items:
         return result
-    pending = registry.expect(transaction, node)
+    pending = registry.expect(transaction, node, (i.sop_instance_uid for i in result.items))
     try:
         _send_request(
             node, local, result, pending, registry, deadline, cancel, same_association_wait
