@@ -4,6 +4,7 @@ deadline and cancel."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 import time
@@ -16,13 +17,16 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
+from tests.cli import lightbox
 from tests.conftest import require_tool
 from tests.net import peers
-from viewer.net import diagnose
+from viewer.net import diagnose, worklist
 from viewer.net.diagnose import NetError
-from viewer.net.nodes import LocalSettings, Node
+from viewer.net.nodes import ConfigError, LocalSettings, Node, add_node
 from viewer.net.worklist import (
     ModalityWorklistInformationModelFind,
+    ScheduledStep,
+    WorklistItem,
     WorklistQuery,
     item_from_identifier,
     query_worklist,
@@ -166,6 +170,24 @@ def test_unreachable(local: LocalSettings) -> None:
     assert caught.value.code == diagnose.REFUSED
 
 
+def test_a_dicomweb_node_is_refused_before_anything_is_sent(local: LocalSettings) -> None:
+    """Nothing listens at the URL: had the query tried, it would say "connection refused"."""
+    url = f"http://127.0.0.1:{peers.free_port()}/dicom-web"
+    with pytest.raises(ConfigError) as caught:
+        query_worklist(Node("ris-web", url=url), local, WorklistQuery(patient_id="LB010"))
+    message = str(caught.value)
+    assert f"{url} is a DICOMweb node" in message
+    assert "the Modality Worklist is a DIMSE service" in message and "refused" not in message
+    add_node(Node("ris-web", url=url))
+    for command in (
+        ("worklist", "ris-web"),
+        ("reconcile", "1.2.3", "--worklist", "ris-web", "--patient-id", "LB010"),
+    ):
+        cli = lightbox(*command)
+        assert cli.returncode == 2, (command, cli.stderr)  # a usage error
+        assert "is a DICOMweb node" in cli.stderr and "Traceback" not in cli.stderr
+
+
 def test_query_is_checked() -> None:
     with pytest.raises(ValueError, match="YYYYMMDD"):
         WorklistQuery(date_from="2026-12-05")
@@ -268,3 +290,16 @@ def test_item_from_a_bare_answer() -> None:
     ds.PatientID = "LB010\0"
     item = item_from_identifier(ds)
     assert item.patient_id == "LB010" and item.steps == () and item.patient_name == ""
+
+
+def test_every_return_key_has_its_field() -> None:
+    """The keyword -> field tables that build the query and read the answers name each field
+    of an item and of a step once (a misspelt field would lose every step silently)."""
+    item_fields = {f.name for f in dataclasses.fields(WorklistItem)} - {"steps"}
+    assert sorted(worklist._TOP_KEYS.values()) == sorted(item_fields)
+    step_fields = {f.name for f in dataclasses.fields(ScheduledStep)}
+    assert sorted(worklist._STEP_KEYS.values()) == sorted(step_fields)
+    full = order(*ORDERS[0])
+    item = item_from_identifier(full)
+    assert item.referring_physician == "REFERRER^RITA" and item.study_instance_uid == "2.25.100"
+    assert item.steps[0].step_id == "SPS-A100" and item.steps[0].start_time == "093000"

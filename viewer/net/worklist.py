@@ -13,6 +13,10 @@ AE title and the start date (a range, PS3.4 C.2.2.2.5). It runs on one associati
 whole query also has a deadline, after which it is cancelled like a user's cancel and reported
 as a timeout. Values are kept as the peer sent them (names with ``^``): escape them before
 showing them (:func:`viewer.text.escape`).
+
+The worklist is a DIMSE service only: DICOMweb (PS3.18) defines none (its UPS-RS is the Unified
+Procedure Step, not the Modality Worklist). A DICOMweb node is refused at once with a
+:class:`~viewer.net.nodes.ConfigError` (a usage error, exit 2) instead of a doomed association.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from viewer.net import contexts, diagnose
 from viewer.net.connect import close_association, open_association
 from viewer.net.diagnose import NetError
 from viewer.net.find import MAX_MATCHES, _pick_model, _text, run_find_as
-from viewer.net.nodes import LocalSettings, Node
+from viewer.net.nodes import ConfigError, LocalSettings, Node
 
 ModalityWorklistInformationModelFind = contexts.ModalityWorklistInformationModelFind
 
@@ -43,29 +47,31 @@ DEFAULT_DEADLINE = 60.0
 
 _DATE = re.compile(r"\d{8}")
 
-#: Return keys at the top level of the identifier (PS3.4 Table K.6-1).
-_TOP_KEYS = (
-    "PatientName",
-    "PatientID",
-    "IssuerOfPatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-    "RequestedProcedureDescription",
-    "RequestedProcedureID",
-    "StudyInstanceUID",
-)
-#: Return keys inside the Scheduled Procedure Step Sequence (0040,0100).
-_STEP_KEYS = (
-    "Modality",
-    "ScheduledStationAETitle",
-    "ScheduledProcedureStepStartDate",
-    "ScheduledProcedureStepStartTime",
-    "ScheduledProcedureStepDescription",
-    "ScheduledProcedureStepID",
-    "ScheduledPerformingPhysicianName",
-)
+#: Return keys at the top level of the identifier (PS3.4 Table K.6-1), each with the
+#: :class:`WorklistItem` field its answer goes to: the query asks for what an item holds.
+_TOP_KEYS = {
+    "PatientName": "patient_name",
+    "PatientID": "patient_id",
+    "IssuerOfPatientID": "issuer_of_patient_id",
+    "PatientBirthDate": "birth_date",
+    "PatientSex": "sex",
+    "AccessionNumber": "accession_number",
+    "ReferringPhysicianName": "referring_physician",
+    "RequestedProcedureDescription": "requested_procedure_description",
+    "RequestedProcedureID": "requested_procedure_id",
+    "StudyInstanceUID": "study_instance_uid",
+}
+#: Return keys inside the Scheduled Procedure Step Sequence (0040,0100), each with its
+#: :class:`ScheduledStep` field.
+_STEP_KEYS = {
+    "Modality": "modality",
+    "ScheduledStationAETitle": "station_ae",
+    "ScheduledProcedureStepStartDate": "start_date",
+    "ScheduledProcedureStepStartTime": "start_time",
+    "ScheduledProcedureStepDescription": "description",
+    "ScheduledProcedureStepID": "step_id",
+    "ScheduledPerformingPhysicianName": "performing_physician",
+}
 
 
 @dataclass(slots=True)
@@ -176,38 +182,19 @@ def _value(ds: Dataset, keyword: str) -> str:
         return ""
 
 
+def _values(ds: Dataset, keys: dict[str, str]) -> dict[str, str]:
+    """Field name -> value of each of ``keys`` (keyword -> field) in ``ds``."""
+    return {field: _value(ds, keyword) for keyword, field in keys.items()}
+
+
 def item_from_identifier(ds: Dataset) -> WorklistItem:
     """A :class:`WorklistItem` from one C-FIND answer (absent keys are empty)."""
-    steps: list[ScheduledStep] = []
     try:
         seq = ds.get("ScheduledProcedureStepSequence") or []
-        for step in list(seq)[:16]:
-            steps.append(
-                ScheduledStep(
-                    modality=_value(step, "Modality"),
-                    station_ae=_value(step, "ScheduledStationAETitle"),
-                    start_date=_value(step, "ScheduledProcedureStepStartDate"),
-                    start_time=_value(step, "ScheduledProcedureStepStartTime"),
-                    description=_value(step, "ScheduledProcedureStepDescription"),
-                    step_id=_value(step, "ScheduledProcedureStepID"),
-                    performing_physician=_value(step, "ScheduledPerformingPhysicianName"),
-                )
-            )
+        steps = tuple(ScheduledStep(**_values(step, _STEP_KEYS)) for step in list(seq)[:16])
     except Exception:
-        steps = []
-    return WorklistItem(
-        patient_id=_value(ds, "PatientID"),
-        issuer_of_patient_id=_value(ds, "IssuerOfPatientID"),
-        patient_name=_value(ds, "PatientName"),
-        birth_date=_value(ds, "PatientBirthDate"),
-        sex=_value(ds, "PatientSex"),
-        accession_number=_value(ds, "AccessionNumber"),
-        requested_procedure_description=_value(ds, "RequestedProcedureDescription"),
-        requested_procedure_id=_value(ds, "RequestedProcedureID"),
-        study_instance_uid=_value(ds, "StudyInstanceUID"),
-        referring_physician=_value(ds, "ReferringPhysicianName"),
-        steps=tuple(steps),
-    )
+        steps = ()
+    return WorklistItem(**_values(ds, _TOP_KEYS), steps=steps)
 
 
 @dataclass(slots=True)
@@ -240,8 +227,15 @@ def query_worklist(
 
     ``limit``: the most items kept (None: :data:`MAX_ITEMS`). ``deadline``: seconds for the
     whole query (None: only the per-message timeouts); past it the query is cancelled and a
-    :class:`NetError` with code ``timeout`` is raised.
+    :class:`NetError` with code ``timeout`` is raised. A DICOMweb node raises
+    :class:`~viewer.net.nodes.ConfigError` before anything is sent.
     """
+    if node.is_web:
+        raise ConfigError(
+            f"{node} is a DICOMweb node: the Modality Worklist is a DIMSE service (C-FIND, "
+            "PS3.4 K.6) that DICOMweb does not offer; query the RIS's DIMSE node (AE title, "
+            "host and port) instead"
+        )
     limit = MAX_ITEMS if limit is None else limit
     if cancel is not None and cancel.is_set():
         return WorklistResult([], cancelled=True)
