@@ -551,7 +551,7 @@ def test_trickling_server_meets_the_overall_deadline(
     with pytest.raises(dicomweb.DeadlineError) as stopped:
         dicomweb.retrieve(node, local, STUDY, on_instance=received, deadline=2.0)
     took = time.monotonic() - start
-    assert 2.0 <= took < 4.0, took
+    assert 2.0 <= took < 6.0, took  # the trickle alone would last 2000 s
     message = stopped.value.message
     assert stopped.value.code == "timeout"
     assert f"GET {node.url}/studies/{STUDY}" in message
