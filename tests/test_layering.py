@@ -83,10 +83,13 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "store": frozenset({"media", "imaging", "dicom", "model", "text", "config"}),
     "net": frozenset({"dicom", "text", "config"}),
     "conformance": frozenset({"net", "media", "dicom"}),
-    "cli": frozenset({"qt", "conformance", "net", "store", "media", "imaging", "desktop"})
+    "handover": frozenset({"net", "store", "media", "text", "config"}),
+    "cli": frozenset(
+        {"qt", "conformance", "handover", "net", "store", "media", "imaging", "desktop"}
+    )
     | frozenset({"logs", "diagnostics"})
     | frozenset({"dicom", "model", "text", "config"}),
-    "qt": frozenset({"conformance", "net", "store", "media", "imaging"})
+    "qt": frozenset({"conformance", "handover", "net", "store", "media", "imaging"})
     | frozenset({"dicom", "model", "text", "config", "settings", "resources"})
     | frozenset({"logs", "diagnostics"}),
     "__main__": frozenset({"cli"}),

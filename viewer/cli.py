@@ -905,12 +905,12 @@ def _cmd_send(args: argparse.Namespace) -> int:
 def _commit_sent(
     args: argparse.Namespace, node: Node, local: LocalSettings, result: Any, cancel: threading.Event
 ) -> int:
-    """``send --commit`` (issue 13, :mod:`viewer.net.handover`): Storage Commitment of what
+    """``send --commit`` (issue 13, :mod:`viewer.handover`): Storage Commitment of what
     ``send`` stored (a DICOMweb node: a QIDO-RS check that it lists each instance), kept in
     the store; a receipt when asked. 0: all committed; 1: some failed, missing or not stored;
     3: the node refused the request or could not be reached."""
+    from viewer.handover import confirm
     from viewer.net.diagnose import NetError
-    from viewer.net.handover import confirm
 
     how = "a QIDO-RS check" if node.is_web else "storage commitment"
     if result.stored and not cancel.is_set():

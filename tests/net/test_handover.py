@@ -1,4 +1,4 @@
-"""viewer.net.handover: send, then confirm the node holds each instance (issue 13).
+"""viewer.handover: send, then confirm the node holds each instance (issue 13).
 
 Against a real Orthanc: Storage Commitment over DIMSE (the report reaching our SCP), and over
 DICOMweb a QIDO-RS check after the STOW-RS (DICOMweb has no commitment service); an instance
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.net import peers
+from viewer.handover import confirm, hand_over
 from viewer.media import receipt as rc
-from viewer.net.handover import confirm, hand_over
 from viewer.net.nodes import LocalSettings, Node
 from viewer.net.send import InstanceStatus, SendResult
 from viewer.store import Receiver, Store

@@ -12,7 +12,7 @@ The clerk works down the dialog:
    UID or the reason choice clears the mapping and the tick.
 3. **Hand over**: on one worker, the reconciled copies are written to a staging folder (the
    store's original is never edited), sent to the chosen node and confirmed
-   (:mod:`viewer.net.handover`: Storage Commitment, or a QIDO-RS check on a DICOMweb node).
+   (:mod:`viewer.handover`: Storage Commitment, or a QIDO-RS check on a DICOMweb node).
    Per instance the table says committed / verified / failed / missing / not stored; the
    verdict says HANDED OVER only when every instance is confirmed, else INCOMPLETE with what is
    missing. "Receipt…" shows the printable receipt (:class:`viewer.qt.receipt.ReceiptDialog`).
@@ -55,8 +55,8 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.config import app_home
+from viewer.handover import HANDED_OVER, HandoverResult, hand_over
 from viewer.media import receipt as rc
-from viewer.net.handover import HANDED_OVER, HandoverResult, hand_over
 from viewer.net.nodes import ConfigError
 from viewer.net.worklist import WorklistItem, WorklistQuery, WorklistResult, query_worklist
 from viewer.qt.jobs import Job, JobSet, Work
