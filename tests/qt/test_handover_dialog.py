@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -17,7 +16,7 @@ from PySide6.QtCore import Qt
 from tests.cli import lightbox
 from tests.net import conftest as net
 from tests.net import peers
-from tests.net.test_worklist import write_worklist
+from tests.net.test_outside_study_handover import hospital
 from tests.qt.test_network_query import App, configure
 from viewer.net.nodes import Node
 from viewer.qt.network.handover_dialog import HandoverDialog
@@ -27,37 +26,26 @@ from viewer.store import Store, import_paths
 from viewer.store.index import handed_over
 
 scp_port = net.scp_port
+hospital = hospital  # Orthanc as RIS (worklist) and PACS (commitment, DICOMweb)
 
 
-@pytest.fixture
-def hospital(tmp_path: Path, scp_port: int) -> Iterator[peers.Orthanc]:
-    """Orthanc as RIS and PACS: three orders in its worklist, DICOMweb on."""
-    worklists = write_worklist(tmp_path / "worklists", "wl")
-    peer = peers.start_orthanc(
-        tmp_path / "hospital",
-        scp_port,
-        extra={
-            "Worklists": {"Enable": True, "Database": str(worklists)},
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        },
-        plugins=("ModalityWorklists", "OrthancDicomWeb"),
-    )
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture
-def outside(tmp_path: Path) -> peers.StudyFiles:
-    """The outside patient's study, imported into the store (as from a disc)."""
-    study = peers.make_study(
-        tmp_path / "cd",
+def _outside_study(folder: Path, parts: list[tuple[str, str, int]]) -> peers.StudyFiles:
+    """A study from another hospital: its own Patient ID (EXT-77) and accession (X1)."""
+    return peers.make_study(
+        folder,
         patient_name="OUTSIDE^PAT",
         patient_id="EXT-77",
         accession="X1",
         study_date="20240102",
         description="CHEST CT",
-        parts=[("CT_small.dcm", "CT", 2), ("MR_small.dcm", "MR", 1)],
+        parts=parts,
     )
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> peers.StudyFiles:
+    """The outside patient's study, imported into the store (as from a disc)."""
+    study = _outside_study(tmp_path / "cd", [("CT_small.dcm", "CT", 2), ("MR_small.dcm", "MR", 1)])
     imported = lightbox("import", *(str(p) for p in study.files))
     assert imported.returncode == 0, imported.stderr
     return study
@@ -215,15 +203,7 @@ def test_a_node_without_storage_commitment_is_not_a_hand_over(  # type: ignore[n
 def test_the_browser_names_the_study_to_reconcile(qtbot, store_window, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """From the main window: the store study selected in the browser is the one named (and
     reconciled); an opened disc's study is not offered (import it first)."""
-    study = peers.make_study(
-        tmp_path / "cd",
-        patient_name="OUTSIDE^PAT",
-        patient_id="EXT-77",
-        accession="X1",
-        study_date="20240102",
-        description="CHEST CT",
-        parts=[("CT_small.dcm", "CT", 1)],
-    )
+    study = _outside_study(tmp_path / "cd", [("CT_small.dcm", "CT", 1)])
     browser = store_window.browser
     assert browser.store is not None
     assert import_paths(browser.store, study.files).imported
