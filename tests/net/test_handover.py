@@ -25,13 +25,6 @@ WEB = {"DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "store")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def web(tmp_path: Path, scp_port: int) -> Iterator[peers.Orthanc]:
     peer = peers.start_orthanc(
         tmp_path / "orthanc-web", scp_port, extra=WEB, plugins=("OrthancDicomWeb",)
