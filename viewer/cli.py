@@ -719,18 +719,8 @@ def _import_receipt(
     from viewer.media import receipt as rc
     from viewer.store import has_instance
 
-    listed: list[rc.ReceiptItem] = []
-    sources: list[str] = []
-    for path in paths:
-        items, how = rc.listed_items(path, cancel)
-        listed += items
-        sources.append(f"{path}: {how}")
-    receipt = rc.import_receipt(
-        ", ".join(str(p) for p in paths),
-        listed,
-        report,
-        listed_from="; ".join(sources),
-        in_store=lambda uid: has_instance(store, uid),
+    receipt = rc.receipt_of_import(
+        paths, report, in_store=lambda uid: has_instance(store, uid), cancel=cancel
     )
     rc.write_receipt(receipt, Path(target))
     print(f"receipt: {escape(target)}" + ("" if receipt.complete else " (INCOMPLETE)"))

@@ -58,6 +58,7 @@ def test_an_iso_opens_shows_checks_and_imports_like_a_disc(  # type: ignore[no-u
     assert report is not None
     assert str(report.root) == f"{image}!" and len(report.present) == 31
     # import from the opened image: every instance once
+    assert not browser.receipt_button.isEnabled()  # nothing imported yet: no receipt
     with qtbot.waitSignal(browser.import_finished, timeout=60000) as finished:
         qtbot.mouseClick(browser.import_button, Qt.MouseButton.LeftButton)
     imported = finished.args[0]
@@ -66,6 +67,14 @@ def test_an_iso_opens_shows_checks_and_imports_like_a_disc(  # type: ignore[no-u
     assert browser._store is not None
     stored = [r.num_instances for r in list_studies(browser._store)]
     assert sum(stored, 0) == 31
+    # the receipt of that import: every instance the DICOMDIR listed, stored, with its SHA-256
+    assert browser.receipt_button.isEnabled()
+    qtbot.mouseClick(browser.receipt_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: browser.receipt_dialog is not None, timeout=60000)
+    html = browser.receipt_dialog.html  # type: ignore[union-attr]
+    assert "COMPLETE: all 31 instance(s) stored" in html, browser.status_label.text()
+    assert browser.status_label.text() == "Import receipt: complete"
+    browser.receipt_dialog.close()  # type: ignore[union-attr]
     # listed, read, checked and imported from one unpacking, done on a worker
     assert len(unpacking) == 1 and unpacking[0] != threading.main_thread().name
     # the series shown keeps its files when the browser lets the image go (LoaderSource)

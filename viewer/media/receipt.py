@@ -286,6 +286,31 @@ def import_receipt(
     return receipt
 
 
+def receipt_of_import(
+    paths: Sequence[Path],
+    report: ImportOutcome,
+    *,
+    in_store: Callable[[str], bool] | None = None,
+    cancel: threading.Event | None = None,
+) -> Receipt:
+    """The receipt of importing ``paths``: what each listed (its DICOMDIR's records, else its
+    files' headers: :func:`listed_items`) matched with the importer's ``report``. Reads every
+    listed file once (SHA-256): call it from a worker."""
+    listed: list[ReceiptItem] = []
+    sources: list[str] = []
+    for path in paths:
+        items, how = listed_items(Path(path), cancel)
+        listed += items
+        sources.append(f"{path}: {how}")
+    return import_receipt(
+        ", ".join(str(p) for p in paths),
+        listed,
+        report,
+        listed_from="; ".join(sources),
+        in_store=in_store,
+    )
+
+
 def handover_receipt(
     node: str,
     sent: Sequence[ReceiptItem],

@@ -41,6 +41,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -57,6 +58,7 @@ from PySide6.QtWidgets import (
 
 from viewer import model
 from viewer.imaging.stack import ObjectKind, Stack, object_kind, route
+from viewer.media import receipt as rc
 from viewer.media.health import HealthReport, check_media
 from viewer.media.scan import ScanResult, scan
 from viewer.qt.documents import ObjectViewer
@@ -79,6 +81,7 @@ from viewer.store import (
     StoreError,
     StudyFilter,
     StudyRow,
+    has_instance,
     import_paths,
 )
 from viewer.text import person_name, plural, show_date
@@ -268,6 +271,11 @@ class BrowserWidget(QWidget):
         self.health_dialog: HealthDialog | None = None
         self.progress_dialog: QProgressDialog | None = None
         self.last_import: ImportReport | None = None
+        #: What the last import of the medium shown read, for its receipt (None: no import, or
+        #: another medium opened since: its files may be gone).
+        self._imported: tuple[list[Path], ImportReport] | None = None
+        self._receipt_job: Job | None = None
+        self.receipt_dialog: QDialog | None = None
         self.volumes: list[Volume] = []
         self._build()
         self.refresh_volumes()
@@ -303,6 +311,13 @@ class BrowserWidget(QWidget):
             "preambles, records that disagree with their files"
         )
         self.health_button.clicked.connect(self.start_health_check)
+        self.receipt_button = QPushButton("Receipt…")
+        self.receipt_button.setObjectName("receipt_button")
+        self.receipt_button.setToolTip(
+            "The printable receipt of the last import: what the medium listed, what was stored, "
+            "the SHA-256 of every file, INCOMPLETE when anything is missing"
+        )
+        self.receipt_button.clicked.connect(self.start_receipt)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Show:"))
@@ -313,6 +328,7 @@ class BrowserWidget(QWidget):
         top.addStretch(0)
         top.addWidget(self.import_button)
         top.addWidget(self.health_button)
+        top.addWidget(self.receipt_button)
 
         date_check = QRegularExpressionValidator(QRegularExpression(r"\d{0,8}"), self)
 
@@ -441,6 +457,9 @@ class BrowserWidget(QWidget):
             for p in self._media_paths
         )
         self.health_button.setEnabled(has_media and folder_like)
+        self.receipt_button.setEnabled(
+            self._imported is not None and self._receipt_job is None and not busy
+        )
 
     def set_status(self, text: str) -> None:
         self.status_label.setText(text)
@@ -729,6 +748,7 @@ class BrowserWidget(QWidget):
         self._listed = False
         self._open_when_read = None
         self._media_paths = targets
+        self._imported = None
         # One medium is listed from its DICOMDIR first, without opening a file (on a CD each
         # open is a seek), then read in full; several paths are files and folders: read at once.
         self._start_scan(targets, headers=len(targets) != 1)
@@ -971,6 +991,7 @@ class BrowserWidget(QWidget):
             return
         assert isinstance(result, ImportReport)
         self.last_import = result
+        self._imported = (list(self._media_paths), result)
         self.set_status(import_summary(result))
         problems = [*result.conflicts, *result.rejected]
         if problems:
@@ -980,6 +1001,49 @@ class BrowserWidget(QWidget):
         else:
             self.show_store()
         self.import_finished.emit(result)
+
+    # ----------------------------------------------------------------- receipt
+    def start_receipt(self) -> None:
+        """The receipt of the last import, made on a worker (every listed file is read for its
+        SHA-256), then shown to print or save as HTML or PDF."""
+        if self._imported is None or self._receipt_job is not None or self._store is None:
+            return
+        paths, report = self._imported
+        store = self._store
+
+        def work(cancel: threading.Event, _progress: Callable[..., None]) -> rc.Receipt:
+            try:
+                return rc.receipt_of_import(
+                    paths, report, in_store=lambda uid: has_instance(store, uid), cancel=cancel
+                )
+            finally:
+                store.release_connection()
+
+        job = Job("ImportReceipt", work)
+        job.finished.connect(self._on_receipt_finished)
+        job.failed.connect(self._on_receipt_finished)
+        self._receipt_job = job
+        self._update_buttons()
+        self.set_status("Making the import receipt (reading every file once)…")
+        self._start(job)
+
+    def _on_receipt_finished(self, result: object) -> None:
+        job = self._receipt_job
+        if self.sender() is not job or job is None:
+            return
+        self._forget(job)
+        self._receipt_job = None
+        self._update_buttons()
+        if not isinstance(result, rc.Receipt):
+            self.set_status(f"The receipt could not be made: {result}")
+            return
+        from viewer.qt.receipt import ReceiptDialog
+
+        self.set_status(
+            "Import receipt: complete" if result.complete else "Import receipt: INCOMPLETE"
+        )
+        self.receipt_dialog = ReceiptDialog(rc.render_html(result), "Import receipt", self)
+        self.receipt_dialog.show()
 
     # ----------------------------------------------------------------- health
     def start_health_check(self) -> None:
