@@ -78,6 +78,7 @@ def _dialog_with(qtbot, request, nodes: list[Node], outside: peers.StudyFiles, s
     application.action("network_handover").trigger()
     dialog = application.service.menu.dialogs["handover"]  # type: ignore[union-attr]
     assert isinstance(dialog, HandoverDialog) and dialog.isVisible()
+    qtbot.addWidget(dialog)  # a window of its own: closed after the test, not left on top
     return application, dialog
 
 
