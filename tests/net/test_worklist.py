@@ -234,7 +234,14 @@ def test_wlmscpfs_unknown_called_ae(wlmscpfs: Node, local: LocalSettings) -> Non
     other = Node("wlm", "NOSUCHAE", wlmscpfs.host, wlmscpfs.port)
     with pytest.raises(NetError) as caught:
         query_worklist(other, local, WorklistQuery())
-    assert caught.value.code == diagnose.CALLED_AE
+    # wlmscpfs sends A-ASSOCIATE-RJ and closes at once; on a loaded machine the close can come
+    # as a TCP reset that drops the unread rejection (Linux discards queued data on RST), and
+    # all we can then say is that it closed without answering, which names our AE title too.
+    assert caught.value.code in (diagnose.CALLED_AE, diagnose.ABORTED), caught.value.message
+    if caught.value.code == diagnose.CALLED_AE:
+        assert "NOSUCHAE" in caught.value.message
+    else:
+        assert "AE title" in caught.value.message
 
 
 # -- a worklist that answers slowly: the deadline and cancel ------------------------------------
