@@ -140,7 +140,8 @@ def test_a_gsps_picked_is_applied_to_the_image_it_refers_to(  # type: ignore[no-
     qtbot.waitUntil(lambda: view.presentation is not None, timeout=30000)
     qtbot.waitUntil(lambda: view.image_presentation() is not None, timeout=30000)
     assert view.measurement_key() == (uids[1], 1)  # the referenced image is shown
-    assert view.effective_window() == Window(400, 1800)
+    # applied once that image's frame is decoded (on a loaded machine, after the pick)
+    qtbot.waitUntil(lambda: view.effective_window() == Window(400, 1800), timeout=30000)
     assert view.orient == ROTATE_CW
     assert "GSPS: BONE" in view.corner_lines()["bottom_right"]
     shown = view.image_presentation()

@@ -893,7 +893,9 @@ class ImageView(QWidget):
             block = corners.setdefault("top_right", [])
             lossy = bool(block) and block[-1].startswith("LOSSY")
             block.insert(len(block) - 1 if lossy else len(block), "KEY IMAGE")
-        if key is not None and self._presentation is not None and self.image_presentation():
+        shown = self.image_presentation() if key is not None else None
+        # named only once applied (its header may come a moment before the frame that applies it)
+        if shown is not None and self._presentation is not None and shown == self._presented:
             label = self._presentation.label or "presentation state"
             corners.setdefault("bottom_right", []).append(f"GSPS: {label}")
         return corners
