@@ -247,6 +247,9 @@ def test_typed_identity_and_cancel_while_waiting_for_commitment(  # type: ignore
     qtbot.mouseClick(dialog.handover_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "waiting for the node" in dialog.status_label.text(), timeout=30_000)
     assert dialog.cancel_button.isEnabled() and not dialog.handover_button.isEnabled()
+    # what the hand-over was started with cannot change under it
+    assert not dialog.new_uids.isEnabled() and not dialog.confirm_box.isEnabled()
+    assert not dialog.node_combo.isEnabled() and dialog.fields["patient_id"].isReadOnly()
     qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
     _wait(qtbot, dialog)
     assert dialog.verdict.text().startswith("INCOMPLETE: 3 of 3 instance(s) not confirmed"), (

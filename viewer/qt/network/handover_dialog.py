@@ -312,7 +312,6 @@ class HandoverDialog(QDialog):
         self.plan = None
         self.mapping.clear()
         self.confirm_box.setChecked(False)
-        self.confirm_box.setEnabled(False)
         self._update_buttons()
 
     def _update_buttons(self, *_: object) -> None:
@@ -324,7 +323,11 @@ class HandoverDialog(QDialog):
         )
         self.cancel_button.setEnabled(not idle)
         self.receipt_button.setEnabled(idle and self.outcome is not None)
-        self.orders.setEnabled(idle)
+        # while a worker runs, nothing it was started with can change under it
+        for widget in (self.orders, self.new_uids, self.reason, self.node_combo):
+            widget.setEnabled(idle)
+        self.worklist_node.setEnabled(idle)
+        self.confirm_box.setEnabled(idle and self.plan is not None and not self.plan.problems)
         for edit in self.fields.values():
             edit.setReadOnly(not idle)
 
@@ -470,7 +473,6 @@ class HandoverDialog(QDialog):
                     ["Study Instance UID", rec.study_instance_uid, rec.new_study_instance_uid]
                 )
             )
-        self.confirm_box.setEnabled(not rec.problems)
         words = f"{rec.instances} instance(s); the stored original is not changed"
         if rec.problems:
             words = f"{len(rec.problems)} file(s) cannot be read: {escape(rec.problems[0])}"
