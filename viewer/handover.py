@@ -33,7 +33,7 @@ from viewer.net import commit
 from viewer.net.nodes import LocalSettings, Node
 from viewer.net.scp import OnInstance, ensure_scp
 from viewer.net.send import SendResult, send
-from viewer.store.index import Handover, HandoverInstance, record_handover
+from viewer.store.index import HELD_STATES, Handover, HandoverInstance, record_handover
 from viewer.store.store import Store
 
 LOG = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class HandoverResult:
 
     @property
     def confirmed(self) -> int:
-        return sum(1 for s, _ in self.states.values() if s in HANDED_OVER)
+        return sum(1 for s, _ in self.states.values() if s in HELD_STATES)
 
     @property
     def complete(self) -> bool:
@@ -81,7 +81,7 @@ class HandoverResult:
 
     def problems(self) -> list[tuple[str, str, str]]:
         """(SOP Instance UID, state, reason) of every instance not confirmed."""
-        return [(uid, s, r) for uid, (s, r) in self.states.items() if s not in HANDED_OVER]
+        return [(uid, s, r) for uid, (s, r) in self.states.items() if s not in HELD_STATES]
 
     def summary(self) -> str:
         tally = self.tally()
@@ -106,10 +106,6 @@ class HandoverResult:
         if self.method:
             receipt.facts.append(("Confirmed by", self.method))
         return receipt
-
-
-#: The states that mean the node holds the instance.
-HANDED_OVER = frozenset({rc.COMMITTED, rc.VERIFIED})
 
 
 def confirm(
@@ -139,6 +135,8 @@ def confirm(
         for i in result.instances
         if not i.ok
     }
+    # each file's header and SHA-256, read once: for the receipt, the record and the web check
+    out.rows = [rc.item_from_file(i.path, i.sop_instance_uid) for i in result.instances]
     stored = result.stored
     if stored and not cancel.is_set():
         if node.is_web:
@@ -149,7 +147,6 @@ def confirm(
         out.states.setdefault(
             item.sop_instance_uid, (rc.MISSING, "cancelled" if cancel.is_set() else "not asked")
         )
-    out.rows = [rc.item_from_file(i.path, i.sop_instance_uid) for i in result.instances]
     if store is not None:
         out.not_kept = _keep(store, out, result)
     LOG.info("hand-over to %s: %s", node, out.summary())
@@ -239,11 +236,11 @@ def _verify_web(
     from viewer.net import dicomweb
 
     out.method = "QIDO-RS"
+    ok = {i.sop_instance_uid for i in result.instances if i.ok}
     wanted: dict[str, set[str]] = {}
-    for item in result.instances:
-        if item.ok:
-            study = rc.item_from_file(item.path, item.sop_instance_uid).study_instance_uid
-            wanted.setdefault(study, set()).add(item.sop_instance_uid)
+    for row in out.rows:
+        if row.sop_instance_uid in ok:
+            wanted.setdefault(row.study_instance_uid, set()).add(row.sop_instance_uid)
     listed: set[str] = set()
     with dicomweb.Client(node, local, cancel) as client:
         for study, uids in wanted.items():

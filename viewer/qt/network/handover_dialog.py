@@ -55,7 +55,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.config import app_home
-from viewer.handover import HANDED_OVER, HandoverResult, hand_over
+from viewer.handover import HandoverResult, hand_over
 from viewer.media import receipt as rc
 from viewer.net.nodes import ConfigError
 from viewer.net.worklist import WorklistItem, WorklistQuery, WorklistResult, query_worklist
@@ -63,6 +63,7 @@ from viewer.qt.jobs import Job, JobSet, Work
 from viewer.qt.network.service import NetworkService
 from viewer.qt.network.workers import describe_error
 from viewer.qt.selection import Selection
+from viewer.store.index import HELD_STATES
 from viewer.store.reconcile import REASONS, Identity, Reconciliation, plan, write
 from viewer.text import escape
 
@@ -552,7 +553,7 @@ class HandoverDialog(QDialog):
         if result is None:
             self.verdict.setText(
                 "NOT HANDED OVER: "
-                + ("cancelled while writing the copies" if not problems else problems[0])
+                + ("cancelled while writing the copies" if not problems else escape(problems[0]))
             )
             self._paint_verdict(False)
             self._update_buttons()
@@ -563,7 +564,7 @@ class HandoverDialog(QDialog):
             item = QTreeWidgetItem(
                 [escape(series), escape(row.sop_instance_uid), state, escape(reason)]
             )
-            item.setForeground(2, GOOD if state in HANDED_OVER else BAD)
+            item.setForeground(2, GOOD if state in HELD_STATES else BAD)
             self.instances.addTopLevelItem(item)
         total = len(result.states)
         if result.complete and not problems:
