@@ -296,9 +296,12 @@ def test_export_movie_runs_on_a_job_with_the_views_look(
     jobs = JobSet()
     progress: list[tuple[int, int]] = []
     out = tmp_path / "series.gif"
-    job = ev.export_movie(view, out, jobs=jobs, progress=lambda d, t: progress.append((d, t)))
+    # started only once the wait is connected: a five-frame movie can end before that
+    job = ev.export_movie(
+        view, out, jobs=jobs, progress=lambda d, t: progress.append((d, t)), start=False
+    )
     with qtbot.waitSignal(job.done, timeout=20000):
-        pass
+        jobs.start(job)
     assert job.error is None, job.error
     report = job.result
     assert isinstance(report, MovieReport) and report.frames == 5 and not report.cancelled
@@ -310,9 +313,9 @@ def test_export_movie_runs_on_a_job_with_the_views_look(
     qtbot.waitUntil(lambda: not jobs.jobs())
     assert progress[-1] == (5, 5)
     mp4 = tmp_path / "series.mp4"
-    job = ev.export_movie(view, mp4)
+    job = ev.export_movie(view, mp4, start=False)
     with qtbot.waitSignal(job.done, timeout=20000):
-        pass
+        job.start()
     assert job.wait(5) and job.result.frames == 5
     with av.open(str(mp4)) as container:
         stream = container.streams.video[0]
@@ -436,9 +439,9 @@ def test_export_movie_from_the_real_loader(qtbot, tmp_path: Path) -> None:  # ty
     try:
         view.set_source(source)
         out = tmp_path / "loaded.gif"
-        job = ev.export_movie(view, out)
+        job = ev.export_movie(view, out, start=False)
         with qtbot.waitSignal(job.done, timeout=60000):
-            pass
+            job.start()
         assert job.wait(5) and job.error is None, job.error
         assert job.result.frames == 6 and not job.result.skipped
         frames = decoded(out)
