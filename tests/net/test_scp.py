@@ -97,6 +97,19 @@ def test_one_scp_per_port(local: LocalSettings, received: Received, tmp_path: Pa
     assert not scp_answers(local)
 
 
+def test_an_scp_of_another_process_on_our_port_is_used_not_replaced(
+    local: LocalSettings, received: Received, tmp_path: Path
+) -> None:
+    """Another process (here DCMTK's storescp as our AE title, as a ``lightbox listen`` or the
+    GUI would be) already answers on our port: asked over the network, used, nothing started."""
+    other = peers.start_storescp(tmp_path, aet=local.ae_title, port=local.scp_port)
+    try:
+        handle, scp = ensure_scp(local, received)
+        assert not handle.owned and scp is None and handle.port == local.scp_port
+    finally:
+        other.stop()
+
+
 def test_serve_until_stops_when_told(
     local: LocalSettings, received: Received, study: peers.StudyFiles
 ) -> None:

@@ -63,13 +63,6 @@ def media(tmp_path: Path) -> Path:
     return write_studies(tmp_path / "disc")
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "store")
-    yield opened
-    opened.close()
-
-
 def make_browser(qtbot, store: Store, **kwargs) -> BrowserWidget:  # type: ignore[no-untyped-def]
     widget = BrowserWidget(store=store, volume_source=kwargs.pop("volume_source", list), **kwargs)
     qtbot.addWidget(widget)

@@ -13,13 +13,6 @@ from viewer.store import Store, import_paths
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "store")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def window(qtbot, store: Store) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
     main = MainWindow(store=store, volume_source=list)
     qtbot.addWidget(main)

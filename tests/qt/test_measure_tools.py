@@ -52,13 +52,6 @@ def make_window(qtbot, store: Store) -> MainWindow:  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "store")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def window(qtbot, store: Store) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
     main = make_window(qtbot, store)
     yield main

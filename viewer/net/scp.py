@@ -593,9 +593,10 @@ def ensure_scp(
 ) -> tuple[ScpHandle, StorageScp | None]:
     """Use the SCP already answering for our AE on our port, else start ours.
 
-    Returns the handle and, when we started it, the :class:`StorageScp` to stop on exit.
+    Returns the handle and, when we started it, the :class:`StorageScp` to stop on exit. This
+    process's own SCP on the port is used without asking it over the network first.
     """
-    if scp_answers(local):
+    if local.scp_port in running_ports() or scp_answers(local):
         return ScpHandle(local.scp_port, False), None
     scp = StorageScp(local, on_instance, folder)
     return scp.start(), scp
