@@ -422,3 +422,26 @@ def test_cine_rate_learnt_when_the_first_header_arrives(qtbot) -> None:  # type:
     source.deliver(0, from_thread=True)
     qtbot.waitUntil(lambda: widget.fps == 24)
     widget.set_source(None)
+
+
+def test_the_corners_name_the_header_now_shown_at_a_position(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The corners' file text is kept per frame, but only for the very header it was read from:
+    a header that comes late, or another one at the same position, is what the corners say."""
+    datasets, arrays = ct_series(3)
+    for ds in datasets:
+        ds.PatientName = "First^Patient"
+    source = ArraySource(datasets, arrays, loaded=False, headers_late=True)
+    view = ImageView()
+    qtbot.addWidget(view)
+    view.set_source(source)
+    view.grab()
+    assert view.corner_lines()["top_left"] == []  # no header yet: no name
+    source.deliver(0)
+    view.grab()
+    assert view.corner_lines()["top_left"][0] == "First, Patient"
+    other = ct_dataset(64, 48, number=1)
+    other.PatientName, other.PatientID = "Second^Patient", "P2"
+    datasets[0] = other  # the same position, the same frame index: another header
+    view.update()
+    view.grab()
+    assert view.corner_lines()["top_left"][:2] == ["Second, Patient", "ID: P2"]

@@ -192,11 +192,13 @@ def view_corners(
     inverted: bool,
     zoom: float,
     cine_fps: float | None,
+    file_text: Corners | None = None,
 ) -> dict[str, list[str]]:
-    """The four corners as a view draws them: :func:`corner_text` for the file's part, LOSSY
-    at the end of the top right, and the view's state bottom right (window, INV, zoom, cine).
-    ``window`` is the window shown (a ``Window``, a VOI LUT with a ``label``, or None)."""
-    corners = corner_text(ds, frame_index, position, count)
+    """The four corners as a view draws them: :func:`corner_text` for the file's part (``file_text``
+    when the caller has it already), LOSSY at the end of the top right, and the view's state
+    bottom right (window, INV, zoom, cine). ``window`` is the window shown (a ``Window``, a VOI
+    LUT with a ``label``, or None)."""
+    corners = file_text if file_text is not None else corner_text(ds, frame_index, position, count)
     bottom_right = []
     if not colour and window is not None:
         if hasattr(window, "width"):
@@ -216,9 +218,9 @@ def view_corners(
         ratio = ds.get("LossyImageCompressionRatio") if ds is not None else None
         top_right.append("LOSSY" + (f" {ratio}:1" if ratio else ""))
     return {
-        "top_left": corners.top_left,
+        "top_left": list(corners.top_left),
         "top_right": top_right,
-        "bottom_left": corners.bottom_left,
+        "bottom_left": list(corners.bottom_left),
         "bottom_right": bottom_right,
     }
 

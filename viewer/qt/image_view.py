@@ -62,6 +62,8 @@ Segment = tuple[tuple[float, float], tuple[float, float]]
 SCALED_ZOOM = 0.5
 LARGE_PIXELS = 1024 * 1024
 RENDERER_CACHE = 4
+#: Frames whose corner text is kept (a few strings each).
+CORNER_TEXT_CACHE = 256
 #: ...and no more pixels than this in all (a renderer keeps float32 copies of its frame).
 RENDERER_PIXEL_BUDGET = 32 * 1024 * 1024
 
@@ -127,6 +129,11 @@ class ImageView(QWidget):
         self._measure_kind: str | None = None
         self._draw_tool: mt.DrawTool | None = None
         self._results: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+        # the file's part of the corners per (position, frame, count), with the data set it was
+        # read from: used only while the view still shows that very data set
+        self._corner_text: OrderedDict[tuple[int, int, int], tuple[Any, notes.Corners]] = (
+            OrderedDict()
+        )
         self._cine = QTimer(self)
         self._cine.setTimerType(Qt.TimerType.PreciseTimer)
         self._cine.timeout.connect(self._on_cine_timeout)
@@ -145,6 +152,7 @@ class ImageView(QWidget):
         self._masks.clear()
         self._failed.clear()
         self._results.clear()
+        self._corner_text.clear()
         if self._draw_tool is not None:
             self._draw_tool.cancel()
         self._drop_buffer()
@@ -877,11 +885,14 @@ class ImageView(QWidget):
     def corner_lines(self) -> dict[str, list[str]]:
         """The four corners as drawn: patient, study, series/image, window/zoom."""
         renderer = self._renderer()
+        ds = self._dataset()
+        frame_index = self._source.frame_index(self.viewport.position) if self._source else 0
         corners = notes.view_corners(
-            self._dataset(),
-            self._source.frame_index(self.viewport.position) if self._source else 0,
+            ds,
+            frame_index,
             self.viewport.position,
             self.count(),
+            file_text=self._file_corners(ds, frame_index),
             window=self.effective_window(),
             colour=renderer is None or renderer.is_colour,
             inverted=self.viewport.inverted,
@@ -899,6 +910,20 @@ class ImageView(QWidget):
             label = self._presentation.label or "presentation state"
             corners.setdefault("bottom_right", []).append(f"GSPS: {label}")
         return corners
+
+    def _file_corners(self, ds: Any, frame_index: int) -> notes.Corners:
+        """:func:`~viewer.imaging.annotations.corner_text` of the frame shown, read from its
+        header once (a scroll back, a window drag or a cine loop repaints the same frames)."""
+        key = (self.viewport.position, frame_index, self.count())
+        cached = self._corner_text.get(key)
+        if cached is not None and cached[0] is ds:
+            self._corner_text.move_to_end(key)
+            return cached[1]
+        text = notes.corner_text(ds, frame_index, self.viewport.position, self.count())
+        self._corner_text[key] = (ds, text)
+        while len(self._corner_text) > CORNER_TEXT_CACHE:
+            self._corner_text.popitem(last=False)
+        return text
 
     def edge_letters(self) -> dict[str, str]:
         """Orientation letters for the screen's edges, after the user's rotations and flips."""
