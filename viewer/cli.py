@@ -865,12 +865,12 @@ def _cmd_send(args: argparse.Namespace) -> int:
     if args.receipt and not args.commit:
         _say("--receipt needs --commit (a receipt says what the node committed)")
         return EXIT_USAGE
+    node, local = _net_setup(args)  # an unknown node is a usage error, whatever the paths
     try:
         paths = _paths_of(args)
     except (OSError, ValueError) as exc:
         _say(str(exc))
         return EXIT_FAILED
-    node, local = _net_setup(args)
     progress = _Progress("sending")
     with _cancel_on_signals() as cancel:
         if not node.is_web:

@@ -39,6 +39,9 @@ def test_echo_ok_and_refused(orthanc: peers.Orthanc, scp_port: int) -> None:
     assert "refused" in refused.stderr and "Traceback" not in refused.stderr
     usage = lightbox("echo", "not-a-node")
     assert usage.returncode == 2 and "unknown node 'not-a-node'" in usage.stderr
+    # the node is checked before the files: a usage error, not "could not" for a missing path
+    usage = lightbox("send", "not-a-node", "no-such-file.dcm")
+    assert usage.returncode == 2 and "unknown node 'not-a-node'" in usage.stderr
 
 
 def test_find_json(
